@@ -1,0 +1,1 @@
+"""bench: is there a single best recurrent architecture? Evidence, not folklore."""

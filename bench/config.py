@@ -1,0 +1,113 @@
+"""Start-up validation of the composed config.
+
+Hydra already rejects unknown config-group options (``model=foo`` lists the available
+ones); this catches bad *values* before any data is loaded or any run is opened, with a
+message that names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from omegaconf import DictConfig, ListConfig
+
+from bench.data.base import ConfigError
+from bench.models import CELLS, RECURRENT_CELLS, TOPOLOGIES
+from bench.task import LOSSES, OPTIMIZERS
+
+TASKS = ("classification", "regression")
+METRICS = {"classification": ("accuracy",), "regression": ("mae", "rmse", "r2")}
+DIRECTIONS = ("maximize", "minimize")
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "bf16-true", "16-true")
+DATASET_KEYS = ("name", "kind", "task", "metric", "direction", "loss", "batch_size")
+
+
+def _choice(key: str, value, allowed: Iterable) -> None:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected one of {list(allowed)}")
+
+
+def _positive_int(key: str, value, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected a positive integer")
+
+
+def _fraction(key: str, value) -> None:
+    if not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected a number in [0, 1)")
+
+
+def _sizes(key: str, value) -> None:
+    if isinstance(value, ListConfig | list):
+        if not value:
+            raise ConfigError(f"{key}: an empty list is not allowed; expected positive integers")
+        for i, v in enumerate(value):
+            _positive_int(f"{key}[{i}]", v)
+    else:
+        _positive_int(key, value)
+
+
+def validate_model(m: DictConfig) -> None:
+    _choice("model.cell", m.get("cell"), CELLS)
+    if m.get("param_budget") is not None:
+        _positive_int("model.param_budget", m.param_budget)
+    if m.cell == "mlp":
+        _sizes("model.hidden_sizes", m.get("hidden_sizes"))
+        _fraction("model.dropout", m.get("dropout", 0.0))
+    if m.cell not in RECURRENT_CELLS:
+        return
+    _choice("model.impl", m.impl, ("fused", "cell"))
+    _choice("model.topology", m.topology, TOPOLOGIES)
+    _sizes("model.hidden_size", m.hidden_size)
+    _positive_int("model.num_layers", m.num_layers)
+    if isinstance(m.hidden_size, ListConfig) and len(m.hidden_size) > 1:
+        if not str(m.topology).startswith("stacked"):
+            raise ConfigError(
+                f"model.hidden_size: a list of {len(m.hidden_size)} sizes needs a stacked "
+                f"topology; model.topology is {m.topology!r}, expected one of "
+                "['stacked', 'stacked_bidirectional']"
+            )
+    _fraction("model.dropout", m.dropout)
+    _fraction("model.recurrent_dropout", m.recurrent_dropout)
+    if m.recurrent_dropout > 0 and m.impl != "cell":
+        raise ConfigError(
+            f"model.recurrent_dropout: {m.recurrent_dropout} needs model.impl='cell' (the fused "
+            "kernels cannot drop the recurrent state); set model.impl=cell or recurrent_dropout=0"
+        )
+    _choice("model.head", m.head, ("linear", "mlp"))
+    _positive_int("model.head_hidden", m.head_hidden)
+    _choice("model.init", m.init, ("pytorch", "keras"))
+    _positive_int("model.embedding_dim", m.embedding_dim)
+
+
+def validate_dataset(d: DictConfig) -> None:
+    for key in DATASET_KEYS:
+        if d.get(key) is None:
+            raise ConfigError(f"dataset.{key}: missing; every dataset config must set {list(DATASET_KEYS)}")
+    _choice("dataset.task", d.task, TASKS)
+    _choice("dataset.metric", d.metric, METRICS[d.task])
+    _choice("dataset.direction", d.direction, DIRECTIONS)
+    allowed_losses = ("cross_entropy",) if d.task == "classification" else ("mae", "mse")
+    _choice("dataset.loss", d.loss, allowed_losses)
+    assert set(allowed_losses) <= set(LOSSES)
+
+
+def validate(cfg: DictConfig) -> None:
+    if cfg.get("dataset") is None:
+        raise ConfigError("dataset: missing; choose one with dataset=<name> (see conf/dataset/)")
+    validate_dataset(cfg.dataset)
+    validate_model(cfg.model)
+    _positive_int("batch_size", cfg.batch_size)
+    _positive_int("eval_batch_size", cfg.eval_batch_size)
+    _choice("optim.name", cfg.optim.name, OPTIMIZERS)
+    if not isinstance(cfg.optim.lr, int | float) or cfg.optim.lr <= 0:
+        raise ConfigError(f"optim.lr: {cfg.optim.lr!r} is not allowed; expected a positive number")
+    t = cfg.trainer
+    _positive_int("trainer.max_epochs", t.max_epochs)
+    _choice("trainer.precision", str(t.precision), PRECISIONS)
+    _positive_int("trainer.early_stopping_patience", t.early_stopping_patience, allow_none=True)
+    if not isinstance(cfg.seed, int):
+        raise ConfigError(f"seed: {cfg.seed!r} is not allowed; expected an integer")

@@ -1,0 +1,126 @@
+"""Recurrent layers in two implementations that share one parameter layout.
+
+``FusedLayer`` wraps ``nn.RNN/GRU/LSTM`` (cuDNN / oneDNN kernels). ``LoopLayer`` is the
+textbook loop over time with explicit gates. Both register the same parameter names
+and shapes as a one-layer PyTorch module (``weight_ih_l0``, ``bias_hh_l0_reverse``...), so a
+state dict moves between them unchanged and the equivalence test compares like with like.
+Only the loop can apply *recurrent* dropout with one mask per sequence (Gal & Ghahramani
+2016), which the fused kernels cannot.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+FUSED = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+def _suffixes(bidirectional: bool) -> list[str]:
+    return ["", "_reverse"] if bidirectional else [""]
+
+
+def sequence_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """A dropout mask shared by every time step of each sequence (``(B, 1, F)``)."""
+    keep = torch.full((x.shape[0], 1, x.shape[-1]), 1 - p, device=x.device, dtype=x.dtype)
+    return torch.bernoulli(keep) / (1 - p)
+
+
+class FusedLayer(nn.Module):
+    """One recurrent layer (one or two directions) on the fused kernel."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, bidirectional: bool):
+        super().__init__()
+        self.cell, self.hidden_size, self.bidirectional = cell, hidden_size, bidirectional
+        kwargs = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+        self.rnn = FUSED[cell](
+            input_size, hidden_size, batch_first=True, bidirectional=bidirectional, **kwargs
+        )
+
+    def forward(self, x: torch.Tensor, recurrent_dropout: float = 0.0):
+        out, h = self.rnn(x)
+        h_n = h[0] if self.cell == "lstm" else h
+        # h_n: (directions, B, H); the backward direction's final state is its state after
+        # reading the whole sequence backwards, i.e. at time 0.
+        return out, torch.cat(list(h_n), dim=-1)
+
+    def named_cell_parameters(self):
+        return self.rnn.named_parameters()
+
+
+class LoopLayer(nn.Module):
+    """The same layer as ``FusedLayer``, written as an explicit loop over time."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, bidirectional: bool):
+        super().__init__()
+        self.cell, self.hidden_size, self.bidirectional = cell, hidden_size, bidirectional
+        g = GATES[cell] * hidden_size
+        bound = 1 / math.sqrt(hidden_size)
+        # Nested under ``rnn`` like FusedLayer's module, so state-dict keys match exactly.
+        self.rnn = nn.Module()
+        for sfx in _suffixes(bidirectional):
+            for name, shape in (
+                (f"weight_ih_l0{sfx}", (g, input_size)),
+                (f"weight_hh_l0{sfx}", (g, hidden_size)),
+                (f"bias_ih_l0{sfx}", (g,)),
+                (f"bias_hh_l0{sfx}", (g,)),
+            ):
+                # PyTorch's own default for recurrent layers: U(-1/sqrt(H), 1/sqrt(H)).
+                self.rnn.register_parameter(
+                    name, nn.Parameter(torch.empty(shape).uniform_(-bound, bound))
+                )
+
+    def named_cell_parameters(self):
+        return self.rnn.named_parameters()
+
+    def _direction(self, x: torch.Tensor, sfx: str, mask: torch.Tensor | None):
+        w_hh = getattr(self.rnn, f"weight_hh_l0{sfx}")
+        b_hh = getattr(self.rnn, f"bias_hh_l0{sfx}")
+        # Input projections for all steps at once; only the recurrence is sequential.
+        xi = torch.nn.functional.linear(
+            x, getattr(self.rnn, f"weight_ih_l0{sfx}"), getattr(self.rnn, f"bias_ih_l0{sfx}")
+        )
+        b, t, _ = x.shape
+        h = x.new_zeros(b, self.hidden_size)
+        c = x.new_zeros(b, self.hidden_size)
+        outs = []
+        for s in range(t):
+            hr = h if mask is None else h * mask
+            gh = torch.nn.functional.linear(hr, w_hh, b_hh)
+            gx = xi[:, s]
+            if self.cell == "rnn":
+                h = torch.tanh(gx + gh)
+            elif self.cell == "gru":
+                xr, xz, xn = gx.chunk(3, -1)
+                hr_, hz, hn = gh.chunk(3, -1)
+                r = torch.sigmoid(xr + hr_)
+                z = torch.sigmoid(xz + hz)
+                n = torch.tanh(xn + r * hn)
+                h = (1 - z) * n + z * h
+            else:
+                i, f, gg, o = (gx + gh).chunk(4, -1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+                h = torch.sigmoid(o) * torch.tanh(c)
+            outs.append(h)
+        return torch.stack(outs, 1), h
+
+    def forward(self, x: torch.Tensor, recurrent_dropout: float = 0.0):
+        outs, finals = [], []
+        for sfx in _suffixes(self.bidirectional):
+            mask = None
+            if self.training and recurrent_dropout > 0:
+                keep = x.new_full((x.shape[0], self.hidden_size), 1 - recurrent_dropout)
+                mask = torch.bernoulli(keep) / (1 - recurrent_dropout)
+            seq = x.flip(1) if sfx else x
+            out, h = self._direction(seq, sfx, mask)
+            outs.append(out.flip(1) if sfx else out)
+            finals.append(h)
+        return torch.cat(outs, -1), torch.cat(finals, -1)
+
+
+def make_layer(impl: str, cell: str, input_size: int, hidden_size: int, bidirectional: bool):
+    cls = FusedLayer if impl == "fused" else LoopLayer
+    return cls(cell, input_size, hidden_size, bidirectional)

@@ -1,0 +1,76 @@
+"""``RecurrentNet``: (embedding) -> recurrent layers -> summary -> head.
+
+One class covers every cell x topology, so architectures differ only in the knobs the
+study compares. Layers are built one by one (not ``num_layers=`` of a fused module) so a
+stack may change width per layer (the textbook's GRU 32 then GRU 64) and both
+implementations wire identically.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bench.models.cells import make_layer, sequence_mask
+from bench.models.init import init_dense, init_recurrent
+
+
+def make_head(kind: str, in_features: int, out_features: int, hidden: int) -> nn.Module:
+    if kind == "linear":
+        return nn.Linear(in_features, out_features)
+    return nn.Sequential(
+        nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, out_features)
+    )
+
+
+class RecurrentNet(nn.Module):
+    def __init__(
+        self,
+        *,
+        cell: str,
+        input_size: int,
+        hidden_sizes: list[int],
+        out_features: int,
+        bidirectional: bool = False,
+        impl: str = "fused",
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        reverse: bool = False,
+        head: str = "linear",
+        head_hidden: int = 64,
+        vocab_size: int | None = None,
+        embedding_dim: int = 32,
+    ):
+        super().__init__()
+        self.cell, self.reverse = cell, reverse
+        self.dropout, self.recurrent_dropout = dropout, recurrent_dropout
+        self.embedding = nn.Embedding(vocab_size, embedding_dim) if vocab_size else None
+        width = embedding_dim if vocab_size else input_size
+        directions = 2 if bidirectional else 1
+        layers = []
+        for h in hidden_sizes:
+            layers.append(make_layer(impl, cell, width, h, bidirectional))
+            width = h * directions
+        self.layers = nn.ModuleList(layers)
+        self.head = make_head(head, width, out_features, head_hidden)
+
+    def initialise(self, scheme: str, forget_bias: float | None) -> None:
+        for layer in self.layers:
+            init_recurrent(layer, self.cell, scheme, forget_bias)
+        init_dense(self.head, scheme)
+        if self.embedding is not None:
+            init_dense(self.embedding, scheme)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embedding is not None:
+            x = self.embedding(x)
+        if self.reverse:
+            x = x.flip(1)
+        summary = None
+        for layer in self.layers:
+            if self.training and self.dropout > 0:
+                x = x * sequence_mask(x, self.dropout)
+            x, summary = layer(x, self.recurrent_dropout)
+        # The summary is each direction's final state (for a backward direction, its state
+        # after reading back to t=0), never output[:, -1], where it has seen one step.
+        return self.head(summary)

@@ -1,0 +1,277 @@
+"""``python -m bench.perf``: the harness's speed and memory, measured side by side.
+
+(a) Jena batch gathering: the vectorised ``WindowSplit`` against the textbook's Python
+    generator on the same array; (b) one training epoch through the harness (Lightning,
+    the LightningModule, MLflow logging) against a bare PyTorch loop over the same model,
+    batches and optimizer; (c) the peak resident memory of a whole Jena-shaped run on a
+    synthetic 420,551 x 14 series with the real schema. Each comparison alternates its
+    contenders within one process and reports medians, because this machine is noisy.
+Results go to ``reports/perf.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.data.base import DatasetInfo, Prepared, WindowSplit
+from bench.data.module import BenchDataModule, IndexBatchSampler
+
+JENA_ROWS, JENA_COLS = 420_551, 14
+LOOKBACK, STEP, DELAY, BATCH = 1440, 6, 144, 128
+
+
+def textbook_generator(data, lookback, delay, min_index, max_index, shuffle=False,
+                       batch_size=128, step=6):
+    """Chollet's generator (Deep Learning with Python, 1st ed., 6.3), verbatim in behaviour."""
+    if max_index is None:
+        max_index = len(data) - delay - 1
+    i = min_index + lookback
+    while 1:
+        if shuffle:
+            rows = np.random.randint(min_index + lookback, max_index, size=batch_size)
+        else:
+            if i + batch_size >= max_index:
+                i = min_index + lookback
+            rows = np.arange(i, min(i + batch_size, max_index))
+            i += len(rows)
+        samples = np.zeros((len(rows), lookback // step, data.shape[-1]))
+        targets = np.zeros((len(rows),))
+        for j, _row in enumerate(rows):
+            indices = range(rows[j] - lookback, rows[j], step)
+            samples[j] = data[indices]
+            targets[j] = data[rows[j] + delay][1]
+        yield samples, targets
+
+
+def synthetic_series(rows: int = JENA_ROWS, cols: int = JENA_COLS, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((rows, cols)).astype(np.float32)
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_gather(batches: int, repeats: int) -> dict:
+    data = synthetic_series()
+    tensor = torch.from_numpy(data)
+    anchors = torch.arange(LOOKBACK, 200_000 - DELAY)
+    split = WindowSplit(tensor, tensor[:, 1], anchors, LOOKBACK, STEP, DELAY)
+    sampler = IndexBatchSampler(len(split), BATCH, shuffle=True, seed=0)
+
+    def ours():
+        it = iter(sampler)
+        for _ in range(batches):
+            b = split[next(it)]
+        return b
+
+    def textbook():
+        gen = textbook_generator(data, LOOKBACK, DELAY, 0, 200_000, shuffle=True, step=STEP)
+        for _ in range(batches):
+            b = next(gen)
+        return b
+
+    t_ours, t_book = [], []
+    for _ in range(repeats):  # alternate so drift hits both alike
+        t_ours.append(_median_time(ours, 1))
+        t_book.append(_median_time(textbook, 1))
+    o, t = statistics.median(t_ours), statistics.median(t_book)
+    return {"batches": batches, "ours_s": o, "textbook_s": t, "speedup": t / o}
+
+
+def _epoch_setup(batches: int, hidden: int):
+    data = torch.from_numpy(synthetic_series(rows=60_000))
+    anchors = torch.arange(LOOKBACK, 60_000 - DELAY)
+    split = WindowSplit(data, data[:, 1], anchors, LOOKBACK, STEP, DELAY)
+    info = DatasetInfo(name="jena_shaped", task="regression", metric="mae",
+                       direction="minimize", seq_len=LOOKBACK // STEP, n_features=JENA_COLS)
+    prepared = Prepared(info, split, split, split)
+    return prepared, info
+
+
+def bench_epoch(batches: int, repeats: int, hidden: int = 32) -> dict:
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import MLFlowLogger
+    from omegaconf import OmegaConf
+
+    from bench import tracking
+    from bench.models import build_model
+    from bench.task import BenchTask
+    from bench.train import EpochHistory
+
+    prepared, info = _epoch_setup(batches, hidden)
+    mcfg = OmegaConf.create(dict(
+        cell="gru", impl="fused", topology="single", num_layers=1, hidden_size=hidden,
+        dropout=0.0, recurrent_dropout=0.0, reverse=False, head="linear", head_hidden=8,
+        init="pytorch", forget_bias=1.0, embedding_dim=8, param_budget=None))
+    optim = {"name": "rmsprop", "lr": 1e-3, "weight_decay": 0.0}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-perf-"))
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = tracking.client_for(uri)
+    exp = tracking.ensure_experiment(client, "perf", tracking.default_artifact_root(uri))
+
+    def harness() -> float:
+        torch.manual_seed(0)
+        task = BenchTask(build_model(mcfg, info), info, "mae", optim)
+        dm = BenchDataModule(lambda: prepared, batch_size=BATCH, seed=0)
+        run_id = tracking.start_run(client, exp, "perf-harness", {})
+        history = EpochHistory()
+        trainer = pl.Trainer(
+            max_epochs=1, limit_train_batches=batches, limit_val_batches=0,
+            accelerator="cpu", devices=1, logger=MLFlowLogger("perf", tracking_uri=uri,
+                                                              run_id=run_id),
+            callbacks=[history], enable_checkpointing=False, enable_model_summary=False,
+            enable_progress_bar=True, log_every_n_steps=50, num_sanity_val_steps=0,
+            default_root_dir=str(workdir),
+        )
+        trainer.fit(task, datamodule=dm)
+        return history.epoch_times[0]
+
+    def bare() -> float:
+        torch.manual_seed(0)
+        task = BenchTask(build_model(mcfg, info), info, "mae", optim)
+        model, opt = task.model, task.configure_optimizers()
+        loss_fn = torch.nn.L1Loss()
+        sampler = IndexBatchSampler(len(prepared.train), BATCH, shuffle=True, seed=0)
+        model.train()
+        t0 = time.perf_counter()
+        for i, idx in enumerate(sampler):
+            if i == batches:
+                break
+            batch = prepared.train[idx]
+            opt.zero_grad()
+            loss = loss_fn(model(batch["x"]).squeeze(-1), batch["y"])
+            loss.backward()
+            opt.step()
+        return time.perf_counter() - t0
+
+    harness()  # warm-up: imports, first-call allocations, the MLflow schema
+    bare()
+    t_h, t_b = [], []
+    for _ in range(repeats):
+        t_h.append(harness())
+        t_b.append(bare())
+    h, b = statistics.median(t_h), statistics.median(t_b)
+    return {"batches": batches, "hidden": hidden, "harness_s": h, "bare_s": b, "ratio": h / b,
+            "harness_all": t_h, "bare_all": t_b}
+
+
+def bench_memory(train_batches: int) -> dict:
+    """A whole `python -m bench` Jena run (GRU 32) on a synthetic file of the real schema."""
+    from bench.data.jena_synthetic import write_jena_csv
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-perf-mem-"))
+    data_dir = workdir / "data"
+    write_jena_csv(data_dir, rows=JENA_ROWS)
+    cmd = [sys.executable, "-m", "bench", "+experiment=jena_gru", f"data_dir={data_dir}",
+           "trainer.max_epochs=1", f"trainer.limit_train_batches={train_batches}",
+           "trainer.limit_val_batches=20", "trainer.limit_test_batches=20",
+           "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+           f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"the Jena-shaped run failed:\n{proc.stderr[-3000:]}")
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"rows": JENA_ROWS, "train_batches": train_batches, "peak_rss_mb": peak_kib / 1024,
+            "wall_s": wall, "command": " ".join(cmd[1:])}
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+
+
+def write_report(path: Path, args, gather: dict, epoch: dict, memory: dict | None) -> str:
+    lines = [
+        "# Performance",
+        "",
+        f"Command: `python -m bench.perf {' '.join(args)}`".rstrip(),
+        "",
+        f"Hardware: {hardware()}.",
+        "",
+        "Data: synthetic float32 series of the Jena shape (420,551 x 14) from a fixed seed;",
+        "windows of lookback 1440, step 6, delay 144, batches of 128 (the reference Jena setup).",
+        "Each comparison runs its contenders alternately in one process; the table shows medians.",
+        "",
+        "| measurement | harness | reference | ratio | goal | met |",
+        "|---|---|---|---|---|---|",
+        f"| (a) gather {gather['batches']} shuffled batches | {gather['ours_s']:.3f} s "
+        f"(WindowSplit) | {gather['textbook_s']:.3f} s (textbook generator) | "
+        f"{gather['speedup']:.1f}x faster | >= 10x | {'yes' if gather['speedup'] >= 10 else 'NO'} |",
+        f"| (b) one epoch, {epoch['batches']} batches, GRU {epoch['hidden']} | "
+        f"{epoch['harness_s']:.2f} s (Lightning + MLflow) | {epoch['bare_s']:.2f} s (bare loop) | "
+        f"{epoch['ratio']:.3f}x | <= 1.10x | {'yes' if epoch['ratio'] <= 1.10 else 'NO'} |",
+    ]
+    if memory:
+        ok = memory["peak_rss_mb"] < 2048
+        lines.append(
+            f"| (c) peak RSS, whole Jena-shaped run ({memory['train_batches']} train batches) | "
+            f"{memory['peak_rss_mb']:.0f} MB | | | < 2048 MB | {'yes' if ok else 'NO'} |")
+    lines += ["", "Epoch times (s), in run order:", "",
+              f"- harness: {', '.join(f'{t:.2f}' for t in epoch['harness_all'])}",
+              f"- bare loop: {', '.join(f'{t:.2f}' for t in epoch['bare_all'])}", ""]
+    if memory:
+        lines += [f"Memory run: `python -m {memory['command']}` "
+                  f"({memory['wall_s']:.0f} s wall, series built from a synthetic CSV).", ""]
+    text = "\n".join(lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n")[0])
+    parser.add_argument("--gather-batches", type=int, default=200)
+    parser.add_argument("--epoch-batches", type=int, default=100)
+    parser.add_argument("--memory-batches", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("reports/perf.md"))
+    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    from rich.console import Console
+
+    console = Console()
+    console.print("(a) batch gather ...")
+    gather = bench_gather(args.gather_batches, args.repeats)
+    console.print(gather)
+    console.print("(b) one epoch: harness vs bare loop ...")
+    epoch = bench_epoch(args.epoch_batches, args.repeats)
+    console.print(epoch)
+    memory = None
+    if not args.skip_memory:
+        console.print("(c) peak memory of a Jena-shaped run ...")
+        memory = bench_memory(args.memory_batches)
+        console.print(memory)
+    console.print(write_report(args.out, argv, gather, epoch, memory))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""One run, end to end: config -> data -> model -> Lightning fit/test -> MLflow record.
+
+``run`` is the single function that plain runs, sweep trials and study runs all call, so
+every number in a report was produced by the same code path. The MLflow run is opened
+before anything can fail and closed in every outcome (FINISHED, FAILED, KILLED, or
+FINISHED with a ``pruned`` tag), so nothing logged before a failure is lost.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities.model_summary import ModelSummary
+from omegaconf import DictConfig, OmegaConf
+
+from bench import data, plots, tracking
+from bench.config import validate
+from bench.data.module import BenchDataModule
+from bench.models import arch_name, build_model, n_params
+from bench.task import BenchTask, NonFiniteLoss
+
+__all__ = ["NonFiniteLoss", "RunResult", "run"]
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    objective: float
+    direction: str
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    epochs_trained: int = 0
+    n_params: int = 0
+    wall_time_s: float = 0.0
+
+
+class EpochHistory(Callback):
+    """Keeps per-epoch values for the learning-curve figure and times each epoch."""
+
+    def __init__(self):
+        self.history: dict[str, list[tuple[int, float]]] = {}
+        self.epochs_trained = 0
+        self._t0 = 0.0
+        self.epoch_times: list[float] = []
+
+    def _keep(self, trainer, prefix: str):
+        for k, v in trainer.callback_metrics.items():
+            if k.startswith(prefix) and torch.is_tensor(v) and v.numel() == 1:
+                self.history.setdefault(k, []).append((trainer.current_epoch, float(v)))
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._keep(trainer, "train/")
+        self.epochs_trained += 1
+        self.epoch_times.append(time.perf_counter() - self._t0)
+        pl_module.log("time/epoch_s", self.epoch_times[-1])
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self._keep(trainer, "val/")
+
+
+def _output_dir() -> Path:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return Path(HydraConfig.get().runtime.output_dir)
+    except (ImportError, ValueError):
+        pass
+    return Path(tempfile.mkdtemp(prefix="bench-run-"))
+
+
+def _trainer(cfg: DictConfig, logger, callbacks, out_dir: Path) -> pl.Trainer:
+    t = cfg.trainer
+    return pl.Trainer(
+        max_epochs=t.max_epochs,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        limit_test_batches=t.limit_test_batches,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        precision=t.precision,
+        gradient_clip_val=t.gradient_clip_val,
+        deterministic=t.deterministic,
+        enable_progress_bar=t.enable_progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=t.log_every_n_steps,
+        num_sanity_val_steps=t.num_sanity_val_steps,
+        logger=logger,
+        callbacks=callbacks,
+        default_root_dir=str(out_dir),
+    )
+
+
+def _scalar_metrics(metrics, prefix: str) -> dict[str, float]:
+    return {
+        k: float(v) for k, v in metrics.items()
+        if k.startswith(prefix) and (not torch.is_tensor(v) or v.numel() == 1)
+    }
+
+
+def _log_figures(client, run_id, task: BenchTask, info, history, metric):
+    import matplotlib.pyplot as plt
+
+    if history.history:
+        fig = plots.learning_curves(history.history, metric)
+        client.log_figure(run_id, fig, "plots/learning_curves.png")
+        plt.close(fig)
+    if task.test_outputs:
+        preds, y, naive = (torch.cat(t) for t in zip(*task.test_outputs, strict=True))
+        if info.task == "regression":
+            fig = plots.predictions_vs_actual(info, preds.float(), y.float(), naive.float())
+            client.log_figure(run_id, fig, "plots/predictions_vs_actual.png")
+        else:
+            fig = plots.confusion_matrix(info, preds, y)
+            client.log_figure(run_id, fig, "plots/confusion_matrix.png")
+        plt.close(fig)
+
+
+def run(
+    cfg: DictConfig,
+    *,
+    callbacks: tuple | list = (),
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> RunResult:
+    validate(cfg)
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    client = tracking.client_for(uri)
+    exp_id = tracking.ensure_experiment(
+        client, cfg.tracking.experiment,
+        cfg.tracking.artifact_root or tracking.default_artifact_root(uri),
+    )
+    m = cfg.model
+    arch = arch_name(m)
+    run_tags = {
+        "dataset": cfg.dataset.name,
+        "arch": arch,
+        "cell": m.cell,
+        "topology": m.get("topology", "none"),
+        "seed": cfg.seed,
+        "git_sha": tracking.git_sha(),
+        "study": cfg.get("study"),
+        "metric": cfg.dataset.metric,
+        "direction": cfg.dataset.direction,
+        **(tags or {}),
+    }
+    run_name = cfg.get("run_name") or f"{cfg.dataset.name}-{arch}-seed{cfg.seed}"
+    run_id = tracking.start_run(client, exp_id, run_name, run_tags, parent_run_id)
+    metric, direction = cfg.dataset.metric, cfg.dataset.direction
+    result = RunResult(run_id, "RUNNING", math.nan, direction)
+    start = time.perf_counter()
+    history = EpochHistory()
+    task = None
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        tracking.log_params(client, run_id, tracking.flatten(resolved))
+        client.log_text(run_id, tracking.mask_secrets(OmegaConf.to_yaml(resolved)), "config.yaml")
+
+        dm = BenchDataModule(
+            lambda: data.build(cfg.dataset, cfg.data_dir),
+            batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size,
+            seed=cfg.seed, on_device=cfg.trainer.on_device,
+        )
+        info = dm.prepare().info
+        tracking.log_tags(client, run_id, {"units": info.units or "", "task": info.task})
+
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        model = build_model(m, info)
+        result.n_params = n_params(model)
+        tracking.log_params(client, run_id, {
+            "n_params": result.n_params,
+            "layer_sizes": getattr(model, "layer_sizes", None),
+        })
+        task = BenchTask(model, info, cfg.dataset.loss, OmegaConf.to_container(cfg.optim))
+        client.log_text(
+            run_id, f"{ModelSummary(task, max_depth=3)}\n\n{model}\n", "model_summary.txt"
+        )
+
+        out_dir = _output_dir()
+        monitor, mode = f"val/{metric}", ("max" if direction == "maximize" else "min")
+        ckpt = ModelCheckpoint(
+            dirpath=out_dir / "checkpoints", filename=f"best-{run_id[:8]}", monitor=monitor,
+            mode=mode, save_top_k=1, save_weights_only=True,
+        )
+        cbs: list = [history, ckpt]
+        if cfg.trainer.early_stopping_patience:
+            cbs.append(EarlyStopping(monitor, patience=cfg.trainer.early_stopping_patience, mode=mode))
+        cbs += list(callbacks)
+        logger = MLFlowLogger(
+            experiment_name=cfg.tracking.experiment, tracking_uri=uri, run_id=run_id
+        )
+        trainer = _trainer(cfg, logger, cbs, out_dir)
+
+        if task.is_naive:
+            val = trainer.validate(task, datamodule=dm, verbose=False)[0]
+            result.objective = float(val[monitor])
+            trainer.test(task, datamodule=dm, verbose=False)
+        else:
+            trainer.fit(task, datamodule=dm)
+            if ckpt.best_model_score is not None:
+                result.objective = float(ckpt.best_model_score)
+            best = ckpt.best_model_path or None
+            trainer.test(task, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
+        result.epochs_trained = history.epochs_trained
+        metrics = trainer.callback_metrics
+        result.test_metrics = _scalar_metrics(metrics, "test/")
+        result.val_metrics = {k: v[-1][1] for k, v in history.history.items() if k.startswith("val/")}
+        if task.is_naive:
+            result.val_metrics = _scalar_metrics(val, "val/")
+        final = {"best/val_" + metric: result.objective, "epochs_trained": result.epochs_trained}
+        if history.epoch_times:
+            final["time/mean_epoch_s"] = sum(history.epoch_times) / len(history.epoch_times)
+        tracking.log_metrics(client, run_id, {**final, **result.test_metrics})
+        _log_figures(client, run_id, task, info, history, metric)
+        result.status = "FINISHED"
+        return result
+    except BaseException as exc:
+        result.status = _failure_status(exc)
+        if result.status == "PRUNED":
+            tracking.log_tags(client, run_id, {"pruned": "true"})
+        else:
+            tracking.log_tags(client, run_id, {"error": f"{type(exc).__name__}: {exc}"[:4000]})
+            client.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
+        raise
+    finally:
+        result.wall_time_s = time.perf_counter() - start
+        try:
+            if task is not None and result.status != "FINISHED":
+                _log_figures(client, run_id, task, info, history, metric)
+        except Exception:  # a figure must never hide the original error
+            pass
+        mlflow_status = {"FINISHED": "FINISHED", "PRUNED": "FINISHED", "KILLED": "KILLED"}
+        client.set_terminated(run_id, mlflow_status.get(result.status, "FAILED"))
+        tracking.log_metrics(client, run_id, {"time/wall_s": result.wall_time_s})
+
+
+def _failure_status(exc: BaseException) -> str:
+    try:
+        import optuna
+
+        if isinstance(exc, optuna.TrialPruned):
+            return "PRUNED"
+    except ImportError:
+        pass
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return "KILLED"
+    return "FAILED"

@@ -1,0 +1,44 @@
+"""Shared fixtures: composing the real Hydra config tree and a private MLflow store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def compose_cfg(overrides: list[str] | None = None, config_dir: Path = CONF):
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides or []))
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path, monkeypatch) -> str:
+    """A fresh SQLite MLflow store per test, in a private working directory."""
+    monkeypatch.chdir(tmp_path)
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def make_cfg(mlflow_uri):
+    def make(*overrides: str):
+        return compose_cfg([f"tracking.uri={mlflow_uri}", "trainer=smoke", *overrides])
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real datasets (``BENCH_DATA_DIR``); tests that need them are skipped without it."""
+    env = os.environ.get("BENCH_DATA_DIR")
+    if not env:
+        pytest.skip("real-data test: set BENCH_DATA_DIR (e.g. ../shared/data) to run it")
+    path = Path(env).expanduser().resolve()
+    if not path.is_dir():
+        pytest.skip(f"real-data test: BENCH_DATA_DIR={env} is not a directory")
+    return path
