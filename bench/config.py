@@ -63,13 +63,13 @@ def validate_model(m: DictConfig) -> None:
     _choice("model.topology", m.topology, TOPOLOGIES)
     _sizes("model.hidden_size", m.hidden_size)
     _positive_int("model.num_layers", m.num_layers)
-    if isinstance(m.hidden_size, ListConfig) and len(m.hidden_size) > 1:
-        if not str(m.topology).startswith("stacked"):
-            raise ConfigError(
-                f"model.hidden_size: a list of {len(m.hidden_size)} sizes needs a stacked "
-                f"topology; model.topology is {m.topology!r}, expected one of "
-                "['stacked', 'stacked_bidirectional']"
-            )
+    stacked = str(m.topology).startswith("stacked")
+    if isinstance(m.hidden_size, ListConfig) and len(m.hidden_size) > 1 and not stacked:
+        raise ConfigError(
+            f"model.hidden_size: a list of {len(m.hidden_size)} sizes needs a stacked "
+            f"topology; model.topology is {m.topology!r}, expected one of "
+            "['stacked', 'stacked_bidirectional']"
+        )
     _fraction("model.dropout", m.dropout)
     _fraction("model.recurrent_dropout", m.recurrent_dropout)
     if m.recurrent_dropout > 0 and m.impl != "cell":

@@ -175,11 +175,11 @@ def bench_epoch(batches: int, repeats: int, hidden: int = 32) -> dict:
 
 def bench_memory(train_batches: int) -> dict:
     """A whole `python -m bench` Jena run (GRU 32) on a synthetic file of the real schema."""
-    from bench.data.jena_synthetic import write_jena_csv
+    from bench.data.jena_synthetic import write_csv
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-perf-mem-"))
     data_dir = workdir / "data"
-    write_jena_csv(data_dir, rows=JENA_ROWS)
+    write_csv(data_dir / "jena" / "jena_climate_2009_2016.csv", n_rows=JENA_ROWS)
     cmd = [sys.executable, "-m", "bench", "+experiment=jena_gru", f"data_dir={data_dir}",
            "trainer.max_epochs=1", f"trainer.limit_train_batches={train_batches}",
            "trainer.limit_val_batches=20", "trainer.limit_test_batches=20",

@@ -12,6 +12,7 @@ import math
 import tempfile
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,10 @@ from bench.models import arch_name, build_model, n_params
 from bench.task import BenchTask, NonFiniteLoss
 
 __all__ = ["NonFiniteLoss", "RunResult", "run"]
+
+# Batches are gathered by one vectorised index in the main process, on purpose.
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,7 +48,7 @@ def test_classification_run_is_recorded(make_cfg, mlflow_uri):
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
     assert plots == {"plots/learning_curves.png", "plots/confusion_matrix.png"}
     config_text = client.download_artifacts(result.run_id, "config.yaml")
-    assert "hidden_size: 8" in open(config_text).read()
+    assert "hidden_size: 8" in Path(config_text).read_text()
 
 
 def test_regression_run_reports_units_and_predictions(make_cfg, mlflow_uri):
