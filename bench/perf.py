@@ -12,8 +12,6 @@ Results go to ``reports/perf.md``.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import tracking
 from bench.data.base import DatasetInfo, Prepared, WindowSplit
 from bench.data.module import BenchDataModule, IndexBatchSampler
 
@@ -88,6 +87,7 @@ def bench_gather(batches: int, repeats: int) -> dict:
             b = next(gen)
         return b
 
+    ours(), textbook()  # warm-up: first-touch page faults and the allocator's growth
     t_ours, t_book = [], []
     for _ in range(repeats):  # alternate so drift hits both alike
         t_ours.append(_median_time(ours, 1))
@@ -111,7 +111,6 @@ def bench_epoch(batches: int, repeats: int, hidden: int = 32) -> dict:
     from lightning.pytorch.loggers import MLFlowLogger
     from omegaconf import OmegaConf
 
-    from bench import tracking
     from bench.models import build_model
     from bench.task import BenchTask
     from bench.train import EpochHistory
@@ -192,20 +191,7 @@ def bench_memory(train_batches: int) -> dict:
         raise RuntimeError(f"the Jena-shaped run failed:\n{proc.stderr[-3000:]}")
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"rows": JENA_ROWS, "train_batches": train_batches, "peak_rss_mb": peak_kib / 1024,
-            "wall_s": wall, "command": " ".join(cmd[1:])}
-
-
-def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+            "wall_s": wall, "command": " ".join(cmd[3:])}
 
 
 def write_report(path: Path, args, gather: dict, epoch: dict, memory: dict | None) -> str:
@@ -214,7 +200,7 @@ def write_report(path: Path, args, gather: dict, epoch: dict, memory: dict | Non
         "",
         f"Command: `python -m bench.perf {' '.join(args)}`".rstrip(),
         "",
-        f"Hardware: {hardware()}.",
+        f"Hardware: {tracking.hardware()}; {torch.get_num_threads()} torch threads.",
         "",
         "Data: synthetic float32 series of the Jena shape (420,551 x 14) from a fixed seed;",
         "windows of lookback 1440, step 6, delay 144, batches of 128 (the reference Jena setup).",
@@ -238,7 +224,7 @@ def write_report(path: Path, args, gather: dict, epoch: dict, memory: dict | Non
               f"- harness: {', '.join(f'{t:.2f}' for t in epoch['harness_all'])}",
               f"- bare loop: {', '.join(f'{t:.2f}' for t in epoch['bare_all'])}", ""]
     if memory:
-        lines += [f"Memory run: `python -m {memory['command']}` "
+        lines += [f"Memory run: `python -m bench {memory['command']}` "
                   f"({memory['wall_s']:.0f} s wall, series built from a synthetic CSV).", ""]
     text = "\n".join(lines)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gather-batches", type=int, default=200)
     parser.add_argument("--epoch-batches", type=int, default=100)
     parser.add_argument("--memory-batches", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("reports/perf.md"))
     args = parser.parse_args(argv)

@@ -96,6 +96,38 @@ def git_sha() -> str:
         return os.environ.get("BENCH_GIT_SHA", "unknown")
 
 
+@cache
+def hardware() -> str:
+    """CPU model and cores, GPU if any, and the torch build: enough to read timings against."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "; no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def command_line() -> str | None:
+    """The ``python -m bench ...`` command of the current Hydra job, overrides included."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return " ".join(["python -m bench", *HydraConfig.get().overrides.task])
+    except (ImportError, ValueError):
+        pass
+    return None
+
+
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():

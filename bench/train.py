@@ -67,14 +67,13 @@ class EpochHistory(Callback):
         self._t0 = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module):
+        # The epoch's validation has run by now (callbacks' on_validation_epoch_end fires
+        # before the module logs its epoch metrics, so reading them there lags one epoch).
         self._keep(trainer, "train/")
+        self._keep(trainer, "val/")
         self.epochs_trained += 1
         self.epoch_times.append(time.perf_counter() - self._t0)
         pl_module.log("time/epoch_s", self.epoch_times[-1])
-
-    def on_validation_epoch_end(self, trainer, pl_module):
-        if not trainer.sanity_checking:
-            self._keep(trainer, "val/")
 
 
 def _output_dir() -> Path:
@@ -161,6 +160,8 @@ def run(
         "study": cfg.get("study"),
         "metric": cfg.dataset.metric,
         "direction": cfg.dataset.direction,
+        "hardware": tracking.hardware(),
+        "command": tracking.command_line(),
         **(tags or {}),
     }
     run_name = cfg.get("run_name") or f"{cfg.dataset.name}-{arch}-seed{cfg.seed}"

@@ -130,5 +130,7 @@ def test_objective_is_the_best_epoch_and_testing_uses_its_weights(make_cfg, mlfl
     history = [m.value for m in client.get_metric_history(result.run_id, "val/accuracy")]
     assert len(history) == 4
     assert result.objective == pytest.approx(max(history))
+    # the curves in the figure and in RunResult are the same epochs as MLflow's, not lagged
+    assert result.val_metrics["val/accuracy"] == pytest.approx(history[-1])
     assert result.epochs_trained == 4
     assert torch.isfinite(torch.tensor(result.test_metrics["test/accuracy"]))

@@ -17,6 +17,7 @@ A batch is a dict:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -65,7 +66,7 @@ class Split(Protocol):
 
     def __getitem__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
-    def to(self, device: torch.device) -> Split: ...
+    def to(self, device: torch.device, memo: dict | None = None) -> Split: ...
 
 
 @dataclass
@@ -74,6 +75,15 @@ class Prepared:
     train: Split
     val: Split
     test: Split
+
+
+def _move(t: torch.Tensor, device: torch.device, memo: dict | None) -> torch.Tensor:
+    """Moves a tensor once even when several splits share it (one series, three splits)."""
+    if memo is None:
+        return t.to(device)
+    if id(t) not in memo:
+        memo[id(t)] = t.to(device)
+    return memo[id(t)]
 
 
 class TensorSplit:
@@ -90,8 +100,28 @@ class TensorSplit:
     def __getitem__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"x": self.x[idx], "y": self.y[idx], "naive": self.naive[idx]}
 
-    def to(self, device: torch.device) -> TensorSplit:
-        return TensorSplit(self.x.to(device), self.y.to(device), self.naive.to(device))
+    def to(self, device: torch.device, memo: dict | None = None) -> TensorSplit:
+        return TensorSplit(*(_move(t, device, memo) for t in (self.x, self.y, self.naive)))
+
+
+def phase_layout(features: torch.Tensor, step: int) -> tuple[torch.Tensor, int]:
+    """The series regrouped by row phase modulo ``step``, so every window is one block.
+
+    A window reads rows ``s, s + step, ..., s + (T-1) step``: all of one phase ``s % step``.
+    Stored phase by phase (rows 0, step, 2 step, ... then 1, 1 + step, ...), the window is
+    ``T`` consecutive rows, and a batch is gathered as ``B`` contiguous blocks through a
+    strided view, which is several times faster than indexing ``B x T`` scattered rows.
+    Costs one extra copy of the series, shared by every split built on it (cached on the
+    tensor itself).
+    """
+    cache = features.__dict__.setdefault("_bench_phase_layout", {})
+    if step not in cache:
+        n, f = features.shape
+        m = -(-n // step)
+        padded = features.new_zeros(m * step, f)
+        padded[:n] = features
+        cache[step] = (padded.view(m, step, f).transpose(0, 1).reshape(step * m, f), m)
+    return cache[step]
 
 
 class WindowSplit:
@@ -102,7 +132,8 @@ class WindowSplit:
     ``features[a - lookback : a : step]`` (``lookback // step`` steps, the last one at
     ``a - step``), the target ``target[a + delay]`` and the persistence forecast
     ``target[a - step]`` (the target's value at the last observed step). So the Jena
-    train split costs 420,551 x 14 floats, not 200,000 x 240 x 14.
+    train split costs 420,551 x 14 floats (twice: see ``phase_layout``), not
+    200,000 x 240 x 14.
     """
 
     def __init__(
@@ -118,30 +149,36 @@ class WindowSplit:
             raise ValueError(f"lookback ({lookback}) must be a multiple of step ({step})")
         self.features, self.target, self.anchors = features, target, anchors.long()
         self.lookback, self.step, self.delay = lookback, step, delay
-        self.offsets = torch.arange(-lookback, 0, step, device=features.device)
+        self._index()
+
+    def _index(self) -> None:
+        """Per-sample start rows in the phase layout, and the strided window view."""
+        seq_len = self.lookback // self.step
+        flat, m = phase_layout(self.features, self.step)
+        first = self.anchors - self.lookback
+        self._starts = (first % self.step) * m + first // self.step
+        f = flat.shape[1]
+        self._windows = flat.as_strided((flat.shape[0] - seq_len + 1, seq_len, f), (f, f, 1))
 
     @property
     def seq_len(self) -> int:
-        return len(self.offsets)
+        return self.lookback // self.step
 
     def __len__(self) -> int:
         return len(self.anchors)
 
     def __getitem__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         a = self.anchors[idx]
-        rows = a[:, None] + self.offsets[None, :]
         return {
-            "x": self.features[rows],
+            "x": self._windows.index_select(0, self._starts[idx]),
             "y": self.target[a + self.delay],
             "naive": self.target[a - self.step],
         }
 
-    def to(self, device: torch.device) -> WindowSplit:
-        return WindowSplit(
-            self.features.to(device),
-            self.target.to(device),
-            self.anchors.to(device),
-            self.lookback,
-            self.step,
-            self.delay,
-        )
+    def to(self, device: torch.device, memo: dict | None = None) -> WindowSplit:
+        new = copy.copy(self)
+        new.features = _move(self.features, device, memo)
+        new.target = _move(self.target, device, memo)
+        new.anchors = self.anchors.to(device)
+        new._index()
+        return new

@@ -91,7 +91,10 @@ class BenchDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         if self.on_device and device.type != "cpu" and device != self._device:
-            self.prepared = Prepared(p.info, p.train.to(device), p.val.to(device), p.test.to(device))
+            memo: dict = {}
+            self.prepared = Prepared(
+                p.info, p.train.to(device, memo), p.val.to(device, memo), p.test.to(device, memo)
+            )
             self._device = device
 
     def _loader(self, split: Split, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:

@@ -59,11 +59,6 @@ class SeriesWindows(WindowSplit):
             out["naive"] = self.target[self.anchors[idx] + self.delay - self.naive_lag]
         return out
 
-    def to(self, device: torch.device) -> SeriesWindows:
-        return SeriesWindows(self.features.to(device), self.target.to(device),
-                             self.anchors.to(device), self.lookback, self.step, self.delay,
-                             self.naive_lag)
-
 
 @dataclass
 class Table:

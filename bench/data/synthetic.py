@@ -41,7 +41,7 @@ def _regression(cfg, g: torch.Generator) -> Prepared:
     feats = (feats - mean) / std
     lookback, step, delay = cfg.seq_len * cfg.step, cfg.step, cfg.delay
     bounds = [0, int(n * 0.6), int(n * 0.8), n]
-    splits = []
+    splits, target = [], feats[:, 0].clone()
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         if hi - delay <= lo + lookback:
             raise ConfigError(
@@ -49,7 +49,7 @@ def _regression(cfg, g: torch.Generator) -> Prepared:
                 f"fit a split of {hi - lo} rows; expected fewer steps or more n_samples"
             )
         anchors = torch.arange(lo + lookback, hi - delay)
-        splits.append(WindowSplit(feats, feats[:, 0].clone(), anchors, lookback, step, delay))
+        splits.append(WindowSplit(feats, target, anchors, lookback, step, delay))
     info = DatasetInfo(
         name=cfg.name, task="regression", metric="mae", direction="minimize",
         seq_len=cfg.seq_len, n_features=f, units="units", target_scale=float(std[0]),
