@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CONF, ROOT, compose_cfg
+from _support import CONF, ROOT, compose_cfg
 
 from bench.config import validate
 from bench.data.base import ConfigError

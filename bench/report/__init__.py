@@ -1,0 +1,1 @@
+"""Study results -> statistics -> ``reports/<study>/`` (``python -m bench.report``)."""

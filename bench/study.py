@@ -1,0 +1,498 @@
+"""``python -m bench.study sweeps/study_<name>.yaml``: the whole comparison protocol, resumable.
+
+For every dataset x architecture of a study definition it (1) tunes on the validation split with
+the same trial budget for every architecture, (2) retrains the best configuration under each of
+the study's seeds and tests it once, and (3) runs the naive and MLP baselines under the same
+seeds. All of it goes to MLflow with the tags the report reads (:data:`TAGS`), so the report is
+a pure function of the MLflow store.
+
+Resuming is by construction rather than by bookkeeping: a tuning cell is skipped when its Optuna
+study already holds the budgeted number of finished trials, and a final run is skipped when
+MLflow holds a FINISHED run with the same study, phase, dataset, architecture and seed tags. A
+crash or Ctrl-C therefore loses at most the runs that were in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import re
+import shlex
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from bench import tracking
+
+log = logging.getLogger("bench.study")
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+SESSION_EXPERIMENT = "bench-studies"
+
+# Tag names shared with bench.report: the contract between the runner and the report.
+TAGS = {
+    "study": "study",              # the study's name (also set by bench.train from cfg.study)
+    "phase": "phase",              # session | tune | final | baseline
+    "dataset": "study_dataset",    # the study's dataset key (two keys may share a dataset)
+    "arch": "arch",                # gru-stacked, mlp, naive (bench.train sets it too)
+    "seed": "seed",
+    "optuna_study": "optuna_study",
+    "optuna_storage": "optuna_storage",   # password masked
+    "best_trial": "best_trial",
+    "command": "command",
+    "hardware": "hardware",
+    "tracking_uri": "tracking_uri",
+}
+PHASES = ("session", "tune", "final", "baseline")
+RECURRENT = ("rnn", "lstm", "gru")
+FINISHED_TRIALS = ("COMPLETE", "PRUNED")
+
+DEFAULTS = {
+    "name": None,
+    "description": "",
+    "seeds": 5,
+    "tracking_uri": None,
+    "overrides": [],
+    "match_params": None,
+    "tuning": {
+        "n_trials": 20, "n_jobs": 1, "sampler": "tpe", "pruner": "median", "seed": 0,
+        "storage": None,
+    },
+    "architectures": {
+        "cells": list(RECURRENT),
+        "topologies": ["single", "stacked", "bidirectional"],
+        "space": "recurrent",
+        "budget_space": "recurrent_budget",
+        "overrides": [],
+    },
+    "baselines": {
+        "mlp": {"tune": True, "space": "mlp", "overrides": []},
+        "naive": {"tune": False, "overrides": []},
+    },
+    "datasets": {},
+}
+
+
+class StudyError(ValueError):
+    """A study definition that cannot run; the message names the key and what was expected."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    study: str
+    dataset: str
+    arch: str
+    phase: str          # final (contenders) | baseline
+    overrides: tuple[str, ...]
+    space: str | None   # None: not tuned (the naive baseline)
+
+    @property
+    def optuna_study(self) -> str:
+        return f"{self.study}.{self.dataset}.{self.arch}"
+
+
+@dataclass
+class Study:
+    definition: DictConfig
+    path: str = ""
+
+    @property
+    def name(self) -> str:
+        return str(self.definition.name)
+
+    @property
+    def seeds(self) -> list[int]:
+        s = self.definition.seeds
+        return list(range(int(s))) if isinstance(s, int) else [int(x) for x in s]
+
+    @property
+    def storage(self) -> str:
+        st = self.definition.tuning.storage
+        return _absolute_sqlite(st or "sqlite:///optuna.db")
+
+    @property
+    def tracking_uri(self) -> str:
+        uri = self.definition.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        return tracking.resolve_uri(uri)
+
+    def enabled_datasets(self) -> list[str]:
+        return [k for k, v in self.definition.datasets.items() if v.get("enabled", True)]
+
+    def side_datasets(self) -> list[str]:
+        """Datasets run for a reference claim only (``verdict: false``), not for the verdict."""
+        return [k for k in self.enabled_datasets() if not self.definition.datasets[k].get("verdict", True)]
+
+    def skipped_datasets(self) -> dict[str, str]:
+        return {
+            k: str(v.get("needs", "disabled in the study definition"))
+            for k, v in self.definition.datasets.items() if not v.get("enabled", True)
+        }
+
+    def cells(self) -> list[Cell]:
+        """Every dataset x architecture cell with the overrides that define it.
+
+        ``match_params`` decides how model size is compared: false tunes the width in the
+        family's space; true tunes a parameter budget instead (``budget_space``: every trial
+        of every architecture draws from the same budgets, so the comparison is at equal
+        capacity); an integer pins that budget for every recurrent model and the MLP.
+        """
+        d = self.definition
+        common = [str(o) for o in d.overrides]
+        common += [f"study={self.name}", f"tracking.uri={_quote(self.tracking_uri)}"]
+        budget = d.match_params
+        fixed_budget = None if isinstance(budget, bool) or budget is None else int(budget)
+        tuned = int(d.tuning.n_trials) > 0   # 0: compare the configurations as given, untuned
+        out: list[Cell] = []
+        for ds in self.enabled_datasets():
+            spec_ds = d.datasets[ds]
+            ds_over = [str(o) for o in spec_ds.get("overrides", [])]
+            # A dataset may narrow the architecture set (a side experiment for one claim).
+            archs = OmegaConf.merge(d.architectures, spec_ds.get("architectures") or {})
+            budget_on = budget is not None and budget is not False
+            space = str(archs.budget_space if budget_on else archs.space)
+            baselines = spec_ds.get("baselines")
+            for cell in archs.cells:
+                for topo in archs.topologies:
+                    over = [f"model={cell}", f"model.topology={topo}", *map(str, archs.overrides)]
+                    if fixed_budget is not None:
+                        over.append(f"model.param_budget=choice({fixed_budget})" if tuned
+                                    else f"model.param_budget={fixed_budget}")
+                    out.append(Cell(self.name, ds, f"{cell}-{topo}", "final",
+                                    tuple(common + ds_over + over), space if tuned else None))
+            for base, spec in d.baselines.items():
+                if spec is None or (baselines is not None and base not in baselines):
+                    continue
+                over = [f"model={base}", *map(str, spec.get("overrides", []))]
+                if fixed_budget is not None and base == "mlp":
+                    over.append(f"model.param_budget={fixed_budget}")
+                sp = str(spec.space) if tuned and spec.get("tune", False) else None
+                out.append(Cell(self.name, ds, str(base), "baseline",
+                                tuple(common + ds_over + over), sp))
+        return out
+
+
+def _quote(value: str) -> str:
+    """Quotes a value for a Hydra override when its grammar would otherwise split it."""
+    if re.fullmatch(r"[\w./:\-]+", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _absolute_sqlite(uri: str) -> str:
+    m = re.match(r"^sqlite:///(.*)$", uri)
+    if m and m.group(1) and not m.group(1).startswith("/"):
+        return f"sqlite:///{(Path.cwd() / m.group(1)).resolve()}"
+    return uri
+
+
+def load(path: str | Path, dotlist: Sequence[str] = ()) -> Study:
+    """Reads a study definition, applies ``key=value`` overrides and checks it."""
+    p = Path(path)
+    if not p.is_file():
+        raise StudyError(f"study definition {p}: file not found (see sweeps/study_*.yaml)")
+    d = OmegaConf.merge(OmegaConf.create(DEFAULTS), OmegaConf.load(p), OmegaConf.from_dotlist(list(dotlist)))
+    if not d.name:
+        d.name = p.stem.removeprefix("study_")
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", str(d.name)):
+        raise StudyError(f"name: {d.name!r} is not allowed; expected letters, digits, '-' or '_'")
+    seeds = d.seeds
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise StudyError(f"seeds: {seeds} is not allowed; expected a positive count or a list")
+    elif not isinstance(seeds, ListConfig) or not seeds:
+        raise StudyError(f"seeds: {seeds!r} is not allowed; expected a positive count or a list")
+    if not d.datasets:
+        raise StudyError("datasets: empty; a study needs at least one dataset with its overrides")
+    for where, archs in [("architectures", d.architectures)] + [
+        (f"datasets.{k}.architectures", v.get("architectures") or {}) for k, v in d.datasets.items()
+    ]:
+        unknown = set(archs.get("cells") or []) - set(RECURRENT)
+        if unknown:
+            raise StudyError(f"{where}.cells: {sorted(unknown)} not allowed; expected {list(RECURRENT)}")
+    if d.match_params is not None and not isinstance(d.match_params, bool | int):
+        raise StudyError(f"match_params: {d.match_params!r} is not allowed; expected null, "
+                         "true (tune a parameter budget) or an integer (one budget for all)")
+    if int(d.tuning.n_trials) < 0:
+        raise StudyError(
+            f"tuning.n_trials: {d.tuning.n_trials} is not allowed; expected >= 0 (0: no tuning)"
+        )
+    return Study(d, str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------------
+
+
+def compose(overrides: Iterable[str]) -> DictConfig:
+    """The same config ``python -m bench <overrides>`` would run."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def hardware() -> str:
+    """One line naming the machine, so a report says where its timings come from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    parts = [f"{platform.system()} {platform.machine()}", f"{os.cpu_count()} CPU cores ({cpu})"]
+    try:
+        import torch
+
+        parts.append(f"torch {torch.__version__}")
+        if torch.cuda.is_available():
+            names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
+            parts.append(f"{torch.cuda.device_count()} GPU ({', '.join(names)})")
+        else:
+            parts.append("no GPU")
+    except ImportError:
+        pass
+    return ", ".join(parts)
+
+
+def best_values(optuna_study, space: str) -> dict:
+    """The best trial's values keyed by config key, decoded as the sweeper applied them
+    (list-valued choices travel through Optuna as JSON text)."""
+    from bench.sweep import space as space_mod
+
+    params = dict(optuna_study.best_trial.params)
+    try:
+        decoders = {p.name: p for p in space_mod.load(space).params}
+    except Exception:  # a space file renamed since tuning: values are used as stored
+        decoders = {}
+    out = {}
+    for k, v in sorted(params.items()):
+        p = decoders.get(k)
+        if p is not None:
+            out[k] = p.decode(v)
+        elif isinstance(v, str) and v[:1] in "[{":
+            out[k] = json.loads(v)
+        else:
+            out[k] = v
+    return out
+
+
+def final_config(cell: Cell, seed: int, values: dict | None = None) -> DictConfig:
+    """The cell's config under one seed, with the tuned values applied as a trial had them."""
+    from bench.sweep import space as space_mod
+
+    fixed, _ = space_mod.from_sweep_overrides(list(cell.overrides))
+    cfg = compose([*fixed, f"seed={seed}"])
+    if values:
+        cfg = space_mod.apply(cfg, values)
+    return cfg
+
+
+class Runner:
+    """Executes a study's plan; each step first asks the stores whether it is already done."""
+
+    def __init__(self, study: Study, *, dry_run: bool = False, echo=print):
+        self.study = study
+        self.dry_run = dry_run
+        self.echo = echo
+        self.uri = study.tracking_uri
+        self.client = tracking.client_for(self.uri)
+
+    # -- stores -------------------------------------------------------------------------------
+
+    def finished_runs(self, cell: Cell) -> dict[int, str]:
+        """seed -> run id of the FINISHED, unpruned final runs of one cell."""
+        s = self.study
+        filt = (
+            f"tags.{TAGS['study']} = '{s.name}' and tags.{TAGS['phase']} = '{cell.phase}' and "
+            f"tags.{TAGS['dataset']} = '{cell.dataset}' and tags.{TAGS['arch']} = '{cell.arch}' "
+            "and attributes.status = 'FINISHED'"
+        )
+        exps = [e.experiment_id for e in self.client.search_experiments()]
+        out: dict[int, str] = {}
+        if not exps:
+            return out
+        for r in self.client.search_runs(exps, filter_string=filt, max_results=5000):
+            if r.data.tags.get("pruned") == "true":
+                continue
+            try:
+                out.setdefault(int(r.data.tags.get(TAGS["seed"], "")), r.info.run_id)
+            except ValueError:
+                continue
+        return out
+
+    def finished_trials(self, cell: Cell) -> int:
+        import optuna
+
+        m = re.match(r"^sqlite:///(.+)$", self.study.storage)
+        if m and not Path(m.group(1)).exists():
+            return 0   # do not create the file just to look (a dry run must leave no trace)
+        try:
+            st = optuna.load_study(study_name=cell.optuna_study, storage=self.study.storage)
+        except KeyError:
+            return 0
+        return sum(t.state.name in FINISHED_TRIALS for t in st.get_trials(deepcopy=False))
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def tune(self, cell: Cell):
+        import optuna
+
+        t = self.study.definition.tuning
+        n_trials = int(t.n_trials)
+        done = self.finished_trials(cell)
+        if done >= n_trials:
+            self.echo(f"  tune {cell.dataset}/{cell.arch}: done ({done}/{n_trials} trials)")
+        elif self.dry_run:
+            self.echo(f"  tune {cell.dataset}/{cell.arch}: would run {n_trials - done} trials")
+            return None
+        else:
+            self.echo(f"  tune {cell.dataset}/{cell.arch}: {done}/{n_trials} trials done, running")
+            # From the submodule: once it is imported, bench.sweep.tune names the module.
+            from bench.sweep.runner import tune
+
+            tune(
+                list(cell.overrides), cell.space,
+                study_name=cell.optuna_study, storage=self.study.storage, n_trials=n_trials,
+                n_jobs=int(t.n_jobs), sampler=str(t.sampler), pruner=str(t.pruner),
+                seed=int(t.seed), parent_tags=self._tags(cell, "tune"),
+            )
+        st = optuna.load_study(study_name=cell.optuna_study, storage=self.study.storage)
+        if not any(tr.state.name == "COMPLETE" for tr in st.get_trials(deepcopy=False)):
+            raise StudyError(
+                f"{cell.optuna_study}: no trial completed (all pruned or failed); nothing to "
+                "retrain. Check the failed trials in MLflow, or raise tuning.n_trials."
+            )
+        return st
+
+    def finals(self, cell: Cell, tuned=None) -> int:
+        done = self.finished_runs(cell)
+        todo = [s for s in self.study.seeds if s not in done]
+        self.echo(f"  {cell.phase} {cell.dataset}/{cell.arch}: seeds done {sorted(done)}, "
+                  f"to run {todo}")
+        if self.dry_run or not todo:
+            return 0
+        from bench.train import run
+
+        values = best_values(tuned, cell.space) if tuned is not None else None
+        tags = self._tags(cell, cell.phase)
+        if tuned is not None:
+            tags[TAGS["best_trial"]] = str(tuned.best_trial.number)
+        failures = 0
+        for seed in todo:
+            cfg = final_config(cell, seed, values)
+            try:
+                run(cfg, tags=tags)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # one failed seed must not stop the study; resume retries it
+                failures += 1
+                self.echo(f"    seed {seed} failed: {type(exc).__name__}: {exc}")
+        return failures
+
+    def _tags(self, cell: Cell, phase: str) -> dict[str, str]:
+        tags = {
+            TAGS["study"]: self.study.name,
+            TAGS["phase"]: phase,
+            TAGS["dataset"]: cell.dataset,
+            TAGS["arch"]: cell.arch,
+        }
+        if cell.space is not None:
+            tags[TAGS["optuna_study"]] = cell.optuna_study
+            tags[TAGS["optuna_storage"]] = tracking.mask_secrets(self.study.storage)
+        return tags
+
+    # -- session ------------------------------------------------------------------------------
+
+    def _open_session(self, command: str) -> str:
+        s = self.study
+        exp = tracking.ensure_experiment(
+            self.client, SESSION_EXPERIMENT, tracking.default_artifact_root(self.uri)
+        )
+        tags = {
+            TAGS["study"]: s.name, TAGS["phase"]: "session", TAGS["command"]: command,
+            TAGS["hardware"]: hardware(), TAGS["tracking_uri"]: tracking.mask_secrets(self.uri),
+            TAGS["optuna_storage"]: tracking.mask_secrets(s.storage),
+            "git_sha": tracking.git_sha(),
+        }
+        run_id = tracking.start_run(self.client, exp, f"study-{s.name}", tags)
+        resolved = OmegaConf.to_container(s.definition, resolve=True)
+        tracking.log_params(self.client, run_id, tracking.flatten(resolved))
+        self.client.log_text(run_id, tracking.mask_secrets(OmegaConf.to_yaml(resolved)), "study.yaml")
+        return run_id
+
+    def run(self, command: str = "") -> int:
+        """Runs every cell; returns the number of failed final runs (0 when all went well)."""
+        s = self.study
+        cells = s.cells()
+        self.echo(f"study {s.name}: {len(cells)} cells x {len(s.seeds)} seeds; MLflow "
+                  f"{tracking.mask_secrets(self.uri)}; Optuna {tracking.mask_secrets(s.storage)}")
+        for ds, why in s.skipped_datasets().items():
+            self.echo(f"  {ds}: skipped ({why})")
+        session = None if self.dry_run else self._open_session(command)
+        status, failures, start = "FAILED", 0, time.perf_counter()
+        try:
+            for cell in cells:
+                tuned = self.tune(cell) if cell.space is not None else None
+                if cell.space is not None and tuned is None:  # dry run, tuning pending
+                    self.echo(f"  {cell.phase} {cell.dataset}/{cell.arch}: after tuning, "
+                              f"seeds {s.seeds}")
+                    continue
+                failures += self.finals(cell, tuned)
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            if session is not None:
+                tracking.log_metrics(self.client, session, {
+                    "session/wall_s": time.perf_counter() - start, "session/failed_runs": failures,
+                })
+                self.client.set_terminated(session, status)
+        return failures
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.study",
+        description="Tune every dataset x architecture with an equal budget, retrain the best "
+        "configuration under k seeds, run the baselines; resumable (finished work is skipped).",
+    )
+    ap.add_argument("definition", help="study definition, e.g. sweeps/study_cpu.yaml")
+    ap.add_argument("overrides", nargs="*", help="key=value changes to the definition "
+                    "(e.g. seeds=3 tuning.n_trials=4)")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print what is done and what would run, run nothing")
+    args = ap.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        study = load(args.definition, args.overrides)
+    except StudyError as exc:
+        ap.error(str(exc))
+    command = shlex.join(["python", "-m", "bench.study", *argv])
+    failures = Runner(study, dry_run=args.dry_run).run(command)
+    if failures:
+        print(f"{failures} final run(s) failed; re-run the same command to retry them.")
+    print(f"Report: python -m bench.report --study {study.name} --tracking-uri "
+          f"{tracking.mask_secrets(study.tracking_uri)}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Hyperparameter sweeps: Optuna ask/tell with pruning, asynchronous workers, shared studies.
+
+Command line (the Hydra sweeper in ``hydra_plugins/bench_sweeper``)::
+
+    python -m bench -m +experiment=jena_gru +sweep=default
+    python -m bench -m dataset=synthetic trainer=smoke +sweep=default hydra.sweeper.n_jobs=2
+
+Python (what the study runner calls)::
+
+    study = bench.sweep.tune(
+        ["dataset=mnist", "model=gru"],      # overrides, as on the command line; sweep
+        "recurrent",                          # syntax (choice/interval) adds dimensions
+        study_name="mnist-gru-single",        # None -> "<dataset>-<arch>-<space>"
+        storage=None,                         # None -> sqlite file ./optuna.db; or postgresql://
+        n_trials=20,                          # target of COMPLETE + PRUNED trials in the study
+        n_jobs=1,                             # asynchronous worker processes
+        sampler="tpe",                        # tpe | random | cmaes | qmc | gp (seeded)
+        pruner="median",                      # median | percentile | successive_halving |
+                                              # hyperband | threshold | none, or a dict
+                                              # {"name": "median", "n_startup_trials": 3}
+        seed=0,
+        parent_tags={"study": "rnn-vs-gru"},  # extra tags on the MLflow parent run
+    )
+
+``n_trials`` is a target for the study, not for this call: re-running with the same study
+name and storage resumes and only tops up (trials interrupted last time run first). Several
+processes or machines given the same study name and storage share the work. Further
+keyword options (``devices``, ``heartbeat_interval``, ``grace_period``, ``max_retry``,
+``max_failures``, ``sampler_kwargs``) are those of :func:`bench.sweep.runner.run_sweep`.
+
+Returns the ``optuna.Study``; each trial carries user attributes ``mlflow_run_id``,
+``epochs_trained``, ``wall_time_s``, ``n_params`` and its final val/test metrics, and the
+study carries ``mlflow_parent_run_id``. Ctrl-C raises ``KeyboardInterrupt`` after the
+running trials were closed and queued again.
+
+A trial's job receives its identity in ``cfg.trial`` and gets its pruning callback, MLflow
+tags and parent run from :func:`bench.sweep.job.trial_hooks`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["run_sweep", "tune"]
+
+
+def tune(*args: Any, **kwargs: Any):
+    from bench.sweep.runner import tune as _tune
+
+    return _tune(*args, **kwargs)
+
+
+def run_sweep(*args: Any, **kwargs: Any):
+    from bench.sweep.runner import run_sweep as _run_sweep
+
+    return _run_sweep(*args, **kwargs)
+
+
+tune.__doc__ = __doc__

@@ -1,0 +1,214 @@
+"""The MLflow parent run of a study: found again on resume, never created twice.
+
+Trials are child runs created by whichever process runs them (``mlflow.parentRunId`` tag),
+so the tree survives workers on several machines. The parent's id is written into the
+study's user attributes under the study lock: a worker that starts while another is
+creating the parent waits for the lock and then finds the id, rather than racing to a
+second parent. If that id is gone (another MLflow store), the parent is found by its tags,
+and only then created.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from bench import tracking
+
+log = logging.getLogger(__name__)
+
+PARENT_ATTR = "mlflow_parent_run_id"
+TAG_STUDY = "optuna_study"
+TAG_TRIAL = "optuna_trial"
+TAG_ROLE = "sweep_role"
+TAG_RETRY_OF = "retry_of"
+RUN_ID_ATTR = "mlflow_run_id"
+
+
+def _alive(client: MlflowClient, run_id: str | None) -> bool:
+    if not run_id:
+        return False
+    try:
+        return client.get_run(run_id).info.lifecycle_stage == "active"
+    except MlflowException:
+        return False
+
+
+def find_parent(client: MlflowClient, experiment_id: str, study_name: str) -> str | None:
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{TAG_ROLE} = 'parent' and tags.{TAG_STUDY} = '{study_name}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def ensure_parent(
+    study: optuna.Study,
+    client: MlflowClient,
+    experiment_id: str,
+    tags: dict[str, Any],
+) -> str:
+    """Returns the parent run id, reopening (status RUNNING) or creating it. Call under the lock."""
+    run_id = study.user_attrs.get(PARENT_ATTR)
+    if not _alive(client, run_id):
+        run_id = find_parent(client, experiment_id, study.study_name)
+    if run_id is None:
+        all_tags = {TAG_ROLE: "parent", TAG_STUDY: study.study_name, **tags}
+        run_id = tracking.start_run(client, experiment_id, study.study_name, all_tags)
+        log.info("MLflow parent run %s created for study %s", run_id, study.study_name)
+    else:
+        client.update_run(run_id, status="RUNNING")
+        tracking.log_tags(client, run_id, tags)
+    if study.user_attrs.get(PARENT_ATTR) != run_id:
+        study.set_user_attr(PARENT_ATTR, run_id)
+    return run_id
+
+
+def close_child(client: MlflowClient, experiment_id: str, study_name: str, number: int,
+                reason: str) -> None:
+    """Marks the MLflow run of a trial whose worker vanished as FAILED.
+
+    Whatever its status: Lightning's logger already closes a run FINISHED when ``fit``
+    ends, so a worker killed while testing leaves a FINISHED run for a failed trial.
+    """
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{TAG_STUDY} = '{study_name}' and tags.{TAG_TRIAL} = '{number}'",
+    )
+    for run in runs:
+        tracking.log_tags(client, run.info.run_id, {"error": reason})
+        client.set_terminated(run.info.run_id, "FAILED")
+
+
+def _counts(study: optuna.Study) -> dict[str, int]:
+    trials = study.get_trials(deepcopy=False)
+    return {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+
+
+def exhausted_retries(study: optuna.Study) -> list[int]:
+    """Failed trials that lost their worker (no ``error`` recorded) and were not retried."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    return [t.number for t in trials
+            if t.state == TrialState.FAIL and "error" not in t.user_attrs
+            and t.number not in retried]
+
+
+def summary_text(study: optuna.Study, info: dict[str, Any]) -> str:
+    counts = _counts(study)
+    lines = [f"# Study {study.study_name}", ""]
+    lines += [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", "| state | trials |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in counts.items() if v]
+    try:
+        best = study.best_trial
+        lines += ["", f"Best trial: {best.number}, value {best.value:.6g}", "",
+                  "| parameter | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in best.params.items()]
+    except ValueError:
+        lines += ["", "No complete trial yet."]
+    failed = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL]
+    if failed:
+        lines += ["", "| failed trial | reason |", "|---|---|"]
+        lines += [f"| {t.number} | {t.user_attrs.get('error', 'worker lost (heartbeat)')} |"
+                  for t in failed]
+    return "\n".join(lines) + "\n"
+
+
+def finalize(
+    study: optuna.Study,
+    client: MlflowClient,
+    run_id: str,
+    *,
+    n_trials: int,
+    info: dict[str, Any],
+    interrupted: bool,
+) -> None:
+    """Best value and params, Optuna's plots and the summary, logged to the parent run.
+
+    Called by every process that ran a sweep when it stops, so the parent reflects the
+    study at the last stop; params would be immutable in MLflow, so the best parameters
+    go to tags and a JSON artifact, which later sessions may overwrite.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = _counts(study)
+    done = counts["complete"] + counts["pruned"]
+    trials = study.get_trials(deepcopy=False)
+    metrics = {f"trials_{k}": float(v) for k, v in counts.items()}
+    epochs = [t.user_attrs.get("epochs_trained") for t in trials]
+    metrics["epochs_trained_total"] = float(sum(e for e in epochs if e))
+    best_params: dict[str, Any] = {}
+    try:
+        best = study.best_trial
+        metrics["best_value"] = float(best.value)
+        best_params = best.params
+        tags = {f"best_param.{k}": v for k, v in best_params.items()}
+        tags["best_trial"] = best.number
+        tags["best_run_id"] = best.user_attrs.get(RUN_ID_ATTR)
+        tracking.log_tags(client, run_id, tags)
+    except ValueError:
+        pass
+    lost = exhausted_retries(study)
+    info = {**info, "trials requested (complete + pruned)": n_trials,
+            "retry budget exhausted for trials": lost or "none"}
+    if lost:
+        log.warning("study %s: trials %s lost their worker and exhausted the retry budget",
+                    study.study_name, lost)
+    tracking.log_metrics(client, run_id, {k: v for k, v in metrics.items()
+                                          if math.isfinite(v)}, step=done)
+    client.log_text(run_id, json.dumps(best_params, indent=2, default=str), "best_params.json")
+    client.log_text(run_id, tracking.mask_secrets(summary_text(study, info)), "summary.md")
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "trials.csv"
+        study.trials_dataframe().to_csv(csv, index=False)
+        client.log_artifact(run_id, str(csv))
+    plots = {
+        "optimization_history": optuna.visualization.matplotlib.plot_optimization_history,
+        "param_importances": optuna.visualization.matplotlib.plot_param_importances,
+        "intermediate_values": optuna.visualization.matplotlib.plot_intermediate_values,
+    }
+    for name, fn in plots.items():
+        try:
+            with _quiet():
+                ax = fn(study)
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.set_size_inches(8, 5)
+            fig.tight_layout()
+            client.log_figure(run_id, fig, f"plots/{name}.png")
+            plt.close(fig)
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+            # Importances need two complete trials with varied parameters, for example.
+            log.info("study %s: no %s plot yet (%s)", study.study_name, name, exc)
+    if interrupted:
+        client.set_terminated(run_id, "KILLED")
+    elif done >= n_trials:
+        client.set_terminated(run_id, "FINISHED", end_time=int(time.time() * 1000))
+
+
+class _quiet:
+    def __enter__(self):
+        import warnings
+
+        self._cm = warnings.catch_warnings()
+        self._cm.__enter__()
+        warnings.simplefilter("ignore")
+        return self
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)

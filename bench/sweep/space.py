@@ -1,0 +1,222 @@
+"""Search spaces: ``sweeps/<family>.yaml`` turned into Optuna suggestions and config values.
+
+A space belongs to an architecture *family* (recurrent, mlp), not to a dataset or a cell:
+every cell and topology of the family is tuned over the same ranges with the same trial
+budget, so a difference between architectures cannot come from one of them having been
+given a wider or luckier space.
+
+Parameter names are the dotted config keys they set (``optim.lr``), which makes Optuna's
+importance plots and MLflow's params speak the same language. A parameter may carry a
+``when`` condition on the composed config (``num_layers`` only means something for stacked
+topologies); it is then neither sampled nor set elsewhere, so the sampler does not waste
+trials on a knob the model ignores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from bench.data.base import ConfigError
+
+SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
+TYPES = ("float", "int", "categorical")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+    choices: tuple = ()
+    when: dict[str, tuple] = field(default_factory=dict)
+    # Optuna's categorical choices must be scalars; list-valued choices (MLP widths) travel
+    # as their JSON text and are decoded when applied to the config.
+    encoded: bool = False
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        if self.type == "float":
+            return optuna.distributions.FloatDistribution(
+                float(self.low), float(self.high), log=self.log,
+                step=None if self.step is None else float(self.step),
+            )
+        if self.type == "int":
+            return optuna.distributions.IntDistribution(
+                int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
+            )
+        return optuna.distributions.CategoricalDistribution(self.choices)
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        if self.type == "float":
+            step = None if self.step is None else float(self.step)
+            return trial.suggest_float(
+                self.name, float(self.low), float(self.high), log=self.log, step=step
+            )
+        if self.type == "int":
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
+            )
+        return trial.suggest_categorical(self.name, list(self.choices))
+
+    def active(self, cfg: DictConfig) -> bool:
+        for key, allowed in self.when.items():
+            value = OmegaConf.select(cfg, key, default=_MISSING)
+            if value is _MISSING or value not in allowed:
+                return False
+        return True
+
+    def decode(self, value: Any) -> Any:
+        return json.loads(value) if self.encoded else value
+
+
+@dataclass(frozen=True)
+class Space:
+    name: str
+    family: str
+    params: tuple[Param, ...]
+    cells: tuple[str, ...] = ()
+    source: str = ""
+
+    def check(self, cfg: DictConfig) -> None:
+        """Fails before any trial runs when the space cannot apply to this config."""
+        cell = OmegaConf.select(cfg, "model.cell", default=None)
+        if self.cells and cell not in self.cells:
+            raise ConfigError(
+                f"space {self.name!r} ({self.source}) is for model.cell in {list(self.cells)}, "
+                f"but model.cell is {cell!r}; pick the space of that family (e.g. space=mlp)"
+            )
+        for p in self.params:
+            if p.active(cfg) and OmegaConf.select(cfg, p.name, default=_MISSING) is _MISSING:
+                raise ConfigError(
+                    f"space {self.name!r} ({self.source}): parameter {p.name!r} is not a key of "
+                    "the composed config; use an existing dotted key such as 'optim.lr'"
+                )
+
+    def suggest(self, trial: optuna.Trial, cfg: DictConfig) -> dict[str, Any]:
+        """Samples every active parameter; returns config values keyed by dotted name."""
+        values = {}
+        for p in self.params:
+            if p.active(cfg):
+                values[p.name] = p.decode(p.suggest(trial))
+        return values
+
+    def with_overrides(self, extra: list[Param]) -> Space:
+        names = {p.name for p in extra}
+        kept = tuple(p for p in self.params if p.name not in names)
+        return Space(self.name, self.family, kept + tuple(extra), self.cells, self.source)
+
+
+def apply(cfg: DictConfig, values: dict[str, Any]) -> DictConfig:
+    """A copy of ``cfg`` with the trial's values set at their dotted keys."""
+    out = cfg.copy()
+    for key, value in values.items():
+        OmegaConf.update(out, key, value, merge=False, force_add=False)
+    return out
+
+
+def _param(name: str, spec: Any, source: str) -> Param:
+    where = f"{source}: params.{name}"
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: expected a mapping with 'type', got {spec!r}")
+    kind = spec.get("type")
+    if kind not in TYPES:
+        raise ConfigError(f"{where}.type: {kind!r} is not allowed; expected one of {list(TYPES)}")
+    when = {k: tuple(v) if isinstance(v, list | tuple) else (v,)
+            for k, v in (spec.get("when") or {}).items()}
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not choices:
+            raise ConfigError(f"{where}.choices: expected a non-empty list")
+        encoded = any(isinstance(c, list | dict) for c in choices)
+        if encoded:
+            choices = [json.dumps(c) for c in choices]
+        return Param(name, kind, choices=tuple(choices), when=when, encoded=encoded)
+    low, high = spec.get("low"), spec.get("high")
+    if low is None or high is None or not low < high:
+        raise ConfigError(f"{where}: expected numbers low < high, got low={low!r} high={high!r}")
+    log = bool(spec.get("log", False))
+    if log and low <= 0:
+        raise ConfigError(f"{where}.low: {low!r} must be > 0 when log: true")
+    return Param(name, kind, low=low, high=high, log=log, step=spec.get("step"), when=when)
+
+
+def resolve_path(space: str | Path) -> Path:
+    """A family name (``recurrent``) is looked up in ``sweeps/``; anything else is a path."""
+    p = Path(space)
+    if p.suffix in (".yaml", ".yml") or p.is_absolute() or len(p.parts) > 1:
+        return p.expanduser().resolve()
+    return SWEEPS_DIR / f"{space}.yaml"
+
+
+def load(space: str | Path) -> Space:
+    path = resolve_path(space)
+    if not path.is_file():
+        known = sorted(q.stem for q in SWEEPS_DIR.glob("*.yaml") if not q.stem.startswith("study"))
+        raise ConfigError(
+            f"space: {str(space)!r} not found (looked for {path}); expected one of {known} "
+            "or a path to a YAML file"
+        )
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if not isinstance(raw, dict) or not isinstance(raw.get("params"), dict):
+        raise ConfigError(f"{path}: expected a mapping with a 'params' mapping")
+    params = tuple(_param(k, v, str(path)) for k, v in raw["params"].items())
+    cells = raw.get("cells") or ()
+    return Space(path.stem, str(raw.get("family", path.stem)), params, tuple(cells), str(path))
+
+
+def from_sweep_overrides(arguments: list[str]) -> tuple[list[str], list[Param]]:
+    """Splits Hydra command-line arguments into fixed overrides and extra search dimensions.
+
+    ``optim.lr=tag(log,interval(1e-4,1e-1))``, ``model.hidden_size=choice(32,64)`` and
+    ``model.num_layers=range(1,4)`` extend or replace the space file's entries, as with
+    Hydra's other sweepers, so a one-off experiment needs no new YAML file.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+
+    fixed, extra = [], []
+    for ov in OverridesParser.create().parse_overrides(arguments):
+        if not ov.is_sweep_override():
+            fixed.append(ov.input_line)
+            continue
+        name, value = ov.get_key_element(), ov.value()
+        log = "log" in getattr(value, "tags", set())
+        if isinstance(value, IntervalSweep):
+            low, high = value.start, value.end
+            is_int = isinstance(low, int) and isinstance(high, int)
+            extra.append(Param(name, "int" if is_int else "float", low=low, high=high, log=log))
+        elif isinstance(value, RangeSweep):
+            choices = tuple(ov.sweep_iterator())
+            extra.append(Param(name, "categorical", choices=choices))
+        elif isinstance(value, ChoiceSweep):
+            choices = [c.value() if hasattr(c, "value") and callable(c.value) else c
+                       for c in value.list]
+            encoded = any(isinstance(c, list | dict | ListConfig) for c in choices)
+            if encoded:
+                choices = [json.dumps(OmegaConf.to_container(c) if isinstance(c, ListConfig)
+                                      else c) for c in choices]
+            extra.append(Param(name, "categorical", choices=tuple(choices), encoded=encoded))
+        else:
+            raise ConfigError(f"{ov.input_line}: sweep syntax not supported by this sweeper")
+    return fixed, extra
+
+
+def describe(space: Space) -> str:
+    lines = []
+    for p in space.params:
+        if p.type == "categorical":
+            rng = f"{{{', '.join(map(str, p.choices))}}}"
+        else:
+            rng = f"[{p.low}, {p.high}]" + (" log" if p.log else "")
+        cond = f" when {p.when}" if p.when else ""
+        lines.append(f"{p.name}: {p.type} {rng}{cond}")
+    return "\n".join(lines)

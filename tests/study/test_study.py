@@ -1,0 +1,114 @@
+"""The study runner: plans from definitions, and a tiny real study that resumes without redoing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bench.report.build import build
+from bench.study import Runner, StudyError, load
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SMOKE = HERE / "study_smoke.yaml"
+
+
+def test_definition_checks_name_seeds_cells(tmp_path):
+    with pytest.raises(StudyError, match="file not found"):
+        load(tmp_path / "missing.yaml")
+    with pytest.raises(StudyError, match="seeds"):
+        load(SMOKE, ["seeds=0"])
+    with pytest.raises(StudyError, match="architectures.cells"):
+        load(SMOKE, ["architectures.cells=[gru,tcn]"])
+    with pytest.raises(StudyError, match="name"):
+        load(SMOKE, ["name=a b"])
+
+
+def test_plan_covers_every_cell_with_equal_budget():
+    s = load(SMOKE)
+    cells = s.cells()
+    assert s.skipped_datasets() == {"jena": "the Jena download: python -m bench.data download jena"}
+    assert [(c.dataset, c.arch) for c in cells][:4] == [
+        ("synthetic", "gru-single"), ("synthetic", "rnn-single"), ("synthetic", "mlp"),
+        ("synthetic", "naive")]
+    assert {c.space for c in cells if c.arch != "naive"} == {"recurrent", "mlp"}
+    assert next(c for c in cells if c.arch == "naive").space is None
+    gru = cells[0]
+    assert "trainer=smoke" in gru.overrides and "study=smoke" in gru.overrides
+    assert gru.optuna_study == "smoke.synthetic.gru-single"
+    # Equal capacity: a tuned budget space, or one pinned budget for every model.
+    assert {c.space for c in load(SMOKE, ["match_params=true"]).cells()
+            if c.phase == "final"} == {"recurrent_budget"}
+    pinned = load(SMOKE, ["match_params=20000"]).cells()
+    assert "model.param_budget=choice(20000)" in pinned[0].overrides
+    assert "model.param_budget=20000" in next(c for c in pinned if c.arch == "mlp").overrides
+    # No tuning at all.
+    assert all(c.space is None for c in load(SMOKE, ["tuning.n_trials=0"]).cells())
+
+
+def test_shipped_definitions_load():
+    for name in ("study_cpu.yaml", "study_gpu.yaml"):
+        s = load(ROOT / "sweeps" / name)
+        archs = {c.arch for c in s.cells()}
+        assert {"gru-stacked", "lstm-bidirectional", "rnn-single", "mlp", "naive"} <= archs
+    gpu = load(ROOT / "sweeps" / "study_gpu.yaml")
+    assert len(gpu.seeds) == 10 and gpu.definition.tuning.n_trials >= 20
+
+
+def _counts(uri: str, study: str) -> dict[str, int]:
+    client = MlflowClient(uri)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(exps, f"tags.study = '{study}'", max_results=5000)
+    out: dict[str, int] = {}
+    for r in runs:
+        key = r.data.tags.get("phase", "trial")
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+@pytest.mark.slow
+def test_tiny_study_runs_resumes_without_redo_and_reports(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    overrides = [
+        f"tracking_uri={uri}", "seeds=2", "tuning.n_trials=2",
+        "architectures.cells=[gru]", "datasets.synthetic_series.enabled=false",
+    ]
+    study = load(SMOKE, overrides)
+    assert Runner(study, echo=lambda *_: None).run("test") == 0
+    first = _counts(uri, "smoke")
+    # gru-single and mlp tuned (2 trials each), then 2 seeds x (gru, mlp, naive).
+    assert first == {"session": 1, "tune": 2, "trial": 4, "final": 2, "baseline": 4}
+    storage = study.storage
+    trials = optuna.load_study(study_name="smoke.synthetic.gru-single", storage=storage).trials
+    assert len(trials) == 2
+
+    # Re-running redoes nothing: only a new session record appears.
+    assert Runner(load(SMOKE, overrides), echo=lambda *_: None).run("test") == 0
+    assert _counts(uri, "smoke") == {**first, "session": 2}
+
+    # A final run lost mid-way (here: marked FAILED) is redone, and only it.
+    client = MlflowClient(uri)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    victim = client.search_runs(
+        exps, "tags.study = 'smoke' and tags.phase = 'final' and tags.seed = '1'")[0]
+    client.set_terminated(victim.info.run_id, "FAILED")
+    lines: list[str] = []
+    assert Runner(load(SMOKE, overrides), echo=lines.append).run("test") == 0
+    assert any("gru-single: seeds done [0], to run [1]" in line for line in lines)
+    assert _counts(uri, "smoke") == {**first, "session": 3, "final": 3}
+    finals = client.search_runs(exps, "tags.study = 'smoke' and tags.phase = 'final'")
+    tuned = {r.data.params.get("optim.lr") for r in finals if r.info.status == "FINISHED"}
+    best = optuna.load_study(study_name="smoke.synthetic.gru-single", storage=storage).best_params
+    assert tuned == {str(best["optim.lr"])}   # the retrains use the best trial's values
+
+    # The report reads it all back, twice, identically.
+    a, b = build("smoke", uri, tmp_path / "a"), build("smoke", uri, tmp_path / "b")
+    text = (a / "README.md").read_text()
+    assert "Only one dataset has final runs" in text
+    assert "| `gru-single` | 2 | 2 | 0 | 0 |" in text  # the tuning budget per cell
+    for f in ("README.md", "results.csv"):
+        assert (a / f).read_bytes() == (b / f).read_bytes()
