@@ -17,9 +17,10 @@ from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ["dataset=synthetic", "trainer=smoke", "tracking.experiment=sweeps"]
-# Trials long enough (several epochs of ~19 batches) to be caught in the middle.
-SLOW_TRIAL = ["trainer.max_epochs=5", "trainer.limit_train_batches=null",
-              "trainer.early_stopping_patience=null"]
+# Trials long enough (20 epochs of ~57 batches, a few seconds even on an idle machine) to be
+# caught in the middle by a test polling the storage.
+SLOW_TRIAL = ["trainer.max_epochs=20", "trainer.limit_train_batches=null",
+              "trainer.early_stopping_patience=null", "dataset.n_samples=3000"]
 
 
 def enter_workdir(tmp_path: Path, monkeypatch) -> Path:
