@@ -8,6 +8,10 @@
 # unset so the `server` tests skip with a reason.
 # Settings: BENCH_CI_DIR (/tmp/bench-ci), BENCH_PG_PORT (5432), BENCH_MLFLOW_PORT (5055).
 
+# PostgreSQL's tools run as the postgres user from /, which can enter it (the checkout
+# may be in a directory only root can read).
+_as_postgres() { (cd / && runuser -u postgres -- "$@"); }
+
 _bench_services() {
     local dir="${BENCH_CI_DIR:-/tmp/bench-ci}"
     local pg_port="${BENCH_PG_PORT:-5432}"
@@ -37,12 +41,12 @@ _bench_services() {
             mkdir -p "$pgdata" && chown postgres:postgres "$pgdata" "$dir"
             # Administration through the local socket as the postgres OS user (peer);
             # over TCP every role needs its password.
-            runuser -u postgres -- "$bin/initdb" -D "$pgdata" -U postgres --auth-local=peer \
+            _as_postgres "$bin/initdb" -D "$pgdata" -U postgres --auth-local=peer \
                 --auth-host=scram-sha-256 >"$dir/initdb.log" 2>&1 \
                 || { echo "services: initdb failed, see $dir/initdb.log" >&2; return 1; }
         fi
         mkdir -p "$dir/run" && chown postgres:postgres "$dir/run"
-        runuser -u postgres -- "$bin/pg_ctl" -D "$pgdata" -l "$dir/postgres.log" -w -s \
+        _as_postgres "$bin/pg_ctl" -D "$pgdata" -l "$dir/postgres.log" -w -s \
             -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $dir/run" start \
             || { echo "services: PostgreSQL did not start, see $dir/postgres.log" >&2; return 1; }
     fi
@@ -53,7 +57,7 @@ _bench_services() {
     local pw
     pw="$(cat "$pwfile")"
     if [ "$(id -u)" = 0 ] && [ -S "$dir/run/.s.PGSQL.$pg_port" ]; then
-        local psql=(runuser -u postgres -- "$bin/psql" -h "$dir/run" -p "$pg_port" -qtAX -d postgres)
+        local psql=(_as_postgres "$bin/psql" -h "$dir/run" -p "$pg_port" -qtAX -d postgres)
         if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname='bench'")" != 1 ]; then
             "${psql[@]}" -c "CREATE ROLE bench LOGIN PASSWORD '$pw'" >/dev/null
         else
@@ -99,5 +103,5 @@ EOF
 
 _bench_services
 _bench_rc=$?
-unset -f _bench_services
+unset -f _bench_services _as_postgres
 return "$_bench_rc" 2>/dev/null || exit "$_bench_rc"

@@ -24,6 +24,7 @@ from lightning.pytorch import LightningModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 from optuna_integration import PyTorchLightningPruningCallback
 
+from bench.sweep import interrupt
 from bench.sweep import parent as parent_mod
 from bench.sweep.storage import open_storage
 from bench.sweep.strategy import make_pruner
@@ -79,7 +80,8 @@ def trial_hooks(cfg: DictConfig) -> tuple[list, dict[str, str], str | None]:
         trial = _load_trial(t)
     # Reported every epoch even with pruner "none": the dashboard's curves and the
     # intermediate-values plot come from these reports.
-    callbacks = [PruningCallback(trial, monitor=f"val/{cfg.dataset.metric}")]
+    callbacks = [PruningCallback(trial, monitor=f"val/{cfg.dataset.metric}"),
+                 interrupt.SafePointInterrupt()]
     tags = {
         parent_mod.TAG_STUDY: t["study_name"],
         parent_mod.TAG_TRIAL: str(t["number"]),

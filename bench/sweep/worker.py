@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import os
-import signal
 import socket
 import sys
 import time
@@ -43,7 +42,7 @@ from optuna.storages._heartbeat import HeartbeatThread
 from optuna.trial import TrialState
 
 from bench import tracking
-from bench.sweep import job, parent
+from bench.sweep import interrupt, job, parent
 from bench.sweep import space as space_mod
 from bench.sweep.storage import mask, open_storage, study_lock
 from bench.sweep.strategy import make_pruner, make_sampler, worker_seed
@@ -262,36 +261,35 @@ def work(spec: SweepSpec, base: DictConfig, worker: int = 0) -> WorkerReport:
     space.check(base)
     ctx = _quiet_experimental()
     try:
-        study = open_study(spec, worker, int(base.trainer.max_epochs))
-        while True:
-            trial, why = _next_trial(study, spec)
-            if why == "done":
-                break
-            if why == "failures":
-                report.stopped_on_failures = True
-                log.error("study %s: %s trials failed with errors in this session; stopping "
-                          "(max_failures). See the trials' 'error' attribute.",
-                          spec.study_name, spec.max_failures or spec.n_trials)
-                break
-            if trial is None:
-                time.sleep(spec.poll_interval)
-                continue
-            try:
-                report.count(run_one(study, trial, base, spec, space))
-            except (KeyboardInterrupt, SystemExit):
-                report.interrupted = True
-                break
+        with interrupt.deferred():
+            _loop(spec, base, worker, space, report)
+    except KeyboardInterrupt:
+        report.interrupted = True
     finally:
         ctx.__exit__(None, None, None)
     return report
 
 
-def _raise_interrupt(signum, frame):
-    # Later signals are ignored so that the cleanup (telling the study, closing MLflow
-    # runs) cannot itself be interrupted half-way.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
+def _loop(spec: SweepSpec, base: DictConfig, worker: int, space, report: WorkerReport) -> None:
+    study = open_study(spec, worker, int(base.trainer.max_epochs))
+    while True:
+        interrupt.check()
+        trial, why = _next_trial(study, spec)
+        if why == "done":
+            break
+        if why == "failures":
+            report.stopped_on_failures = True
+            log.error("study %s: %s trials failed with errors in this session; stopping "
+                      "(max_failures). See the trials' 'error' attribute.",
+                      spec.study_name, spec.max_failures or spec.n_trials)
+            break
+        if trial is None:
+            time.sleep(spec.poll_interval)
+            continue
+        try:
+            report.count(run_one(study, trial, base, spec, space))
+        except SystemExit as exc:  # Lightning turns a KeyboardInterrupt into exit(1)
+            raise KeyboardInterrupt from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,8 +302,6 @@ def main(argv: list[str] | None = None) -> int:
         payload = json.load(fh)
     spec = SweepSpec(**payload["spec"])
     base = OmegaConf.create(payload["cfg"])
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     report = work(spec, base, int(argv[1]))
     print("BENCH_WORKER_REPORT " + json.dumps(dataclasses.asdict(report)), flush=True)
     return 130 if report.interrupted else (3 if report.stopped_on_failures else 0)
