@@ -15,7 +15,10 @@ def main(cfg: DictConfig) -> float:
     from bench.console import print_summary
     from bench.train import run
 
-    logging.getLogger("lightning.pytorch").handlers.clear()
+    for name in ("lightning", "lightning.pytorch"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
 
     callbacks, tags, parent = [], {}, None
     if cfg.get("trial") is not None:

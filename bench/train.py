@@ -8,6 +8,7 @@ FINISHED with a ``pruned`` tag), so nothing logged before a failure is lost.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 import time
@@ -249,9 +250,11 @@ def run(
                 _log_figures(client, run_id, task, info, history, metric)
         except Exception:  # a figure must never hide the original error
             pass
+        # losing a timing must not hide the run's own outcome
+        with contextlib.suppress(Exception):
+            tracking.log_metrics(client, run_id, {"time/wall_s": result.wall_time_s})
         mlflow_status = {"FINISHED": "FINISHED", "PRUNED": "FINISHED", "KILLED": "KILLED"}
         client.set_terminated(run_id, mlflow_status.get(result.status, "FAILED"))
-        tracking.log_metrics(client, run_id, {"time/wall_s": result.wall_time_s})
 
 
 def _failure_status(exc: BaseException) -> str:

@@ -13,8 +13,6 @@ import math
 import torch
 from torch import nn
 
-from bench.models.cells import GATES
-
 
 def _glorot_uniform_(w: torch.Tensor) -> None:
     # Keras stores the kernel as (input, gates*hidden); the bound uses both dimensions.
@@ -31,8 +29,9 @@ def init_recurrent(layer: nn.Module, cell: str, scheme: str, forget_bias: float 
             if name.startswith("weight_ih"):
                 _glorot_uniform_(p)
             elif name.startswith("weight_hh"):
-                for g in range(GATES[cell]):
-                    nn.init.orthogonal_(p[g * hidden : (g + 1) * hidden])
+                # Keras draws its (H, gates*H) recurrent kernel as one orthogonal matrix;
+                # PyTorch stores the transpose, so one call on the whole weight matches it.
+                nn.init.orthogonal_(p)
             else:
                 p.zero_()
         if cell == "lstm" and forget_bias is not None and name.startswith("bias"):

@@ -20,6 +20,14 @@ def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
         sorted(client.get_metric_history(run_id, key), key=lambda m: m.step))]
 
 
+def _epoch_times(client, run_id: str) -> str:
+    times = sorted(m.value for m in client.get_metric_history(run_id, "time/epoch_s"))
+    if not times:
+        return "(not recorded)"
+    median = times[len(times) // 2]
+    return f"{times[0]:.1f} s to {times[-1]:.1f} s, median {median:.1f} s"
+
+
 def write_card(uri: str, run_id: str, out: Path) -> str:
     client = tracking.client_for(tracking.resolve_uri(uri))
     run = client.get_run(run_id)
@@ -50,8 +58,8 @@ def write_card(uri: str, run_id: str, out: Path) -> str:
         + f" of batch {params.get('batch_size')}, optimizer {params.get('optim.name')} "
           f"lr {params.get('optim.lr')}, seed {tags.get('seed')}",
         f"- Hardware: {tags.get('hardware', 'not recorded')}",
-        f"- Wall time: {wall:.0f} s ({metrics.get('time/mean_epoch_s', float('nan')):.1f} s "
-        "per epoch on average)",
+        f"- Wall time: {wall:.0f} s; epochs took {_epoch_times(client, run_id)} "
+        "(a slow epoch is time the machine gave to other work)",
         f"- Code: `{tags.get('git_sha', 'unknown')}`; MLflow run `{run_id}`",
         "",
         "| test metric | model | naive baseline |",
