@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import re
 import shlex
 import sys
@@ -245,31 +244,6 @@ def compose(overrides: Iterable[str]) -> DictConfig:
         return hydra_compose(config_name="config", overrides=list(overrides))
 
 
-def hardware() -> str:
-    """One line naming the machine, so a report says where its timings come from."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    parts = [f"{platform.system()} {platform.machine()}", f"{os.cpu_count()} CPU cores ({cpu})"]
-    try:
-        import torch
-
-        parts.append(f"torch {torch.__version__}")
-        if torch.cuda.is_available():
-            names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
-            parts.append(f"{torch.cuda.device_count()} GPU ({', '.join(names)})")
-        else:
-            parts.append("no GPU")
-    except ImportError:
-        pass
-    return ", ".join(parts)
-
-
 def best_values(optuna_study, space: str) -> dict:
     """The best trial's values keyed by config key, decoded as the sweeper applied them
     (list-valued choices travel through Optuna as JSON text)."""
@@ -426,7 +400,7 @@ class Runner:
         )
         tags = {
             TAGS["study"]: s.name, TAGS["phase"]: "session", TAGS["command"]: command,
-            TAGS["hardware"]: hardware(), TAGS["tracking_uri"]: tracking.mask_secrets(self.uri),
+            TAGS["hardware"]: tracking.hardware(), TAGS["tracking_uri"]: tracking.mask_secrets(self.uri),
             TAGS["optuna_storage"]: tracking.mask_secrets(s.storage),
             "git_sha": tracking.git_sha(),
         }

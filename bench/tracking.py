@@ -111,7 +111,10 @@ def hardware() -> str:
                 break
     except OSError:
         pass
-    gpu = f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "; no GPU"
+    gpu = "; no GPU"
+    if torch.cuda.is_available():
+        names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
+        gpu = f"; {torch.cuda.device_count()} GPU ({', '.join(names)})"
     return (f"{cpu}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, "
             f"torch {torch.__version__}")
 
