@@ -48,6 +48,7 @@ class RunResult:
     epochs_trained: int = 0
     n_params: int = 0
     wall_time_s: float = 0.0
+    checkpoint: str | None = None  # the best epoch's weights, which the test metrics used
 
 
 class EpochHistory(Callback):
@@ -221,6 +222,8 @@ def run(
             if ckpt.best_model_score is not None:
                 result.objective = float(ckpt.best_model_score)
             best = ckpt.best_model_path or None
+            result.checkpoint = best
+            tracking.log_tags(client, run_id, {"checkpoint": best})
             trainer.test(task, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
         result.epochs_trained = history.epochs_trained
         metrics = trainer.callback_metrics

@@ -134,3 +134,24 @@ def test_objective_is_the_best_epoch_and_testing_uses_its_weights(make_cfg, mlfl
     assert result.val_metrics["val/accuracy"] == pytest.approx(history[-1])
     assert result.epochs_trained == 4
     assert torch.isfinite(torch.tensor(result.test_metrics["test/accuracy"]))
+
+
+def test_test_metrics_come_from_the_best_checkpoint(make_cfg):
+    """Re-scores the saved best weights by hand on the test split: the same accuracy."""
+    from bench import data
+    from bench.models import build_model
+
+    cfg = make_cfg("dataset=synthetic", "model.hidden_size=8", "trainer.max_epochs=4",
+                   "trainer.early_stopping_patience=null", "trainer.limit_test_batches=null",
+                   "optim.lr=0.05")
+    result = run(cfg)
+    state = torch.load(result.checkpoint, weights_only=True)["state_dict"]
+    prepared = data.build(cfg.dataset, cfg.data_dir)
+    model = build_model(cfg.model, prepared.info)
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()
+                           if k.startswith("model.")})
+    model.eval()
+    batch = prepared.test[torch.arange(len(prepared.test))]
+    with torch.no_grad():
+        acc = (model(batch["x"]).argmax(-1) == batch["y"]).float().mean().item()
+    assert result.test_metrics["test/accuracy"] == pytest.approx(acc, abs=1e-6)
