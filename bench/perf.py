@@ -59,13 +59,10 @@ def synthetic_series(rows: int = JENA_ROWS, cols: int = JENA_COLS, seed: int = 0
     return rng.standard_normal((rows, cols)).astype(np.float32)
 
 
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def bench_gather(batches: int, repeats: int, threads: int | None = None) -> dict:
@@ -102,13 +99,13 @@ def _bench_gather(batches: int, repeats: int) -> dict:
     ours(), textbook()  # warm-up: first-touch page faults and the allocator's growth
     t_ours, t_book = [], []
     for _ in range(repeats):  # alternate so drift hits both alike
-        t_ours.append(_median_time(ours, 1))
-        t_book.append(_median_time(textbook, 1))
+        t_ours.append(_seconds(ours))
+        t_book.append(_seconds(textbook))
     o, t = statistics.median(t_ours), statistics.median(t_book)
     return {"batches": batches, "ours_s": o, "textbook_s": t, "speedup": t / o}
 
 
-def _epoch_setup(batches: int, hidden: int):
+def _epoch_setup():
     data = torch.from_numpy(synthetic_series(rows=60_000))
     anchors = torch.arange(LOOKBACK, 60_000 - DELAY)
     split = WindowSplit(data, data[:, 1], anchors, LOOKBACK, STEP, DELAY)
@@ -127,7 +124,7 @@ def bench_epoch(batches: int, repeats: int, hidden: int = 32) -> dict:
     from bench.task import BenchTask
     from bench.train import EpochHistory
 
-    prepared, info = _epoch_setup(batches, hidden)
+    prepared, info = _epoch_setup()
     mcfg = OmegaConf.create(dict(
         cell="gru", impl="fused", topology="single", num_layers=1, hidden_size=hidden,
         dropout=0.0, recurrent_dropout=0.0, reverse=False, head="linear", head_hidden=8,

@@ -11,9 +11,6 @@ import torch  # noqa: E402
 
 from bench.data.base import DatasetInfo  # noqa: E402
 
-# Fixed metadata so the same data gives byte-identical files.
-PNG_METADATA = {"Software": None}
-
 
 def learning_curves(history: dict[str, list[tuple[int, float]]], metric: str):
     keys = [k for k in ("train/loss", "val/loss") if k in history]
