@@ -417,10 +417,15 @@ def build(
                           fig_dir / f"{ds}_curves.png"):
             sec += ["", f"![learning curves]({'figures/' + ds + '_curves.png'})"]
         if task == "regression":
-            best_run = _median_run(r, comp.best)
+            # The naive baseline can have the best mean (SBUX); plotting it against itself
+            # would show nothing, so the figure is of the best learned model.
+            learned = [a for a in comp.table["arch"] if a not in NOT_CANDIDATES]
+            shown = learned[0] if learned else comp.best
+            best_run = _median_run(r, shown)
             if _prediction_figure(data, best_run, fig_dir / f"{ds}_predictions.png"):
-                sec += ["", f"Test predictions of `{comp.best}` (seed {best_run['seed']}, the "
-                        "median seed) against the actual series and the naive baseline:", "",
+                sec += ["", f"Test predictions of `{shown}`, the best learned model (seed "
+                        f"{best_run['seed']}, the median seed), against the actual series and "
+                        "the naive baseline:", "",
                         f"![predictions]({'figures/' + ds + '_predictions.png'})"]
         imp, notes = _importance(data, ds, storage)
         if imp or notes:

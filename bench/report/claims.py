@@ -105,5 +105,5 @@ def measured(runs: pd.DataFrame, histories, claim: Claim) -> tuple[str, int]:
     iv = t_interval(vals)
     unit = f" {claim.unit}" if claim.unit and claim.unit != "%" else claim.unit
     if iv.n > 1:
-        return f"{iv.mean:.3g}{unit} ± {iv.half_width:.2g} (n={iv.n}, study `{first}`)", iv.n
-    return f"{iv.mean:.3g}{unit} (n=1, study `{first}`)", 1
+        return f"{iv.mean:.3g}{unit} ± {iv.half_width:.2g} (n={iv.n} seeds, study entry `{first}`)", iv.n
+    return f"{iv.mean:.3g}{unit} (n=1, study entry `{first}`)", 1
