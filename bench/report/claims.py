@@ -56,9 +56,11 @@ CLAIMS: tuple[Claim, ...] = (
     Claim(CHOLLET, "jena", "gru-single", "validation MAE", "about 2.35 degC",
           "best:val/mae_units", "minimize", 1, "degC",
           command="python -m bench +experiment=jena_gru"),
-    Claim(SAMSUNG, "samsung", "lstm-single", "test R^2, leaky Close-price target", "about 0.92",
-          "test/r2", "maximize", where={"dataset.target": "close"},
-          command="python -m bench dataset=samsung dataset.target=close model=lstm"),
+    Claim(SAMSUNG, "samsung", "lstm-single", "test R^2, leaky Close-price target, scalers "
+          "fitted on all rows", "about 0.92", "test/r2", "maximize",
+          where={"dataset.target": "close", "dataset.scaling.fit_rows": "all"},
+          command="python -m bench dataset=samsung dataset.target=close "
+          "dataset.scaling.fit_rows=all model=lstm"),
     Claim(SAMSUNG, "samsung", "lstm-single", "test R^2, next-day return target", "about 0",
           "test/r2", "maximize", where={"dataset.target": "return"},
           command="python -m bench dataset=samsung dataset.target=return model=lstm"),
