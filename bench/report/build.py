@@ -419,8 +419,7 @@ def build(
         if task == "regression":
             # The naive baseline can have the best mean (SBUX); plotting it against itself
             # would show nothing, so the figure is of the best learned model.
-            learned = [a for a in comp.table["arch"] if a not in NOT_CANDIDATES]
-            shown = learned[0] if learned else comp.best
+            shown = next((a for a in comp.table["arch"] if a not in NOT_CANDIDATES), comp.best)
             best_run = _median_run(r, shown)
             if _prediction_figure(data, best_run, fig_dir / f"{ds}_predictions.png"):
                 sec += ["", f"Test predictions of `{shown}`, the best learned model (seed "
