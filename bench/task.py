@@ -50,7 +50,7 @@ class BenchTask(pl.LightningModule):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.is_naive:
             return self.model.predict(batch["naive"])
-        out = self.model(batch["x"])
+        out = self.model(batch["x"], batch.get("lengths"))
         return out.squeeze(-1) if self.info.task == "regression" else out
 
     def _preds(self, out: torch.Tensor) -> torch.Tensor:

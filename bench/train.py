@@ -78,6 +78,22 @@ class EpochHistory(Callback):
         pl_module.log("time/epoch_s", self.epoch_times[-1])
 
 
+class BestCheckpoint(ModelCheckpoint):
+    """Keeps the best epoch's weights; a tie goes to the later epoch.
+
+    On the small validation splits of the archive datasets (10 GunPoint cases) the metric
+    plateaus, often at 100%, for many epochs: the first epoch to touch the plateau is the
+    least trained of them, and Lightning's strict comparison would keep it.
+    """
+
+    def check_monitor_top_k(self, trainer, current=None) -> bool:
+        if current is None or self.save_top_k != 1 or not self.best_k_models:
+            return super().check_monitor_top_k(trainer, current)
+        op = {"min": torch.le, "max": torch.ge}[self.mode]
+        best = self.best_k_models[self.kth_best_model_path]
+        return trainer.strategy.reduce_boolean_decision(bool(op(current, best)))
+
+
 def _output_dir() -> Path:
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -193,14 +209,14 @@ def run(
             "n_params": result.n_params,
             "layer_sizes": getattr(model, "layer_sizes", None),
         })
-        task = BenchTask(model, info, cfg.dataset.loss, OmegaConf.to_container(cfg.optim))
+        task = BenchTask(model, info, cfg.dataset.loss, OmegaConf.to_container(cfg.optim, resolve=True))
         client.log_text(
             run_id, f"{ModelSummary(task, max_depth=3)}\n\n{model}\n", "model_summary.txt"
         )
 
         out_dir = _output_dir()
         monitor, mode = f"val/{metric}", ("max" if direction == "maximize" else "min")
-        ckpt = ModelCheckpoint(
+        ckpt = BestCheckpoint(
             dirpath=out_dir / "checkpoints", filename=f"best-{run_id[:8]}", monitor=monitor,
             mode=mode, save_top_k=1, save_weights_only=True,
         )

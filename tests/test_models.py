@@ -134,3 +134,41 @@ def test_token_inputs_get_an_embedding():
     out = model(torch.randint(0, 50, (3, 7)))
     assert out.shape == (3, 2)
     assert model.embedding.num_embeddings == 50
+
+
+@pytest.mark.parametrize(("cell", "topology", "impl"),
+                         list(itertools.product(CELLS, TOPOLOGIES, ("fused", "cell"))))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_padding_is_never_read_as_data(cell, topology, impl, reverse):
+    """A short series padded to a batch's longer length gives the outputs it gives alone."""
+    torch.manual_seed(2)
+    model = build_model(mcfg(cell=cell, topology=topology, impl=impl, reverse=reverse), REG)
+    model = model.double().eval()
+    short, long_ = torch.randn(1, 4, 5, dtype=torch.float64), torch.randn(1, 7, 5,
+                                                                          dtype=torch.float64)
+    padded = torch.cat([torch.cat([short, torch.full((1, 3, 5), 9.0, dtype=torch.float64)], 1),
+                        long_])
+    out = model(padded, torch.tensor([4, 7]))
+    torch.testing.assert_close(out[0], model(short)[0], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(out[1], model(long_)[0], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(("cell", "topology"), list(itertools.product(CELLS, TOPOLOGIES)))
+def test_fused_and_hand_written_agree_on_unequal_lengths(cell, topology):
+    torch.manual_seed(3)
+    fused = build_model(mcfg(cell=cell, topology=topology), REG).double().eval()
+    loop = build_model(mcfg(cell=cell, topology=topology, impl="cell"), REG).double().eval()
+    loop.load_state_dict(fused.state_dict())
+    x, lengths = torch.randn(4, 7, 5, dtype=torch.float64), torch.tensor([7, 2, 5, 1])
+    out_f, out_l = fused(x, lengths), loop(x, lengths)
+    torch.testing.assert_close(out_f, out_l, rtol=1e-9, atol=1e-9)
+    out_f.sum().backward()
+    out_l.sum().backward()
+    for (name, pf), (_, pl_) in zip(fused.named_parameters(), loop.named_parameters(), strict=True):
+        torch.testing.assert_close(pf.grad, pl_.grad, rtol=1e-7, atol=1e-9, msg=name)
+
+
+def test_mlp_accepts_lengths_and_ignores_them():
+    model = build_model(mcfg(cell="mlp", hidden_sizes=[8]), REG).eval()
+    x = torch.randn(2, 7, 5)
+    torch.testing.assert_close(model(x, torch.tensor([3, 7])), model(x))

@@ -14,6 +14,7 @@ KINDS = {
     "mnist": "bench.data.mnist",
     "imdb": "bench.data.imdb",
     "series": "bench.data.series",
+    "ucr": "bench.data.ucr",
 }
 
 

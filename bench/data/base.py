@@ -12,7 +12,9 @@ A batch is a dict:
 * ``y``: long ``(B,)`` class indices, or float ``(B,)`` scaled regression targets;
 * ``naive``: the naive baseline's prediction for the same samples (majority
   class, or persistence), so every run scores the baseline with the very same
-  metric code and batches as the model.
+  metric code and batches as the model;
+* ``lengths`` (only for sequences of unequal length): long ``(B,)`` true lengths of
+  ``x``'s rows, which are zero-padded at the end to the split's longest sequence.
 """
 
 from __future__ import annotations
@@ -108,22 +110,33 @@ def _move(t: torch.Tensor, device: torch.device, memo: dict | None) -> torch.Ten
 
 
 class TensorSplit:
-    """A split held as whole tensors (MNIST images, IMDB token ids)."""
+    """A split held as whole tensors (MNIST images, IMDB token ids, archive series).
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, naive: torch.Tensor):
+    ``lengths`` is set only when the sequences differ in length (end-padded ``x``).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, naive: torch.Tensor,
+                 lengths: torch.Tensor | None = None):
         if not (len(x) == len(y) == len(naive)):
             raise ValueError(f"x, y and naive lengths differ: {len(x)}, {len(y)}, {len(naive)}")
-        self.x, self.y, self.naive = x, y, naive
+        if lengths is not None and len(lengths) != len(x):
+            raise ValueError(f"lengths has {len(lengths)} entries for {len(x)} samples")
+        self.x, self.y, self.naive, self.lengths = x, y, naive, lengths
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __getitem__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         with _gather_threads(self.x):
-            return {"x": self.x[idx], "y": self.y[idx], "naive": self.naive[idx]}
+            batch = {"x": self.x[idx], "y": self.y[idx], "naive": self.naive[idx]}
+            if self.lengths is not None:
+                batch["lengths"] = self.lengths[idx]
+            return batch
 
     def to(self, device: torch.device, memo: dict | None = None) -> TensorSplit:
-        return TensorSplit(*(_move(t, device, memo) for t in (self.x, self.y, self.naive)))
+        lengths = None if self.lengths is None else _move(self.lengths, device, memo)
+        return TensorSplit(*(_move(t, device, memo) for t in (self.x, self.y, self.naive)),
+                           lengths=lengths)
 
 
 def phase_layout(features: torch.Tensor, step: int) -> tuple[torch.Tensor, int]:

@@ -55,7 +55,9 @@ class MLP(nn.Module):
 
         init_dense(self, scheme)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        # Unequal-length inputs arrive zero-padded to the split's longest sequence: the
+        # flattened window has a fixed width and the padding is a constant, so no mask.
         if self.embedding is not None:
             x = self.embedding(x)
         return self.net(x)

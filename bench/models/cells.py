@@ -6,6 +6,11 @@ and shapes as a one-layer PyTorch module (``weight_ih_l0``, ``bias_hh_l0_reverse
 state dict moves between them unchanged and the equivalence test compares like with like.
 Only the loop can apply *recurrent* dropout with one mask per sequence (Gal & Ghahramani
 2016), which the fused kernels cannot.
+
+Sequences of unequal length arrive padded at the end with a ``lengths`` tensor. Padding
+must never be read as data: the fused layer packs the batch, the loop freezes each
+sequence's state once its length is reached, and a backward direction reads each sequence
+from its own last step, not from the padding. Outputs at padded steps are zero in both.
 """
 
 from __future__ import annotations
@@ -29,6 +34,19 @@ def sequence_mask(x: torch.Tensor, p: float) -> torch.Tensor:
     return torch.bernoulli(keep) / (1 - p)
 
 
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Each sequence reversed within its own length; the padding stays at the end.
+
+    Its own inverse, so the same call puts a backward direction's outputs back in time order.
+    """
+    if lengths is None:
+        return x.flip(1)
+    steps = torch.arange(x.shape[1], device=x.device)
+    n = lengths.to(x.device).unsqueeze(1)
+    idx = torch.where(steps < n, n - 1 - steps, steps)
+    return x.gather(1, idx.unsqueeze(-1).expand_as(x))
+
+
 class FusedLayer(nn.Module):
     """One recurrent layer (one or two directions) on the fused kernel."""
 
@@ -40,8 +58,18 @@ class FusedLayer(nn.Module):
             input_size, hidden_size, batch_first=True, bidirectional=bidirectional, **kwargs
         )
 
-    def forward(self, x: torch.Tensor, recurrent_dropout: float = 0.0):
-        out, h = self.rnn(x)
+    def forward(self, x: torch.Tensor, recurrent_dropout: float = 0.0,
+                lengths: torch.Tensor | None = None):
+        if lengths is None:
+            out, h = self.rnn(x)
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(
+                x, lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
+            out, h = self.rnn(packed)
+            out, _ = nn.utils.rnn.pad_packed_sequence(
+                out, batch_first=True, total_length=x.shape[1]
+            )
         h_n = h[0] if self.cell == "lstm" else h
         # h_n: (directions, B, H); the backward direction's final state is its state after
         # reading the whole sequence backwards, i.e. at time 0.
@@ -76,7 +104,8 @@ class LoopLayer(nn.Module):
     def named_cell_parameters(self):
         return self.rnn.named_parameters()
 
-    def _direction(self, x: torch.Tensor, sfx: str, mask: torch.Tensor | None):
+    def _direction(self, x: torch.Tensor, sfx: str, mask: torch.Tensor | None,
+                   lengths: torch.Tensor | None):
         w_hh = getattr(self.rnn, f"weight_hh_l0{sfx}")
         b_hh = getattr(self.rnn, f"bias_hh_l0{sfx}")
         # Input projections for all steps at once; only the recurrence is sequential.
@@ -86,37 +115,50 @@ class LoopLayer(nn.Module):
         b, t, _ = x.shape
         h = x.new_zeros(b, self.hidden_size)
         c = x.new_zeros(b, self.hidden_size)
+        # One unbind before the loop: indexing ``xi[:, s]`` inside it makes autograd build
+        # a full (B, T, G) gradient per step, a backward quadratic in T.
+        steps = xi.unbind(1)
+        alive = (None,) * t
+        if lengths is not None:
+            alive = (torch.arange(t, device=x.device) < lengths.to(x.device).unsqueeze(1)
+                     ).unsqueeze(-1).unbind(1)
         outs = []
-        for s in range(t):
+        for gx, live in zip(steps, alive, strict=True):
             hr = h if mask is None else h * mask
             gh = torch.nn.functional.linear(hr, w_hh, b_hh)
-            gx = xi[:, s]
             if self.cell == "rnn":
-                h = torch.tanh(gx + gh)
+                h_new, c_new = torch.tanh(gx + gh), c
             elif self.cell == "gru":
                 xr, xz, xn = gx.chunk(3, -1)
                 hr_, hz, hn = gh.chunk(3, -1)
                 r = torch.sigmoid(xr + hr_)
                 z = torch.sigmoid(xz + hz)
                 n = torch.tanh(xn + r * hn)
-                h = (1 - z) * n + z * h
+                h_new, c_new = (1 - z) * n + z * h, c
             else:
                 i, f, gg, o = (gx + gh).chunk(4, -1)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
-                h = torch.sigmoid(o) * torch.tanh(c)
-            outs.append(h)
+                c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+                h_new = torch.sigmoid(o) * torch.tanh(c_new)
+            if live is None:
+                h, c = h_new, c_new
+                outs.append(h)
+            else:
+                # past its length a sequence keeps its state and emits zeros, as packing does
+                h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
+                outs.append(h_new * live)
         return torch.stack(outs, 1), h
 
-    def forward(self, x: torch.Tensor, recurrent_dropout: float = 0.0):
+    def forward(self, x: torch.Tensor, recurrent_dropout: float = 0.0,
+                lengths: torch.Tensor | None = None):
         outs, finals = [], []
         for sfx in _suffixes(self.bidirectional):
             mask = None
             if self.training and recurrent_dropout > 0:
                 keep = x.new_full((x.shape[0], self.hidden_size), 1 - recurrent_dropout)
                 mask = torch.bernoulli(keep) / (1 - recurrent_dropout)
-            seq = x.flip(1) if sfx else x
-            out, h = self._direction(seq, sfx, mask)
-            outs.append(out.flip(1) if sfx else out)
+            seq = reverse_padded(x, lengths) if sfx else x
+            out, h = self._direction(seq, sfx, mask, lengths)
+            outs.append(reverse_padded(out, lengths) if sfx else out)
             finals.append(h)
         return torch.cat(outs, -1), torch.cat(finals, -1)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.models.cells import make_layer, sequence_mask
+from bench.models.cells import make_layer, reverse_padded, sequence_mask
 from bench.models.init import init_dense, init_recurrent
 
 
@@ -61,16 +61,20 @@ class RecurrentNet(nn.Module):
         if self.embedding is not None:
             init_dense(self.embedding, scheme)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``lengths`` (B,): true lengths of end-padded sequences; None when all are full."""
+        if lengths is not None:
+            # a batch of short sequences need not run over the whole split's padding
+            x = x[:, : int(lengths.max())]
         if self.embedding is not None:
             x = self.embedding(x)
         if self.reverse:
-            x = x.flip(1)
+            x = reverse_padded(x, lengths)
         summary = None
         for layer in self.layers:
             if self.training and self.dropout > 0:
                 x = x * sequence_mask(x, self.dropout)
-            x, summary = layer(x, self.recurrent_dropout)
+            x, summary = layer(x, self.recurrent_dropout, lengths)
         # The summary is each direction's final state (for a backward direction, its state
         # after reading back to t=0), never output[:, -1], where it has seen one step.
         return self.head(summary)
