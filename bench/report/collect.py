@@ -1,8 +1,8 @@
-"""MLflow -> tables: everything the report shows is read here, from runs tagged with the study.
+"""Runs -> tables: everything the report shows is read here, from the study's tidy record.
 
-The report must be a function of the store alone (so that regenerating it gives the same bytes),
-so nothing here looks at the clock, the working directory or the machine; every listing is
-sorted on stable keys.
+The report must be a function of the record alone (so that regenerating it gives the same
+bytes), so nothing here looks at the clock, the working directory or the machine; every listing
+is sorted on stable keys. Reading MLflow itself is :mod:`bench.report.record`'s job.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class StudyData:
     all_runs: pd.DataFrame          # every run tagged with the study (for wall time)
     histories: dict[str, dict[str, list[tuple[int, float]]]] = field(default_factory=dict)
     definition: str = ""            # the study definition (YAML) of the latest session
+    trials: pd.DataFrame = field(default_factory=pd.DataFrame)   # one row per tuning trial
 
 
 def _experiments(client: MlflowClient) -> list[str]:
@@ -101,48 +102,43 @@ def primary_value(row: pd.Series) -> tuple[float, str]:
     return (math.nan if v is None else float(v)), ""
 
 
-def load(uri: str, study: str, *, with_histories: bool = True) -> StudyData:
-    client = MlflowClient(tracking_uri=uri)
-    runs = _search(client, f"tags.{TAGS['study']} = '{study}'")
-    rows = pd.DataFrame([_row(r) for r in runs])
-    if rows.empty:
-        raise LookupError(
-            f"no MLflow runs tagged {TAGS['study']}={study!r} in {uri}; run "
-            f"`python -m bench.study sweeps/study_{study}.yaml` first, or pass --tracking-uri"
-        )
-    sessions = rows[rows["phase"] == "session"].sort_values(["start_ms", "run_id"])
-    tune = rows[rows["phase"] == "tune"].sort_values(["dataset", "arch", "run_id"])
-    finals = rows[rows["phase"].isin(FINAL_PHASES) & (rows["status"] == "FINISHED") & ~rows["pruned"]]
+def study_data(record: pd.DataFrame, source: str = "") -> StudyData:
+    """The report's view of a tidy record (:mod:`bench.report.record`)."""
+    from bench.report.record import curves
+
+    rows = record.copy()
+    rows["phase"] = rows["kind"]
+    study = str(rows["study"].dropna().iloc[0]) if rows["study"].notna().any() else ""
+    sessions = rows[rows["kind"] == "session"].sort_values(["start_ms", "run_id"])
+    tune = rows[rows["kind"] == "tune"].sort_values(["dataset", "arch", "run_id"])
+    trials = rows[rows["kind"] == "trial"]
+    finals = rows[rows["kind"].isin(FINAL_PHASES) & (rows["status"] == "FINISHED") & ~rows["pruned"]]
     finals = finals.copy()
     finals["seed"] = finals["seed"].astype(int)
+    finals["tuning_seed"] = finals["tuning_seed"].astype("Int64")
     # A resumed study may hold two FINISHED runs of the same seed (e.g. a crash after the
     # run closed but before the runner noticed): keep the earliest, as the runner does.
-    finals = finals.sort_values(["dataset", "arch", "seed", "start_ms", "run_id"])
-    finals = finals.drop_duplicates(["dataset", "arch", "seed"], keep="first")
-    vals = finals.apply(primary_value, axis=1, result_type="expand") if len(finals) else None
-    finals["value"] = vals[0] if vals is not None else []
-    finals["value_units"] = vals[1] if vals is not None else []
+    finals = finals.sort_values(["dataset", "arch", "tuning_seed", "seed", "start_ms", "run_id"],
+                                na_position="first")
+    finals = finals.drop_duplicates(["dataset", "arch", "tuning_seed", "seed"], keep="first")
+    finals["value"] = finals["score"].astype(float)
+    finals["value_units"] = finals["score_units"].fillna("").astype(str)
+    finals["units"] = finals["units"].fillna("").astype(str)
+    finals["task"] = finals["task"].fillna("").astype(str)
     finals = finals.reset_index(drop=True)
-
     definition = ""
-    if len(sessions):
-        latest = sessions.iloc[-1]["run_id"]
-        definition = read_artifact(client, latest, "study.yaml", lambda p: p.read_text()) or ""
+    if len(sessions) and isinstance(sessions.iloc[-1]["definition"], str):
+        definition = sessions.iloc[-1]["definition"]
+    histories = {r["run_id"]: curves(r) for _, r in finals.iterrows()}
+    return StudyData(study, source, finals, sessions, tune, rows, histories, definition, trials)
 
-    histories: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    if with_histories:
-        for rid, metric, units in finals[["run_id", "metric", "units"]].itertuples(index=False):
-            keys = [f"val/{metric}", "train/loss", "val/loss"]
-            if units:
-                keys.append(f"val/{metric}_units")
-            h = {}
-            for k in keys:
-                pts = client.get_metric_history(rid, k)
-                if pts:
-                    pts = sorted(pts, key=lambda m: (m.step, m.timestamp))
-                    h[k] = [(i, float(m.value)) for i, m in enumerate(pts)]
-            histories[rid] = h
-    return StudyData(study, uri, finals, sessions, tune, rows, histories, definition)
+
+def load(uri: str, study: str, *, with_histories: bool = True,
+         storage: str | None = None) -> StudyData:
+    """Reads a study straight from its stores (through the record's shape)."""
+    from bench.report.record import from_store, tidy
+
+    return study_data(tidy(from_store(uri, study, storage=storage)), uri)
 
 
 def results_table(data: StudyData) -> pd.DataFrame:
@@ -159,8 +155,12 @@ def results_table(data: StudyData) -> pd.DataFrame:
         c for c in r.columns
         if c.startswith("param:") and c[6:].startswith(PARAM_PREFIXES) and r[c].notna().any()
     )
+    keys = ["dataset", "arch", "seed"]
+    if r["tuning_seed"].dropna().nunique() > 1:   # tuning repeated: say which tuning a run used
+        base.insert(base.columns.get_loc("seed") + 1, "tuning_seed", r["tuning_seed"])
+        keys = ["dataset", "arch", "tuning_seed", "seed"]
     out = pd.concat(
         [base, r[metric_cols].rename(columns=lambda c: c[7:]),
          r[param_cols].rename(columns=lambda c: c[6:]), r[["run_id"]]], axis=1,
     )
-    return out.sort_values(["dataset", "arch", "seed"]).reset_index(drop=True)
+    return out.sort_values(keys).reset_index(drop=True)

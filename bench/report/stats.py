@@ -1,21 +1,23 @@
 """Statistics behind the report's claims: per-dataset evidence across seeds, ranks across datasets.
 
 The question "is there a single best recurrent model?" is answered in two layers, following
-Demšar (2006), "Statistical comparisons of classifiers over multiple data sets", JMLR 7:
+Demšar (2006), "Statistical comparisons of classifiers over multiple data sets", JMLR 7, and
+Benavoli et al. (2017), "Time for a change", JMLR 18:
 
-* Per dataset, the repeated seeds of each architecture carry the evidence. The best mean is
-  compared with every other architecture by a **paired t-test across seeds** and the p-values
-  are Holm-adjusted (the family is the k-1 comparisons with the best). Why paired t and not
-  Wilcoxon's signed-rank test: with the default five seeds the smallest two-sided p-value the
-  exact signed-rank test can produce is 2/2^5 = 0.0625, so it could never reject at 0.05 and
-  every architecture would land in the top group whatever the data. Pairing by seed is valid
-  because run ``s`` of every architecture shares the seed of the data order; where the seed
-  sets differ the test falls back to Welch's two-sample t-test. Wilcoxon stays selectable
-  (``test="wilcoxon"``) for studies with ten or more seeds.
-* Across datasets, each dataset is one block: architectures are ranked by their mean, the
-  Friedman statistic with the Iman-Davenport F correction tests "all equal", and the Nemenyi
-  critical difference says which average-rank gaps are large enough. With few datasets that
-  test has little power, which :func:`power_note` states in numbers.
+* Per dataset, the repeated seeds of each architecture carry the evidence. The *anchor* is the
+  best **candidate** by mean (the naive baseline is a reference, never the anchor: a test against
+  a constant is stricter than one against a real competitor, and a baseline that cannot win
+  must not decide who is "top"). Every other candidate is compared with the anchor by
+  **Welch's unpaired t-test** and the p-values are Holm-adjusted. Why unpaired: a shared seed
+  fixes the data order only; parameter shapes and batch sizes differ between architectures,
+  so their initialisations differ and the measured seed-wise correlation between
+  architectures is about zero. A paired test would spend degrees of freedom on pairs that do
+  not exist; it stays selectable (``test="paired"``) for designs where pairs are real.
+* A comparison that cannot be made (fewer than two seeds, or no variance at all) is
+  *untested*: it neither joins the top group nor counts as significantly worse, and the
+  report names it. A p-value of NaN never reads as "not worse".
+* Across datasets: see :mod:`bench.report.across`; the Friedman / Nemenyi machinery here is
+  the secondary view, with :func:`power_note` stating in numbers what it can detect.
 """
 
 from __future__ import annotations
@@ -27,9 +29,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestIndPower
+
+from bench.report import bayes
 
 ALPHA = 0.05
-TESTS = ("t", "wilcoxon")
+POWER = 0.80
+TESTS = ("welch", "paired")
+ANCHORS = ("candidate", "overall")
+DECISIONS = ("test", "bayes")
+BAYES_DECISION = 0.95     # P(worse by more than the ROPE) at which the Bayesian rule excludes
+TEST_NAMES = {"welch": "Welch's unpaired t-test", "paired": "paired t-test where the seed sets "
+              "match (Welch otherwise)"}
 
 
 def better(direction: str) -> float:
@@ -37,6 +49,12 @@ def better(direction: str) -> float:
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"direction: {direction!r} is not allowed; expected 'maximize' or 'minimize'")
     return 1.0 if direction == "maximize" else -1.0
+
+
+def finite(values: Iterable[float]) -> np.ndarray:
+    """The finite values only: a NaN score (a diverged run) is missing, not a number."""
+    x = np.asarray([v for v in values if v is not None], dtype=float)
+    return x[np.isfinite(x)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -60,7 +78,7 @@ class Interval:
 def t_interval(values: Iterable[float], confidence: float = 0.95) -> Interval:
     """Student-t interval for the mean over seeds; a single seed gives an unbounded interval
     (NaN) rather than a misleading zero width."""
-    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    x = finite(values)
     n = len(x)
     if n == 0:
         return Interval(0, math.nan, math.nan, math.nan, math.nan)
@@ -73,77 +91,97 @@ def t_interval(values: Iterable[float], confidence: float = 0.95) -> Interval:
 
 
 # ---------------------------------------------------------------------------------------------
-# Multiple comparisons
+# Tests and multiple comparisons
 # ---------------------------------------------------------------------------------------------
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjustment (Holm 1979), written out to avoid a statsmodels dependency.
+    """Holm's step-down adjustment (statsmodels' ``multipletests``).
 
-    NaN p-values (comparisons that could not be made) are left NaN and do not count towards
-    the family size.
+    NaN p-values (comparisons that could not be made) stay NaN and do not count towards the
+    family size: an untested comparison is not evidence either way.
     """
     p = np.asarray(pvalues, dtype=float)
     out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    m = len(ok)
-    if m == 0:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    running = 0.0
-    for i, idx in enumerate(order):
-        running = max(running, min(1.0, (m - i) * p[idx]))
-        out[idx] = running
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
     return out
 
 
-def paired_or_welch(
-    a: Mapping[int, float], b: Mapping[int, float], test: str = "t"
+def two_sample(
+    a: Mapping[int, float], b: Mapping[int, float], test: str = "welch",
+    alternative: str = "two-sided", shift: float = 0.0,
 ) -> tuple[float, str]:
-    """Two-sided p-value for "a and b have the same mean", and the name of the test used.
+    """p-value for "mean(a) - shift = mean(b)" and the name of the test that ran.
 
-    ``a`` and ``b`` map seed -> score. Identical seed sets are paired; otherwise the samples
-    are compared unpaired (Welch, or Mann-Whitney for ``test="wilcoxon"``). Degenerate cases
-    are decided exactly instead of returning NaN: constant, equal differences mean no evidence
-    of a difference (p = 1); constant, non-zero differences mean a deterministic gap (p = 0).
+    ``a`` and ``b`` map seed -> score (NaN scores are dropped first). ``test="paired"`` pairs
+    identical seed sets and falls back to Welch otherwise, and the name returned says which
+    ran. A sample with no variance is a constant (the deterministic naive baseline): against
+    it the test is the one-sample t-test. When neither side varies there is no noise to test
+    against and the answer is NaN ("no variance"), never a p of 0 or 1.
     """
     if test not in TESTS:
         raise ValueError(f"test: {test!r} is not allowed; expected one of {list(TESTS)}")
-    common = sorted(set(a) & set(b))
-    if len(common) >= 2 and len(common) == len(a) == len(b):
-        d = np.array([a[s] - b[s] for s in common], dtype=float)
-        if np.allclose(d, d[0], rtol=0, atol=1e-12 * max(1.0, float(np.abs(d).max()))):
-            return (1.0 if abs(d[0]) <= 1e-12 else 0.0), "paired (constant difference)"
-        if test == "t":
-            return float(stats.ttest_rel(list(a[s] for s in common), [b[s] for s in common]).pvalue), "paired t"
-        if np.all(d == 0):
-            return 1.0, "Wilcoxon signed-rank"
-        return float(stats.wilcoxon(d, zero_method="zsplit").pvalue), "Wilcoxon signed-rank"
-    xa, xb = np.array(list(a.values()), float), np.array(list(b.values()), float)
+    a = {s: float(v) for s, v in a.items() if v is not None and np.isfinite(v)}
+    b = {s: float(v) for s, v in b.items() if v is not None and np.isfinite(v)}
+    xa = np.array([a[s] for s in sorted(a)]) - shift
+    xb = np.array([b[s] for s in sorted(b)])
+    if test == "paired" and len(a) >= 2 and sorted(a) == sorted(b):
+        d = xa - xb
+        if np.ptp(d) == 0:
+            return math.nan, "no variance (constant difference)"
+        return float(stats.ttest_1samp(d, 0.0, alternative=alternative).pvalue), "paired t"
     if len(xa) < 2 or len(xb) < 2:
         return math.nan, "too few seeds"
-    if xa.std() == 0 and xb.std() == 0:
-        return (1.0 if xa[0] == xb[0] else 0.0), "unpaired (constant samples)"
-    if test == "t":
-        return float(stats.ttest_ind(xa, xb, equal_var=False).pvalue), "Welch t"
-    return float(stats.mannwhitneyu(xa, xb, alternative="two-sided").pvalue), "Mann-Whitney U"
+    const_a, const_b = np.ptp(xa) == 0, np.ptp(xb) == 0
+    if const_a and const_b:
+        return math.nan, "no variance"
+    if const_b:
+        return one_sample(xa, xb[0], alternative), "one-sample t"
+    if const_a:
+        flip = {"greater": "less", "less": "greater"}.get(alternative, alternative)
+        return one_sample(xb, xa[0], flip), "one-sample t"
+    return (float(stats.ttest_ind(xa, xb, equal_var=False, alternative=alternative).pvalue),
+            "Welch t")
+
+
+def one_sample(x: Iterable[float], value: float, alternative: str = "two-sided") -> float:
+    """p-value of the one-sample t-test of mean(x) against a known constant; NaN with fewer
+    than two finite values or none of them different (no variance to test against)."""
+    x = finite(x)
+    if len(x) < 2 or np.ptp(x) == 0 or not np.isfinite(value):
+        return math.nan
+    return float(stats.ttest_1samp(x, value, alternative=alternative).pvalue)
 
 
 def prob_beats(a: Iterable[float], b: Iterable[float], direction: str) -> float:
     """P(A beats B): the fraction of (seed of A, seed of B) pairs in which A's run is better,
-    ties counting one half.
+    ties counting one half; NaN scores are dropped first.
 
     This is the probability of superiority (the Mann-Whitney U divided by n_A n_B, also known
     as Vargha-Delaney A): the chance that one freshly seeded run of A scores better than one
     freshly seeded run of B. It answers the practitioner's question directly, needs no
     distributional assumption, and says nothing about significance (that is the test's job).
     """
-    xa = np.asarray(list(a), dtype=float) * better(direction)
-    xb = np.asarray(list(b), dtype=float) * better(direction)
+    xa = finite(a) * better(direction)
+    xb = finite(b) * better(direction)
     if len(xa) == 0 or len(xb) == 0:
         return math.nan
     diff = xa[:, None] - xb[None, :]
     return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+
+
+def minimum_detectable_difference(
+    sd: float, n: float, alpha: float = ALPHA, power: float = POWER
+) -> float:
+    """Smallest true difference of means a two-sided two-sample t-test with ``n`` seeds per
+    architecture detects with the given power (statsmodels' ``TTestIndPower``), in the
+    scores' units: a "not significantly worse" is only informative below this size."""
+    if not (np.isfinite(sd) and sd > 0 and n >= 2):
+        return math.nan
+    d = TTestIndPower().solve_power(effect_size=None, nobs1=n, alpha=alpha, power=power, ratio=1.0)
+    return float(d * sd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,14 +191,25 @@ def prob_beats(a: Iterable[float], b: Iterable[float], direction: str) -> float:
 
 @dataclass
 class DatasetComparison:
-    """Everything the report says about one dataset; ``table`` is sorted best first."""
+    """Everything the report says about one dataset; ``table`` is sorted best mean first."""
 
     dataset: str
     direction: str
-    best: str
+    anchor: str                 # the best candidate: every other candidate is compared with it
+    best_overall: str           # the best mean of all (may be the naive baseline)
     table: pd.DataFrame
     test: str
     alpha: float
+    rope: float = math.nan      # region of practical equivalence, in the scores' units
+    reference: float = math.nan   # the no-skill reference score (naive, or R^2 = 0)
+    pooled_sd: float = math.nan
+    seeds: float = math.nan     # median seeds per candidate
+    mde: float = math.nan       # minimum detectable difference at 80% power
+    decision: str = "test"
+
+    @property
+    def best(self) -> str:
+        return self.anchor
 
     @property
     def top_group(self) -> list[str]:
@@ -170,6 +219,26 @@ class DatasetComparison:
     def significantly_worse(self) -> list[str]:
         return list(self.table.loc[self.table["significantly_worse"], "arch"])
 
+    @property
+    def untested(self) -> list[str]:
+        t = self.table
+        return list(t.loc[t["candidate"] & ~t["in_top_group"] & ~t["significantly_worse"], "arch"])
+
+    @property
+    def has_skill(self) -> bool:
+        """At least one candidate beats the no-skill reference by more than the ROPE."""
+        return bool(self.table["beats_naive"].any())
+
+    @property
+    def skilled(self) -> list[str]:
+        return list(self.table.loc[self.table["beats_naive"], "arch"])
+
+
+def _skill(values: np.ndarray, reference: float, direction: str) -> np.ndarray:
+    from bench.report.skill import skill_score
+
+    return skill_score(values, reference, direction)
+
 
 def compare_dataset(
     runs: pd.DataFrame,
@@ -178,67 +247,124 @@ def compare_dataset(
     dataset: str = "",
     value: str = "value",
     alpha: float = ALPHA,
-    test: str = "t",
+    test: str = "welch",
+    anchor: str = "candidate",
+    candidates: Sequence[str] | None = None,
+    rope: float = math.nan,
+    reference: float = math.nan,
+    decision: str = "test",
+    min_seeds: int = 2,
     confidence: float = 0.95,
 ) -> DatasetComparison:
-    """Leaderboard, top group and P(best beats X) for one dataset.
+    """Leaderboard, anchor, top group, Bayesian probabilities and skill for one dataset.
 
-    ``runs`` has one row per final run with columns ``arch``, ``seed`` and ``value``. The best
-    architecture is the one with the best mean; ties on the mean are broken by name so that the
-    same results always give the same report.
+    ``runs`` has one row per final run with columns ``arch``, ``seed`` and ``value``;
+    ``candidates`` are the architectures that may win (default: every architecture but the
+    naive baseline). ``rope`` is the region of practical equivalence in the scores' units and
+    ``reference`` the no-skill score a candidate must beat by more than the ROPE to show skill.
+    Ties on the mean are broken by name so that the same results always give the same report.
+    ``decision="bayes"`` replaces the test by Benavoli's rule: a candidate leaves the top group
+    when P(worse than the anchor by more than the ROPE) reaches 0.95.
     """
+    for name, v, allowed in (("test", test, TESTS), ("anchor", anchor, ANCHORS),
+                             ("decision", decision, DECISIONS)):
+        if v not in allowed:
+            raise ValueError(f"{name}: {v!r} is not allowed; expected one of {list(allowed)}")
     sign = better(direction)
     by_arch: dict[str, dict[int, float]] = {}
     for arch, seed, v in runs[["arch", "seed", value]].itertuples(index=False):
+        by_arch.setdefault(str(arch), {})
         if v is not None and np.isfinite(v):
-            by_arch.setdefault(str(arch), {})[int(seed)] = float(v)
-    if not by_arch:
+            by_arch[str(arch)][int(seed)] = float(v)
+    if not any(by_arch.values()):
         raise ValueError(f"dataset {dataset!r}: no finite scores to compare")
+    cands = set(by_arch) - {"naive"} if candidates is None else set(candidates) & set(by_arch)
     intervals = {arch: t_interval(s.values(), confidence) for arch, s in by_arch.items()}
-    order = sorted(by_arch, key=lambda k: (-sign * intervals[k].mean, k))
-    best = order[0]
-    raw, used = [], []
-    for arch in order[1:]:
-        p, name = paired_or_welch(by_arch[best], by_arch[arch], test)
-        raw.append(p)
-        used.append(name)
-    adjusted = holm(raw)
+
+    def key(a: str):
+        m = intervals[a].mean
+        return (not np.isfinite(m), -sign * m if np.isfinite(m) else 0.0, a)
+
+    order = sorted(by_arch, key=key)
+    best_overall = order[0]
+    eligible = [a for a in order if a in cands and intervals[a].n >= min_seeds]
+    if anchor == "overall" and intervals[best_overall].n >= 1:
+        anchor_arch = best_overall
+    else:
+        anchor_arch = eligible[0] if eligible else next((a for a in order if a in cands), order[0])
+    others = [a for a in order if a in cands and a != anchor_arch]
+    tested = [two_sample(by_arch[anchor_arch], by_arch[a], test) for a in others]
+    adjusted = dict(zip(others, holm([p for p, _ in tested]), strict=True))
+    raw = dict(zip(others, tested, strict=True))
+
+    # Skill: each candidate against the no-skill reference, one-sided, by more than the ROPE.
+    margin = rope if np.isfinite(rope) else 0.0
+    beats_raw = {
+        a: one_sample([sign * v - margin for v in by_arch[a].values()], sign * reference,
+                      "greater")
+        for a in sorted(cands)
+    }
+    names = sorted(beats_raw)
+    beats_adj = dict(zip(names, holm([beats_raw[a] for a in names]), strict=True))
+
     rows = []
-    for i, arch in enumerate(order):
+    anchor_vals = list(by_arch[anchor_arch].values())
+    for arch in order:
         iv = intervals[arch]
-        if i == 0:
-            p_raw = p_adj = math.nan
-            name = ""
+        is_cand = arch in cands
+        p_raw, name = raw.get(arch, (math.nan, ""))
+        p_adj = adjusted.get(arch, math.nan)
+        gap_favours_anchor = sign * (intervals[anchor_arch].mean - iv.mean) > 0
+        probs = (bayes.difference_probs(list(by_arch[arch].values()), anchor_vals, rope, direction)
+                 if arch != anchor_arch else bayes.Probs(math.nan, math.nan, math.nan))
+        if arch == anchor_arch:
+            status, worse, top = "anchor", False, is_cand
+        elif not is_cand:
+            status, worse, top = "reference", False, False
+        elif iv.n < min_seeds:
+            status, worse, top = "too few seeds", False, False
+        elif decision == "bayes":
+            if not np.isfinite(probs.worse):
+                status, worse, top = "untestable", False, False
+            else:
+                worse = bool(probs.worse >= BAYES_DECISION)
+                status, top = ("worse" if worse else "top group"), not worse
+        elif not np.isfinite(p_adj):
+            status, worse, top = f"untested ({name})", False, False
         else:
-            p_raw, p_adj, name = raw[i - 1], adjusted[i - 1], used[i - 1]
-        gap_favours_best = sign * (intervals[best].mean - iv.mean) > 0
-        worse = bool(i > 0 and np.isfinite(p_adj) and p_adj < alpha and gap_favours_best)
-        rows.append(
-            {
-                "arch": arch,
-                "n": iv.n,
-                "mean": iv.mean,
-                "std": iv.std,
-                "ci_low": iv.low,
-                "ci_high": iv.high,
-                "p_vs_best": p_raw,
-                "p_holm": p_adj,
-                "test": name,
-                "p_best_beats": math.nan if i == 0 else prob_beats(
-                    by_arch[best].values(), by_arch[arch].values(), direction
-                ),
-                "in_top_group": not worse,
-                "significantly_worse": worse,
-            }
-        )
-    return DatasetComparison(dataset, direction, best, pd.DataFrame(rows), test, alpha)
+            worse = bool(p_adj < alpha and gap_favours_anchor)
+            status, top = ("worse" if worse else "top group"), not worse
+        sk = _skill(np.array(list(by_arch[arch].values()), float), reference, direction)
+        sk_iv = t_interval(sk, confidence)
+        rows.append({
+            "arch": arch, "candidate": is_cand, "n": iv.n, "mean": iv.mean, "std": iv.std,
+            "ci_low": iv.low, "ci_high": iv.high,
+            "p_vs_best": p_raw, "p_holm": p_adj, "test": name,
+            "p_best_beats": math.nan if arch == anchor_arch else prob_beats(
+                anchor_vals, by_arch[arch].values(), direction),
+            "p_better": probs.better, "p_equivalent": probs.equivalent, "p_worse": probs.worse,
+            "skill": sk_iv.mean, "skill_low": sk_iv.low, "skill_high": sk_iv.high,
+            "p_beats_naive": beats_adj.get(arch, math.nan),
+            "beats_naive": bool(is_cand and np.isfinite(beats_adj.get(arch, math.nan))
+                                and beats_adj[arch] < alpha),
+            "status": status, "in_top_group": bool(top), "significantly_worse": bool(worse),
+        })
+    table = pd.DataFrame(rows)
+    cand_ivs = [intervals[a] for a in cands if intervals[a].n >= 2]
+    pooled = (math.sqrt(sum((i.n - 1) * i.std**2 for i in cand_ivs) / sum(i.n - 1 for i in cand_ivs))
+              if cand_ivs else math.nan)
+    seeds = float(np.median([intervals[a].n for a in cands])) if cands else math.nan
+    return DatasetComparison(
+        dataset, direction, anchor_arch, best_overall, table, test, alpha, rope, reference,
+        pooled, seeds, minimum_detectable_difference(pooled, seeds, alpha), decision,
+    )
 
 
 def pairwise_prob_beats(
     runs: pd.DataFrame, direction: str, archs: Sequence[str], value: str = "value"
 ) -> pd.DataFrame:
-    """Matrix of P(row beats column) for the listed architectures."""
-    groups = {a: runs.loc[runs["arch"] == a, value].to_numpy(float) for a in archs}
+    """Matrix of P(row beats column) for the listed architectures (NaN scores dropped)."""
+    groups = {a: finite(runs.loc[runs["arch"] == a, value]) for a in archs}
     m = pd.DataFrame(np.nan, index=list(archs), columns=list(archs))
     for a in archs:
         for b in archs:
@@ -388,6 +514,18 @@ class Verdict:
     always_top: list[str]
     per_dataset: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     text: str = ""
+    datasets: list[str] = field(default_factory=list)
+
+    @property
+    def short(self) -> str:
+        """One line for the sensitivity table."""
+        if not self.datasets:
+            return "no verdict (no dataset in it)"
+        if self.single_best:
+            return f"single best: `{self.single_best}`"
+        if self.always_top:
+            return "no single best; jointly undefeated: " + ", ".join(f"`{a}`" for a in self.always_top)
+        return "no single best; none undefeated"
 
 
 def verdict(comparisons: Sequence[DatasetComparison], candidates: Sequence[str] | None = None) -> Verdict:
@@ -396,48 +534,54 @@ def verdict(comparisons: Sequence[DatasetComparison], candidates: Sequence[str] 
 
     An architecture is the single best only if it is in the top group on every dataset and no
     other candidate is; when several are, they are named as jointly undefeated. Architectures
-    missing from a dataset count as not in its top group there.
+    missing from a dataset, or untested there (too few seeds, no variance), count as not in its
+    top group: missing evidence never makes a winner.
     """
     comps = sorted(comparisons, key=lambda c: c.dataset)
     if not comps:
-        return Verdict(None, [], {}, "No dataset has final runs: no verdict.")
+        return Verdict(None, [], {}, "**No verdict.** No dataset is in the verdict.", [])
     archs = sorted(set(candidates) if candidates is not None else
-                   {a for c in comps for a in c.table["arch"]})
+                   {a for c in comps for a in c.table.loc[c.table["candidate"], "arch"]})
     always = [a for a in archs if all(a in c.top_group for c in comps)]
     per = {
         c.dataset: {
             "top_group": [a for a in c.top_group if a in archs],
             "significantly_worse": [a for a in c.significantly_worse if a in archs],
-            "best": c.best,
+            "untested": [a for a in c.untested if a in archs],
+            "best": c.anchor,
         }
         for c in comps
     }
     names = ", ".join(c.dataset for c in comps)
+    rule = ("P(worse than the anchor by more than the ROPE) < 0.95" if comps[0].decision == "bayes"
+            else f"not significantly worse than the anchor, Holm-adjusted alpha = {comps[0].alpha}")
     if len(always) == 1:
         single = always[0]
         text = (
-            f"**Single best: `{single}`.** It is in the top group (not significantly worse than "
-            f"the best, Holm-adjusted alpha = {comps[0].alpha}) on every dataset ({names}), and "
-            "every other architecture is significantly worse than the best on at least one."
+            f"**Single best: `{single}`.** It is in the top group ({rule}) on every dataset in "
+            f"the verdict ({names}), and every other candidate is outside the top group on at "
+            "least one."
         )
     else:
         single = None
         if always:
             text = (
-                "**No single best.** " + ", ".join(f"`{a}`" for a in always) + " are each in the top group on every "
-                f"dataset ({names}); the study cannot tell them apart."
+                "**No single best.** " + ", ".join(f"`{a}`" for a in always) + " are each in the "
+                f"top group on every dataset in the verdict ({names}); the study cannot tell them "
+                "apart."
             )
         else:
             text = (
-                "**No single best.** No architecture is in the top group on every dataset "
-                f"({names})."
+                "**No single best.** No architecture is in the top group on every dataset in the "
+                f"verdict ({names})."
             )
-        text += " Per dataset:"
-    lines = [text, ""]
+    lines = [text + " Per dataset:", ""]
     for ds, d in per.items():
         worse = ", ".join(f"`{a}`" for a in d["significantly_worse"]) or "none"
         top = ", ".join(f"`{a}`" for a in d["top_group"]) or "none"
-        lines.append(
-            f"- {ds}: top group {top} (best mean: `{d['best']}`); significantly worse: {worse}."
-        )
-    return Verdict(single, always, per, "\n".join(lines))
+        line = f"- {ds}: top group {top} (anchor, the best candidate: `{d['best']}`); worse: {worse}"
+        if d["untested"]:
+            line += "; untested (too few seeds or no variance): " + ", ".join(
+                f"`{a}`" for a in d["untested"])
+        lines.append(line + ".")
+    return Verdict(single, always, per, "\n".join(lines), [c.dataset for c in comps])

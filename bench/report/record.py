@@ -1,0 +1,291 @@
+"""The tidy record: every run of a study in one CSV file that travels with the repository.
+
+The MLflow store and the Optuna storage are local to the machine that ran the study; the report
+must be rebuildable without them. ``python -m bench.report --study NAME`` therefore first writes
+``reports/<study>/record.csv`` from the stores and then builds the report *from that file*, and
+``python -m bench.report --from reports/<study>/record.csv`` builds the same bytes from the file
+alone.
+
+One row per run. ``kind`` is ``session`` (one ``python -m bench.study`` invocation, with the
+study definition as run), ``tune`` (a tuning cell's parent run), ``trial`` (one tuning trial:
+its parameters, search distributions, objective and per-epoch objective), ``final`` or
+``baseline`` (a retrained configuration under one seed, tested once). Fixed columns come first
+(:data:`BASE_COLUMNS`); then ``tag:*``, ``param:*`` (the flattened config), ``metric:*``
+(last logged values) and ``curve:*`` (per-epoch values as a JSON list), each sorted. Paths are
+written relative to the project (a store at ``/home/x/bench/mlflow.db`` is ``mlflow.db``), so
+no file names a machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.report import skill
+from bench.study import TAGS
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF_DATASETS = ROOT / "conf" / "dataset"
+RECORD_NAME = "record.csv"
+KINDS = ("session", "tune", "final", "baseline", "trial")
+RUN_KINDS = ("final", "baseline")
+BASE_COLUMNS = [
+    "kind", "study", "dataset", "dataset_name", "arch", "seed", "tuning_seed", "trial", "status",
+    "pruned", "metric", "direction", "units", "task", "rope", "rope_source", "score",
+    "score_units", "value", "run_id", "parent_run_id", "optuna_study", "start_ms", "end_ms",
+    "hardware", "git_sha", "command", "source", "definition", "trial_params", "distributions",
+]
+INT_COLUMNS = ("seed", "tuning_seed", "trial", "start_ms", "end_ms")
+FLOAT_COLUMNS = ("rope", "score", "value")
+BOOL_COLUMNS = ("pruned",)
+CURVE_KEYS = ("val/{m}", "val/{m}_units", "train/loss", "val/loss")
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths relative to the project
+# ---------------------------------------------------------------------------------------------
+
+
+def relative_paths(text: str, root: Path = ROOT) -> str:
+    """Rewrites absolute paths inside ``text`` relative to the project root (``../x`` for a
+    sibling folder) and the home folder as ``~``; URLs keep their scheme."""
+    if not isinstance(text, str) or "/" not in text:
+        return text
+    root_s = str(root).rstrip("/")
+
+    def fix(m: re.Match) -> str:
+        path = m.group(0)
+        if path == root_s:
+            return "."
+        if path.startswith(root_s + "/"):
+            return path[len(root_s) + 1:]
+        try:
+            rel = os.path.relpath(path, root_s)
+        except ValueError:
+            return path
+        if rel.count("..") <= 2:
+            return rel
+        home = str(Path.home())
+        return "~" + path[len(home):] if path.startswith(home + "/") else path
+
+    # An absolute path: after start, whitespace, quotes, '=' or a URI's ':///' (sqlite:////x).
+    return re.sub(r"(?:(?<=^)|(?<=[\s'\"=(,\[])|(?<=:///))/(?!/)[^\s'\",)\]]+", fix, text)
+
+
+# ---------------------------------------------------------------------------------------------
+# From the stores
+# ---------------------------------------------------------------------------------------------
+
+
+def dataset_rope(dataset_name: str, direction: str, param: str | None = None) -> tuple[float, str]:
+    """The ROPE of a dataset: the run's ``dataset.rope`` param, else the dataset config's
+    ``rope`` key, else the default rule (:mod:`bench.report.skill`)."""
+    if param is not None and not (isinstance(param, float) and math.isnan(param)):
+        r, src = skill.resolve_rope(param, direction)
+        if src == "config":
+            return r, "run config"
+    path = CONF_DATASETS / f"{dataset_name}.yaml"
+    if path.is_file():
+        from omegaconf import OmegaConf
+
+        r, src = skill.resolve_rope(OmegaConf.load(path).get("rope"), direction)
+        if src == "config":
+            return r, f"conf/dataset/{dataset_name}.yaml"
+    return skill.default_rope(direction), "default rule"
+
+
+def _curves(client, run_id: str, metric: str, units: str) -> dict[str, str]:
+    out = {}
+    for pattern in CURVE_KEYS:
+        key = pattern.format(m=metric)
+        if "_units" in key and not units:
+            continue
+        pts = client.get_metric_history(run_id, key)
+        if pts:
+            pts = sorted(pts, key=lambda m: (m.step, m.timestamp))
+            out[f"curve:{key}"] = json.dumps([float(m.value) for m in pts])
+    return out
+
+
+def _trials(storage: str, name: str) -> list[dict]:
+    import optuna
+    from optuna.distributions import distribution_to_json
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        st = optuna.load_study(study_name=name, storage=storage)
+    except Exception:
+        return []
+    rows = []
+    for t in st.get_trials(deepcopy=False):
+        steps = sorted(t.intermediate_values.items())
+        rows.append({
+            "kind": "trial", "optuna_study": name, "trial": t.number, "status": t.state.name,
+            "value": t.value if t.value is not None else math.nan,
+            "run_id": t.user_attrs.get("mlflow_run_id") or f"{name}#{t.number}",
+            "trial_params": json.dumps(t.params, sort_keys=True, default=str),
+            "distributions": json.dumps({k: distribution_to_json(d)
+                                         for k, d in sorted(t.distributions.items())}),
+            "curve:objective": json.dumps([float(v) for _, v in steps]) if steps else math.nan,
+        })
+    return rows
+
+
+def from_store(uri: str, study: str, *, storage: str | None = None) -> pd.DataFrame:
+    """Reads every run tagged ``study=<study>`` from MLflow (and its tuning trials from the
+    Optuna storage the runs name, or ``storage``) into the record's shape."""
+    from mlflow.tracking import MlflowClient
+    from omegaconf import OmegaConf
+
+    from bench.report.collect import _row, _search, primary_value, read_artifact
+
+    client = MlflowClient(tracking_uri=uri)
+    runs = _search(client, f"tags.{TAGS['study']} = '{study}'")
+    if not runs:
+        raise LookupError(
+            f"no MLflow runs tagged {TAGS['study']}={study!r} in {uri}; run "
+            f"`python -m bench.study sweeps/study_{study}.yaml` first, or pass --tracking-uri"
+        )
+    rows = []
+    for r in runs:
+        row = _row(r)
+        row["kind"] = row.pop("phase") or "trial"
+        row["status"] = row.pop("status")
+        row["parent_run_id"] = row.pop("parent")
+        row["study"] = study
+        row["optuna_study"] = row.get(f"tag:{TAGS['optuna_study']}", "") or row.get(
+            "tag:optuna_study", "")
+        row["hardware"] = row.get("tag:hardware", "")
+        row["git_sha"] = row.get("tag:git_sha", "")
+        row["command"] = row.get("tag:command", "")
+        row["tuning_seed"] = row.get("tag:tuning_seed")
+        row["trial"] = row.get("tag:optuna_trial")
+        row["source"] = "mlflow"
+        if row["kind"] in RUN_KINDS:
+            value, units = primary_value(pd.Series(row))
+            row["score"], row["score_units"] = value, units
+            row.update(_curves(client, row["run_id"], row["metric"], row["units"]))
+        if row["kind"] == "session":
+            row["definition"] = read_artifact(client, row["run_id"], "study.yaml",
+                                              lambda p: p.read_text()) or ""
+        for k in ("start_ms", "end_ms"):
+            row[k] = row.pop(k)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    for c in ("tag:optuna_storage", "tag:tracking_uri"):
+        if c not in df.columns:
+            df[c] = np.nan
+
+    # The primary sampler seed of the definition labels runs recorded before tuning_seed tags.
+    sessions = df[df["kind"] == "session"].sort_values(["start_ms", "run_id"])
+    primary = 0
+    if len(sessions) and sessions.iloc[-1].get("definition"):
+        try:
+            primary = int(OmegaConf.create(sessions.iloc[-1]["definition"]).tuning.seed)
+        except Exception:
+            primary = 0
+    tuned = df["kind"].isin(RUN_KINDS) & df["optuna_study"].fillna("").astype(bool)
+    df.loc[tuned & df["tuning_seed"].isna(), "tuning_seed"] = primary
+
+    # Tuning trials from Optuna (parameters, distributions, intermediate values), merged onto
+    # the trials' MLflow runs by run id.
+    cells = (df.loc[tuned, ["optuna_study", "tag:optuna_storage", "dataset", "arch",
+                            "tuning_seed"]].drop_duplicates("optuna_study"))
+    trial_rows = []
+    for name, st, ds, arch, tseed in cells.itertuples(index=False):
+        st = storage or st
+        if not isinstance(st, str) or not st or "***" in st:
+            continue
+        for t in _trials(st, name):
+            t.update({"study": study, "dataset": ds, "arch": arch, "tuning_seed": tseed,
+                      "source": "optuna"})
+            trial_rows.append(t)
+    if trial_rows:
+        tr = pd.DataFrame(trial_rows).set_index("run_id")
+        base = df.set_index("run_id")
+        merged = tr.combine_first(base.loc[base.index.intersection(tr.index)])
+        merged["kind"] = "trial"
+        df = pd.concat([base.drop(index=base.index.intersection(tr.index)), merged]).reset_index(
+            names="run_id")
+
+    # Each dataset's ROPE, resolved once and written down.
+    ropes = {}
+    for ds, g in df[df["kind"].isin(RUN_KINDS)].groupby("dataset", sort=True):
+        r = g.iloc[0]
+        ropes[ds] = dataset_rope(r["dataset_name"], r["direction"], r.get("param:dataset.rope"))
+    m = df["dataset"].isin(ropes) & df["kind"].isin(RUN_KINDS)
+    df.loc[m, "rope"] = df.loc[m, "dataset"].map(lambda d: ropes[d][0])
+    df.loc[m, "rope_source"] = df.loc[m, "dataset"].map(lambda d: ropes[d][1])
+    return tidy(df)
+
+
+# ---------------------------------------------------------------------------------------------
+# The file
+# ---------------------------------------------------------------------------------------------
+
+
+def tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """Stable column order, stable row order, relative paths, one type per column."""
+    df = df.copy()
+    for c in BASE_COLUMNS:
+        if c not in df.columns:
+            df[c] = np.nan
+    drop = [c for c in df.columns if c not in BASE_COLUMNS and not c.startswith(
+        ("tag:", "param:", "metric:", "curve:"))]
+    df = df.drop(columns=drop)
+    prefixed = sorted(c for c in df.columns if c not in BASE_COLUMNS)
+    df = df[BASE_COLUMNS + prefixed]
+    for c in INT_COLUMNS:
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
+    for c in FLOAT_COLUMNS:
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    for c in (c for c in df.columns if c.startswith("metric:")):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    df["pruned"] = df["pruned"].map(lambda v: v is True or str(v) == "True").astype(bool)
+    text = [c for c in df.columns if c not in INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS
+            and not c.startswith("metric:")]
+    for c in text:
+        df[c] = df[c].map(lambda v: np.nan if v is None or (isinstance(v, float) and math.isnan(v))
+                          or v == "" else relative_paths(str(v))).astype(object)
+    order = {k: i for i, k in enumerate(KINDS)}
+    df["_k"] = df["kind"].map(lambda k: order.get(k, len(order)))
+    df = df.sort_values(["_k", "dataset", "arch", "tuning_seed", "seed", "trial", "start_ms",
+                         "run_id"], na_position="first", kind="stable")
+    return df.drop(columns="_k").reset_index(drop=True)
+
+
+def write(df: pd.DataFrame, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tidy(df).to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
+def read(path: Path) -> pd.DataFrame:
+    """The record with its types back: numbers as numbers, empty cells as missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise LookupError(f"tidy record {path}: file not found (python -m bench.report --study "
+                          "NAME writes it)")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ("kind", "dataset", "arch", "seed", "score") if c not in df.columns]
+    if missing:
+        raise LookupError(f"tidy record {path}: columns {missing} missing; not a bench record")
+    for c in df.columns:
+        df[c] = df[c].map(lambda v: np.nan if v == "" else v).astype(object)
+    return tidy(df)
+
+
+def curves(row: pd.Series) -> dict[str, list[tuple[int, float]]]:
+    """A run's per-epoch curves as {key: [(epoch index, value), ...]}."""
+    out = {}
+    for c, v in row.items():
+        if str(c).startswith("curve:") and isinstance(v, str):
+            out[c[6:]] = list(enumerate(float(x) for x in json.loads(v)))
+    return out
