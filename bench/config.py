@@ -7,7 +7,8 @@ message that names the key, the value and what is allowed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
 
@@ -15,11 +16,24 @@ from bench.data.base import ConfigError
 from bench.models import CELLS, RECURRENT_CELLS, TOPOLOGIES
 from bench.task import LOSSES, OPTIMIZERS
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TASKS = ("classification", "regression")
 METRICS = {"classification": ("accuracy",), "regression": ("mae", "rmse", "r2")}
 DIRECTIONS = ("maximize", "minimize")
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "bf16-true", "16-true")
 DATASET_KEYS = ("name", "kind", "task", "metric", "direction", "loss", "batch_size")
+
+
+def compose(overrides: Sequence[str]) -> DictConfig:
+    """The run config for ``overrides``, as ``python -m bench <overrides>`` composes it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return hydra_compose(config_name="config", overrides=list(overrides))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
 
 
 def _choice(key: str, value, allowed: Iterable) -> None:

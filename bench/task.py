@@ -85,6 +85,9 @@ class BenchTask(pl.LightningModule):
             scale = abs(self.info.target_scale)
             for k in [k for k in values if k.endswith(("mae", "rmse"))]:
                 values[f"{k}_units"] = values[k] * scale
+            if self.info.mase_scale:
+                for k in [k for k in values if k.endswith("mae")]:
+                    values[k[: -len("mae")] + "mase"] = values[k] / self.info.mase_scale
         self.log_dict(values)
 
     def validation_step(self, batch, batch_idx):

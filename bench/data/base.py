@@ -56,6 +56,9 @@ class DatasetInfo:
     feature_names: tuple[str, ...] = ()
     target_name: str = ""
     class_names: tuple[str, ...] = ()
+    # forecasting: the in-sample naive forecast's MAE on the training rows (scaled units);
+    # when set, runs also report MASE = MAE / mase_scale
+    mase_scale: float | None = None
     notes: dict[str, str] = field(default_factory=dict)
 
     def to_units(self, value: torch.Tensor) -> torch.Tensor:

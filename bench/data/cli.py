@@ -20,29 +20,29 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from bench.data import build, default_data_dir
+from bench.config import CONF_DIR, compose
+from bench.data import build, default_data_dir, ucr
 from bench.data.base import ConfigError, DataError, Prepared
 from bench.data.download import ensure, locate, sources_from_cfg
 
-REAL = ("mnist", "imdb", "jena", "sbux", "samsung")
-
-
-def conf_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "conf" / "dataset"
-
 
 def dataset_names() -> list[str]:
-    return sorted(p.stem for p in conf_dir().glob("*.yaml"))
+    return sorted(p.stem for p in (CONF_DIR / "dataset").glob("*.yaml"))
+
+
+def panel(group: str = "default") -> list[str]:
+    """The dataset config names of a panel (``conf/panel/<group>.yaml``), in its order."""
+    cfg = OmegaConf.load(CONF_DIR / "panel" / f"{group}.yaml")
+    return [str(n) for names in cfg.values() for n in names]
 
 
 def load_cfg(name: str, overrides: list[str] | None = None) -> DictConfig:
-    path = conf_dir() / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError(f"dataset {name!r}: no {path}; expected one of {dataset_names()}")
-    cfg = OmegaConf.load(path)
-    if overrides:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
-    return cfg
+    """The dataset's config as a run composes it (its defaults list merged in)."""
+    if name not in dataset_names():
+        raise ConfigError(f"dataset {name!r}: no conf/dataset/{name}.yaml; expected one of "
+                          f"{dataset_names()}")
+    cfg = compose([f"dataset={name}", *(f"dataset.{o}" for o in overrides or [])])
+    return cfg.dataset
 
 
 def file_groups(cfg: DictConfig) -> dict[str, list]:
@@ -51,6 +51,8 @@ def file_groups(cfg: DictConfig) -> dict[str, list]:
         return {k: sources_from_cfg(v, f"files.{k}") for k, v in cfg.files.items()}
     if cfg.kind == "imdb" or (cfg.kind == "series" and cfg.get("sources")):
         return {"data": sources_from_cfg(cfg.sources, "sources")}
+    if cfg.kind == "ucr":
+        return {"data": ucr.sources(cfg)}
     return {}
 
 
@@ -81,8 +83,11 @@ def naive_scores(p: Prepared, split: str, batch: int = 8192) -> dict[str, float]
     ss_tot = float((y - y.mean()).pow(2).sum())
     r2 = 1 - float(err.pow(2).sum()) / ss_tot if ss_tot > 0 else math.nan
     scale = abs(p.info.target_scale)
-    return {"mae": mae, "rmse": rmse, "r2": r2, "mae_units": mae * scale,
-            "rmse_units": rmse * scale}
+    out = {"mae": mae, "rmse": rmse, "r2": r2, "mae_units": mae * scale,
+           "rmse_units": rmse * scale}
+    if p.info.mase_scale:
+        out["mase"] = mae / p.info.mase_scale
+    return out
 
 
 def _fmt(v: float) -> str:
@@ -101,7 +106,9 @@ def cmd_list(names: list[str], data_dir: Path, console: Console) -> int:
         cfg = load_cfg(name)
         groups = file_groups(cfg)
         if not groups:
-            what = "generated" if cfg.kind == "synthetic" else "set dataset.path / dataset.url"
+            what = ("generated" if cfg.kind == "synthetic" else
+                    f"shipped by statsmodels ({cfg.statsmodels.dataset})" if cfg.get("statsmodels")
+                    else "set dataset.path / dataset.url")
             t.add_row(name, cfg.kind, "-", what, "-", "-")
         for key, sources in groups.items():
             found, bad = locate(sources, data_dir, cfg.get("subdir"))
@@ -128,29 +135,38 @@ def check_one(name: str, data_dir: Path, overrides: list[str] | None = None) -> 
 
 def cmd_check(names: list[str], data_dir: Path, console: Console) -> int:
     t = Table(title=f"dataset check (data_dir: {data_dir})")
-    for col in ("dataset", "train", "val", "test", "seq x feat", "target", "naive val",
-                "naive test", "load s"):
+    for col in ("dataset", "status", "task", "train", "val", "test", "steps x feat", "target",
+                "naive val", "naive test", "load s"):
         t.add_column(col)
     failed = 0
     for name in names:
         cfg = load_cfg(name)
-        if cfg.kind == "series" and not (cfg.get("path") or cfg.get("url") or cfg.get("sources")):
-            t.add_row(name, "[yellow]skipped[/yellow]: set dataset.path", *[""] * 7)
+        if cfg.kind == "series" and not (cfg.get("path") or cfg.get("url") or cfg.get("sources")
+                                         or cfg.get("statsmodels")):
+            t.add_row(name, "[yellow]skipped[/yellow]: set dataset.path", *[""] * 9)
             continue
         try:
             p, secs = check_one(name, data_dir)
         except (DataError, ConfigError) as e:
             failed += 1
-            t.add_row(name, "[red]FAILED[/red]", "", "", "", "", "", "", "")
+            t.add_row(name, "[red]FAILED[/red]", *[""] * 9)
             console.print(f"[red]{name}:[/red] {e}")
             continue
-        m = p.info.metric
-        val, test = naive_scores(p, "val"), naive_scores(p, "test")
-        t.add_row(name, f"{len(p.train):,}", f"{len(p.val):,}", f"{len(p.test):,}",
-                  f"{p.info.seq_len} x {p.info.n_features}", p.info.target_name,
-                  f"{m} {_fmt(val[m])}", f"{m} {_fmt(test[m])}", f"{secs:.1f}")
+        t.add_row(name, "[green]OK[/green]", p.info.task, f"{len(p.train):,}", f"{len(p.val):,}",
+                  f"{len(p.test):,}", f"{p.info.seq_len} x {p.info.n_features}",
+                  p.info.target_name + (f" ({p.info.units})" if p.info.units else ""),
+                  _naive_short(p, "val"), _naive_short(p, "test"), f"{secs:.1f}")
     console.print(t)
+    console.print(f"{len(names) - failed} of {len(names)} dataset(s) OK")
     return 1 if failed else 0
+
+
+def _naive_short(p: Prepared, split: str) -> str:
+    s, m = naive_scores(p, split), p.info.metric
+    out = f"{m} {_fmt(s[m])}"
+    if "mase" in s:
+        out += f", MASE {_fmt(s['mase'])}"
+    return out
 
 
 def cmd_fetch(names: list[str], data_dir: Path, console: Console) -> int:
@@ -194,60 +210,99 @@ def _baseline_cell(p: Prepared, split: str) -> str:
     if p.info.units:
         out += f" (MAE {_fmt(s['mae_units'])} {p.info.units}, RMSE {_fmt(s['rmse_units'])} " \
                f"{p.info.units})"
+    if "mase" in s:
+        out += f", MASE {_fmt(s['mase'])}"
     return out
+
+
+def _data_dir_label(data_dir: Path) -> str:
+    """The data folder as a reader can use it: relative to here, else the variable."""
+    try:
+        return str(data_dir.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        try:
+            return str(Path("..") / data_dir.relative_to(Path.cwd().resolve().parent))
+        except ValueError:
+            return "$BENCH_DATA_DIR"
+
+
+def _rows_cell(cfg: DictConfig, p: Prepared) -> str:
+    if cfg.kind == "series":
+        return _series_rows(p)
+    if cfg.kind == "mnist":
+        return f"{len(p.train) + len(p.val):,} train images + {len(p.test):,} test"
+    if cfg.kind == "imdb":
+        return f"{len(p.train) + len(p.val):,} train reviews + {len(p.test):,} test"
+    n = p.info.notes
+    return f"{n['cases'].replace(' file', '')} cases, lengths {n['lengths']}"
+
+
+def _inputs_cell(cfg: DictConfig, p: Prepared) -> str:
+    n = p.info
+    if cfg.kind == "series":
+        return ", ".join(n.feature_names)
+    if cfg.kind == "mnist":
+        return "28 pixel rows"
+    if cfg.kind == "imdb":
+        return f"token ids (vocabulary {n.vocab_size:,})"
+    return f"{n.n_features} dimension(s), normalize={cfg.normalize}"
+
+
+def _series_note(cfg: DictConfig, p: Prepared) -> str:
+    notes = p.info.notes
+    when = (f"rows {notes['first_date'][:10]} .. {notes['last_date'][:10]}; "
+            if cfg.get("date_column") else "")
+    return (
+        f"{when}target rows: train {notes['rows_train']}, val {notes['rows_val']}, test "
+        f"{notes['rows_test']}; lookback {cfg.lookback}, step {cfg.step}, delay {cfg.delay}, "
+        f"window_context {cfg.window_context}; naive: {notes['naive']}"
+        + (f"; {notes['values_interpolated']} missing values interpolated"
+           if notes.get("values_interpolated", "0") != "0" else "")
+        + f"; scaling features {cfg.scaling.features}, target {cfg.scaling.target} (fitted on "
+        f"{cfg.scaling.fit_rows} rows)."
+    )
 
 
 def report(data_dir: Path, out: Path, console: Console) -> str:
     lines = [
         "# Datasets",
         "",
-        f"Generated by `python -m bench.data report` from the files in `{data_dir}`.",
-        "Baselines: majority class of the training labels (classification); persistence, the",
-        "target's last value a model could have seen (forecasting). Scores are computed over",
-        "the whole split with the same metrics a run logs; regression scores are on the scaled",
-        "target, with MAE/RMSE also in the target's units.",
+        "Generated by `python -m bench.data report` from the files in "
+        f"`{_data_dir_label(data_dir)}`: every dataset of the panel (`conf/panel/default.yaml`).",
+        "Baselines: majority class of the training labels (classification), the training mean",
+        "(extrinsic regression), and for forecasting the seasonal naive forecast (the value one",
+        "season before the target) where the series has a season, else persistence (the target's",
+        "last value a model could have seen). Scores are computed over the whole split with the",
+        "same metrics a run logs; regression scores are on the scaled target, with MAE/RMSE also",
+        "in the target's units, and forecasting scores also as MASE (MAE over the in-sample",
+        "naive MAE of the training rows; Hyndman & Koehler 2006).",
         "",
-        "| dataset | rows | train / val / test samples | input (steps x features) | features "
-        "| target | naive (validation) | naive (test) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| dataset | task | rows / cases | train / val / test samples | input (steps x features) "
+        "| inputs | target | naive (validation) | naive (test) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     details = []
-    for name in REAL:
+    for name in panel():
         cfg = load_cfg(name)
         try:
             p, secs = check_one(name, data_dir)
         except DataError:
             if name != "jena":
                 raise
-            lines.append("| jena | needs the download (see below) | | 240 x 14 | 14 weather "
-                         "columns | T (degC), 24 h ahead | | |")
+            lines.append("| jena | regression | needs the download (see below) | | 240 x 14 | "
+                         "14 weather columns | T (degC), 24 h ahead | | |")
             details.append(("jena", _jena_note(data_dir, console)))
             continue
         n = p.info
-        if cfg.kind == "series":
-            rows = _series_rows(p)
-        elif cfg.kind == "mnist":
-            rows = f"{len(p.train) + len(p.val):,} train images + {len(p.test):,} test"
-        else:
-            rows = f"{len(p.train) + len(p.val):,} train reviews + {len(p.test):,} test"
-        feats = ", ".join(n.feature_names) if cfg.kind == "series" else (
-            "28 pixel rows" if cfg.kind == "mnist" else f"token ids (vocabulary {n.vocab_size:,})")
         lines.append(
-            f"| {name} | {rows} | {len(p.train):,} / {len(p.val):,} / {len(p.test):,} "
-            f"| {n.seq_len} x {n.n_features} | {feats} | {n.target_name}"
-            + (f" ({n.units})" if n.units else "") + f" | {_baseline_cell(p, 'val')} "
-            f"| {_baseline_cell(p, 'test')} |"
+            f"| {name} | {n.task} | {_rows_cell(cfg, p)} | {len(p.train):,} / {len(p.val):,} / "
+            f"{len(p.test):,} | {n.seq_len} x {n.n_features} | {_inputs_cell(cfg, p)} | "
+            f"{n.target_name}" + (f" ({n.units})" if n.units else "")
+            + f" | {_baseline_cell(p, 'val')} | {_baseline_cell(p, 'test')} |"
         )
         console.print(f"{name}: loaded in {secs:.1f} s")
         if cfg.kind == "series":
-            notes = p.info.notes
-            details.append((name, (
-                f"rows {notes['first_date'][:10]} .. {notes['last_date'][:10]}; target rows: "
-                f"train {notes['rows_train']}, val {notes['rows_val']}, test {notes['rows_test']}; "
-                f"lookback {cfg.lookback}, step {cfg.step}, delay {cfg.delay}, window_context "
-                f"{cfg.window_context}; scaling features {cfg.scaling.features}, target "
-                f"{cfg.scaling.target} (fitted on {cfg.scaling.fit_rows} rows)."
-            )))
+            details.append((name, _series_note(cfg, p)))
     p_close, _ = check_one("samsung", data_dir, ["target=close"])
     details.append(("samsung, target=close (the reference's leaky setup)",
                     f"naive validation {_baseline_cell(p_close, 'val')}; test "
@@ -262,6 +317,11 @@ def report(data_dir: Path, out: Path, console: Console) -> str:
     for name, text in details:
         lines.append(f"- **{name}**: {text}")
     lines += [
+        "- **archive datasets** (UCR/UEA, TSER): the archive's train/test split; validation is "
+        "a stratified, seeded hold-out of 20% of the training cases (`dataset.val_size`); each "
+        "dimension standardised with training statistics (`dataset.normalize=dimension`); "
+        "unequal lengths (JapaneseVowels, PLAID) are end-padded and packed, so no model reads "
+        "the padding.",
         "- **sbux**: the default forecasts day t's Volume from day t-1's prices; the reference "
         "predicts the same day's Volume from that day's prices (`dataset.delay=-1`), which needs "
         "the day to be over. Scalers are fitted on training rows (the reference fits on all 253).",
@@ -290,7 +350,7 @@ def _jena_note(data_dir: Path, console: Console) -> str:
     n = p.info.notes
     console.print(f"jena: synthetic schema check loaded in {secs:.1f} s")
     return (
-        f"the genuine file was not found in `{data_dir}/jena/`; the loader downloads the "
+        f"the genuine file was not found in `{_data_dir_label(data_dir)}/jena/`; the loader downloads the "
         "canonical zip on first use where the network allows. Schema check instead: a synthetic series with the genuine "
         f"15 columns, timestamp format and {n['rows_in_file']} rows passes the loader's "
         f"validation and yields {len(p.train):,} / {len(p.val):,} / {len(p.test):,} windows "
@@ -308,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     for cmd in ("list", "check", "fetch"):
         sp = sub.add_parser(cmd)
         sp.add_argument("names", nargs="*" if cmd != "fetch" else "+",
-                        help="dataset config names (default: all)")
+                        help="dataset config names (default: the panel, conf/panel/default.yaml)")
     rp = sub.add_parser("report")
     rp.add_argument("--out", type=Path, default=Path("reports/datasets.md"))
     args = ap.parse_args(argv)
@@ -319,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         report(data_dir, args.out, console)
         console.print(f"wrote {args.out}")
         return 0
-    names = args.names or dataset_names()
+    names = args.names or panel()
     unknown = [n for n in names if n not in dataset_names()]
     if unknown:
         console.print(f"[red]unknown dataset(s) {unknown}; expected some of {dataset_names()}")

@@ -16,7 +16,16 @@ of every target in it, as when windows are cut from the whole series and then sp
 with ``within_split`` (the textbook's generators) it may not.
 
 The persistence baseline predicts the target's last value the model could have seen:
-row ``a - step`` normally, the row before the target in the same-row setup.
+row ``a - step`` normally, the row before the target in the same-row setup. A seasonal
+series (``season: m``) gets the seasonal naive forecast instead, the value one season
+(or the fewest whole seasons the horizon allows) before the target, and every run also
+reports MASE: the mean absolute error scaled by the in-sample mean absolute error of the
+seasonal naive forecast on the training rows (Hyndman & Koehler 2006), so errors compare
+across series of different units and scales.
+
+Besides CSV files, a series may come from a dataset that ``statsmodels`` ships
+(``statsmodels: {dataset: co2}``); a table with one row per year and one column per
+month (``stack_columns``) is read row by row into one series.
 """
 
 from __future__ import annotations
@@ -39,7 +48,8 @@ SCALERS = ("standard", "minmax", "none")
 TRANSFORMS = ("level", "return")
 SPLIT_BY = ("rows", "fraction", "date")
 CONTEXTS = ("within_split", "past")
-DERIVED_OPS = ("rolling_mean",)
+MISSING = ("error", "drop", "interpolate")
+DERIVED_OPS = ("rolling_mean", "pct_change")
 
 
 class SeriesWindows(WindowSplit):
@@ -76,6 +86,7 @@ class Table:
     rows_selected: int  # after the date range
     rows_dropped: int  # by drop_rows
     rows_leading: int  # leading rows left undefined by derived features / returns
+    values_interpolated: int = 0  # missing cells filled (missing: interpolate)
 
 
 # ------------------------------------------------------------------------------- reading
@@ -169,24 +180,72 @@ def _derive(df: pd.DataFrame, specs, where: str) -> pd.DataFrame:
         if window < 1 or shift < 0:
             raise ConfigError(f"{key}: window {window}, shift {shift}; expected window >= 1, "
                               "shift >= 0")
+        if op == "pct_change":
+            # (x_t - x_{t-1}) / x_{t-1}, shifted by `shift` rows: the input twin of
+            # target_transform=return, so a trending series is modelled in growth rates
+            df[name] = df[col].pct_change(fill_method=None).shift(shift)
+            continue
         # Row t gets the mean of rows t-shift-window+1 .. t-shift: with shift >= 1 only the
         # past, so a window ending at the target row cannot see the target's own value.
         df[name] = df[col].rolling(window, min_periods=window).mean().shift(shift)
     return df
 
 
+def statsmodels_frame(cfg) -> tuple[pd.DataFrame, str]:
+    """A series that statsmodels ships, as a table with a ``date`` column when it has one."""
+    import importlib
+
+    spec = cfg.statsmodels
+    name = spec.get("dataset")
+    where = f"statsmodels.datasets.{name}"
+    try:
+        module = importlib.import_module(where)
+    except ImportError as e:
+        raise ConfigError(f"dataset.statsmodels.dataset: {name!r} is not a statsmodels dataset "
+                          f"({e}); expected e.g. 'co2', 'nile', 'sunspots'") from e
+    df = module.load_pandas().data
+    df = df.reset_index(names="date") if isinstance(df.index, pd.DatetimeIndex) else (
+        df.reset_index(drop=True))
+    df.columns = [str(c) for c in df.columns]
+    names = spec.get("columns")
+    if names:
+        if len(names) != len(df.columns):
+            raise ConfigError(f"dataset.statsmodels.columns: {len(names)} names for the "
+                              f"{len(df.columns)} columns {list(df.columns)} of {where}")
+        df.columns = [str(c) for c in names]
+    df.insert(0, checks.LINE, np.arange(1, len(df) + 1))
+    return df, where
+
+
+def stack(df: pd.DataFrame, columns, name: str, where: str) -> pd.DataFrame:
+    """One row per (row, column), row by row: a year-by-month table becomes a monthly series."""
+    columns = [str(c) for c in columns]
+    checks.require_columns(df, columns, where, "stack_columns")
+    values = df[columns].to_numpy().reshape(-1)
+    lines = np.repeat(df[checks.LINE].to_numpy(), len(columns))
+    return pd.DataFrame({checks.LINE: lines, name: values})
+
+
 def load_table(cfg, data_dir: Path) -> Table:
     """Reads and validates the file, returns the processed, unscaled series."""
-    sources, root, subdir = _sources(cfg, data_dir)
+    if cfg.get("statsmodels"):
+        df, where = statsmodels_frame(cfg)
+        if cfg.get("expected_rows") is not None:
+            checks.check_rows(df, cfg.get("expected_rows"), where)
+    else:
+        sources, root, subdir = _sources(cfg, data_dir)
 
-    def parse(loc: Located) -> tuple[pd.DataFrame, str]:
-        df, where = read_file(loc, cfg)
-        if cfg.get("expected_columns"):
-            checks.check_schema(df, list(cfg.expected_columns), where)
-        checks.check_rows(df, cfg.get("expected_rows"), where)
-        return df, where
+        def parse(loc: Located) -> tuple[pd.DataFrame, str]:
+            df, where = read_file(loc, cfg)
+            if cfg.get("expected_columns"):
+                checks.check_schema(df, list(cfg.expected_columns), where)
+            checks.check_rows(df, cfg.get("expected_rows"), where)
+            return df, where
 
-    (df, where), _ = load_verified(f"dataset {cfg.get('name')!r}", sources, root, subdir, parse)
+        (df, where), _ = load_verified(f"dataset {cfg.get('name')!r}", sources, root, subdir,
+                                       parse)
+    if cfg.get("stack_columns"):
+        df = stack(df, cfg.stack_columns, str(cfg.get("stack_name") or "value"), where)
     rows_in_file = len(df)
     if len(df) == 0:
         raise DataError(f"{where}: no data rows; expected a header and at least one row")
@@ -258,6 +317,15 @@ def load_table(cfg, data_dir: Path) -> Table:
     checks.require_columns(df, numeric_cols, where, "derived[].column")
     num = checks.to_numeric(df, numeric_cols, where, "features")
     checks.check_not_empty_columns(num, numeric_cols, where, "features")
+    missing = cfg.get("missing", "error")
+    if missing not in MISSING:
+        raise ConfigError(f"dataset.missing: {missing!r}; expected one of {list(MISSING)}")
+    interpolated = 0
+    if missing == "interpolate":
+        # gaps filled linearly between their neighbours (in row order: rows are equally
+        # spaced in time), the ends held at the nearest value; counted in the notes
+        interpolated = int(num[numeric_cols].isna().sum().sum())
+        num[numeric_cols] = num[numeric_cols].interpolate(limit_direction="both")
     num = _derive(num, cfg.get("derived"), where)
 
     level = num[column]
@@ -280,10 +348,8 @@ def load_table(cfg, data_dir: Path) -> Table:
         first_full = len(num)
     keep = np.arange(len(num)) >= first_full
     lines = df[checks.LINE].to_numpy()
-    if cfg.get("missing", "error") == "drop":
+    if missing == "drop":
         keep &= defined.to_numpy()
-    elif cfg.get("missing", "error") != "error":
-        raise ConfigError(f"dataset.missing: {cfg.get('missing')!r}; expected 'error' or 'drop'")
     feats = num[features].to_numpy(dtype=np.float64)[keep]
     target_values = tgt.to_numpy(dtype=np.float64)[keep]
     checks.check_finite(feats, features, lines[keep], where, "features")
@@ -298,6 +364,7 @@ def load_table(cfg, data_dir: Path) -> Table:
         features=feats, target=target_values, lines=lines[keep], feature_names=features,
         target_name=target_name, units=units, rows_in_file=rows_in_file,
         rows_selected=rows_selected, rows_dropped=dropped, rows_leading=int(first_full),
+        values_interpolated=interpolated,
     )
 
 
@@ -423,12 +490,40 @@ def window_params(cfg) -> tuple[int, int, int]:
 
 
 def anchors_for(lo: int, hi: int, lookback: int, step: int, delay: int, context: str,
-                ) -> torch.Tensor:
-    """Anchors of the samples whose target rows lie in ``[lo, hi)``."""
+                naive_lag: int | None = None) -> torch.Tensor:
+    """Anchors of the samples whose target rows lie in ``[lo, hi)`` and whose window and
+    naive forecast both lie inside the rows the context allows."""
     start = lo if context == "within_split" else 0
-    naive_lag = max(delay + step, 1)
+    naive_lag = naive_lag or max(delay + step, 1)
     t0 = max(lo, start + max(delay + lookback, naive_lag))
     return torch.arange(t0, max(t0, hi)) - delay
+
+
+def seasonal_period(cfg) -> int | None:
+    season = cfg.get("season")
+    if season is None:
+        return None
+    if isinstance(season, bool) or not isinstance(season, int) or season < 2:
+        raise ConfigError(f"dataset.season: {season!r}; expected an integer >= 2 (rows per "
+                          "season, e.g. 12 for monthly data) or null")
+    return season
+
+
+def seasonal_lag(lag: int, season: int | None) -> int:
+    """The naive forecast's lag: ``lag`` rows, or the fewest whole seasons that reach at
+    least as far back (a forecast may only use values the model could have seen)."""
+    if not season:
+        return lag
+    return season * -(-lag // season)
+
+
+def in_sample_naive_mae(y: np.ndarray, m: int) -> float | None:
+    """MASE's denominator: the mean absolute error of the lag-``m`` naive forecast over the
+    training rows (Hyndman & Koehler 2006); None when the rows are too few or constant."""
+    if len(y) <= m:
+        return None
+    mae = float(np.abs(y[m:] - y[:-m]).mean())
+    return mae if mae > 0 else None
 
 
 def build(cfg, data_dir: Path) -> Prepared:
@@ -451,11 +546,13 @@ def build(cfg, data_dir: Path) -> Prepared:
     features = torch.from_numpy(((table.features - f_off) / f_scale).astype(np.float32))
     target = torch.from_numpy(((table.target - t_off[0]) / t_scale[0]).astype(np.float32))
 
-    naive_lag = max(delay + step, 1)
+    season = seasonal_period(cfg)
+    naive_lag = seasonal_lag(max(delay + step, 1), season)
+    mase_scale = in_sample_naive_mae(target[slice(*ranges["train"])].numpy(), season or 1)
     splits, counts = [], {}
     for name in ("train", "val", "test"):
         s_lo, s_hi = ranges[name]
-        anchors = anchors_for(s_lo, s_hi, lookback, step, delay, context)
+        anchors = anchors_for(s_lo, s_hi, lookback, step, delay, context, naive_lag)
         if len(anchors) == 0:
             raise ConfigError(
                 f"dataset.lookback: a window of {lookback} rows (+ delay {delay}) does not fit the "
@@ -469,7 +566,11 @@ def build(cfg, data_dir: Path) -> Prepared:
         seq_len=lookback // step, n_features=len(table.feature_names), units=table.units,
         target_scale=float(t_scale[0]), target_offset=float(t_off[0]),
         feature_names=tuple(table.feature_names), target_name=table.target_name,
+        mase_scale=mase_scale,
         notes={
+            "naive": (f"seasonal naive (lag {naive_lag} rows, season {season})" if season
+                      else f"persistence (lag {naive_lag} rows)"),
+            "values_interpolated": str(table.values_interpolated),
             "source": table.path, "rows_in_file": str(table.rows_in_file),
             "rows_selected": str(table.rows_selected), "rows_dropped": str(table.rows_dropped),
             "rows_leading": str(table.rows_leading), "rows": str(len(table.target)),
