@@ -26,16 +26,12 @@ from typing import Literal, Protocol
 
 import torch
 
+# Defined in bench.errors with the project's other known errors; re-exported here, where
+# the loaders have always imported them from.
+from bench.errors import ConfigError as ConfigError
+from bench.errors import DataError as DataError
+
 Task = Literal["classification", "regression"]
-
-
-class ConfigError(ValueError):
-    """A bad configuration value or bad input file; the message names the key or file,
-    the offending value and what was expected."""
-
-
-class DataError(ValueError):
-    """Bad or missing data; the message names the file, the field and what was expected."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +46,7 @@ class DatasetInfo:
     n_features: int  # per-step input size; for token inputs, 1 (the id)
     num_classes: int | None = None
     vocab_size: int | None = None  # set for token inputs: models add an Embedding
+    vocabulary: tuple[str, ...] = ()  # token inputs: id -> word ('' for padding/unknown)
     units: str | None = None  # the target's own units, e.g. "degC", "shares"
     target_scale: float = 1.0  # units = scaled * target_scale + target_offset
     target_offset: float = 0.0

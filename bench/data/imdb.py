@@ -227,6 +227,7 @@ def build(cfg, data_dir: Path) -> Prepared:
     info = DatasetInfo(
         name=cfg.name, task="classification", metric=cfg.metric, direction=cfg.direction,
         seq_len=maxlen, n_features=1, num_classes=2, vocab_size=vocab_size,
+        vocabulary=("",) * FIRST_WORD + tuple(str(w) for w in arrays["vocab"]),
         feature_names=("token",), target_name="sentiment", class_names=("neg", "pos"),
         notes={"source": str(loc.path), "majority_class": str(majority),
                "words": str(len(arrays["vocab"]))},

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
-from bench.data.base import DatasetInfo
+from bench.data.base import ConfigError, DatasetInfo
 from bench.models.baselines import MLP, Naive
 from bench.models.recurrent import RecurrentNet
 
@@ -83,7 +85,27 @@ def fit_budget(mcfg, info: DatasetInfo, base: list[int], budget: int) -> list[in
     return best
 
 
-def build_model(mcfg, info: DatasetInfo) -> nn.Module:
+def load_pretrained_embedding(model: nn.Module, mcfg, info: DatasetInfo, data_dir) -> None:
+    """Overwrites the initialised embedding with pretrained vectors (``model.embedding``)."""
+    spec = mcfg.get("embedding") or {}
+    if not spec.get("pretrained"):
+        return
+    from bench.data import default_data_dir
+    from bench.data.glove import embedding_matrix
+
+    if getattr(model, "embedding", None) is None:
+        raise ConfigError("model.embedding.pretrained: set, but the dataset feeds no tokens; "
+                          "expected a token dataset such as dataset=imdb")
+    matrix, found = embedding_matrix(
+        spec, info.vocabulary, int(mcfg.embedding_dim),
+        Path(data_dir) if data_dir else default_data_dir(), seed=int(spec.get("seed", 0)))
+    with torch.no_grad():
+        model.embedding.weight.copy_(matrix)
+    model.embedding.weight.requires_grad_(not bool(spec.get("freeze", True)))
+    model.pretrained_words = found
+
+
+def build_model(mcfg, info: DatasetInfo, data_dir=None) -> nn.Module:
     if mcfg.cell == "naive":
         return Naive(info.num_classes if info.task == "classification" else None)
     base = [int(h) for h in mcfg.hidden_sizes] if mcfg.cell == "mlp" else layer_sizes(mcfg)
@@ -91,6 +113,7 @@ def build_model(mcfg, info: DatasetInfo) -> nn.Module:
         base = fit_budget(mcfg, info, base, int(mcfg.param_budget))
     model = _construct(mcfg, info, base)
     model.initialise(mcfg.get("init", "pytorch"), mcfg.get("forget_bias"))
+    load_pretrained_embedding(model, mcfg, info, data_dir)
     model.layer_sizes = base
     return model
 
