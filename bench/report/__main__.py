@@ -1,4 +1,5 @@
-"""``python -m bench.report --study <name>``: MLflow runs -> ``reports/<name>/``."""
+"""``python -m bench.report --study <name>`` (MLflow and Optuna -> ``reports/<name>/record.csv``
+-> the report) or ``python -m bench.report --from <record.csv>`` (the record alone -> the report)."""
 
 from __future__ import annotations
 
@@ -9,35 +10,46 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import tracking
-from bench.report.build import build
+from bench.report.build import build, build_from_record
+from bench.report.record import RECORD_NAME
 from bench.report.stats import ALPHA, TESTS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bench.report",
-        description="Write reports/<study>/README.md, results.csv and figures from the MLflow "
-        "runs of a study (python -m bench.study).",
+        description="Write reports/<study>/README.md, results.csv and figures: from the MLflow "
+        "runs of a study (python -m bench.study), through its tidy record, or from a tidy "
+        "record alone.",
     )
-    ap.add_argument("--study", required=True, help="the study name (MLflow tag study=<name>)")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--study", help="the study name (MLflow tag study=<name>); writes "
+                     f"<out>/{RECORD_NAME} first, then builds from it")
+    src.add_argument("--from", dest="record", type=Path, default=None,
+                     help=f"a tidy record ({RECORD_NAME}); the report goes beside it unless --out")
     ap.add_argument("--tracking-uri", default=None,
                     help="MLflow store; default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
     ap.add_argument("--out", default=None, help="output folder; default reports/<study>")
     ap.add_argument("--storage", default=None,
                     help="Optuna storage URL when the recorded one is masked (it has a password)")
     ap.add_argument("--alpha", type=float, default=ALPHA, help="significance level")
-    ap.add_argument("--test", choices=TESTS, default="t",
-                    help="per-dataset test across seeds: paired t (default) or Wilcoxon")
+    ap.add_argument("--test", choices=TESTS, default="welch",
+                    help="per-dataset test across seeds: Welch's unpaired t (default) or paired t "
+                    "where the seed sets match")
     args = ap.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    uri = tracking.resolve_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
-    out = Path(args.out or Path("reports") / args.study)
     try:
-        build(args.study, uri, out, alpha=args.alpha, test=args.test, storage=args.storage)
+        if args.record is not None:
+            out = Path(args.out or args.record.parent)
+            build_from_record(args.record, out, alpha=args.alpha, test=args.test)
+        else:
+            uri = tracking.resolve_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+            out = Path(args.out or Path("reports") / args.study)
+            build(args.study, uri, out, alpha=args.alpha, test=args.test, storage=args.storage)
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {out / 'README.md'} and {out / 'results.csv'}")
+    print(f"wrote {out / 'README.md'}, {out / 'results.csv'} and {out / RECORD_NAME}")
     return 0
 
 

@@ -25,11 +25,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import integrate
 from scipy import stats as ss
 
-SIGNED_RANK_SAMPLES = 50_000
+BAYES_LEVEL = 0.95        # a posterior probability that decides (Benavoli et al. 2017)
+SIGNED_RANK_SAMPLES = 20_000
 SIGNED_RANK_SEED = 0
+
+
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(2000)
+_U, _W = (_NODES + 1) / 2, _WEIGHTS / 2       # Gauss-Legendre on (0, 1)
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class Probs:
     equivalent: float
     worse: float
 
-    def decided(self, level: float = 0.95) -> str:
+    def decided(self, level: float = BAYES_LEVEL) -> str:
         """Benavoli's reading: a probability of at least ``level`` decides, else undecided."""
         for name, p in (("better", self.better), ("equivalent", self.equivalent),
                         ("worse", self.worse)):
@@ -84,11 +88,10 @@ def _cdf_of_difference(a: MeanPosterior, b: MeanPosterior, c: float) -> float:
     if a.scale == 0:
         return float(1.0 - b.cdf(a.loc - c))
 
-    def integrand(z: float) -> float:
-        return ss.t.pdf(z, b.df) * float(a.cdf(b.loc + b.scale * z + c))
-
-    value, _ = integrate.quad(integrand, -np.inf, np.inf, epsabs=1e-10, epsrel=1e-10, limit=200)
-    return float(min(1.0, max(0.0, value)))
+    # E_b[F_a(mu_b + c)] as an integral over b's quantiles u in (0, 1): the integrand is
+    # bounded and smooth, so a fixed Gauss-Legendre rule is exact to ~1e-9 and vectorised.
+    z = ss.t.ppf(_U, b.df)
+    return float(np.clip(np.dot(_W, a.cdf(b.loc + b.scale * z + c)), 0.0, 1.0))
 
 
 def difference_probs(

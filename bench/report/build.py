@@ -1,14 +1,17 @@
-"""Builds ``reports/<study>/``: README.md, results.csv and figures, all from the MLflow store.
+"""Builds ``reports/<study>/``: README.md, results.csv and figures, all from the tidy record.
 
-Every number in the README is computed here from the runs, and the verdict comes from the same
+Every number in the README is computed here from the record, and the verdict comes from the same
 tables the README prints, so the prose cannot disagree with the evidence. Nothing depends on
-when or where the report is generated: regenerating from the same store gives the same bytes.
+when or where the report is generated: regenerating from the same record gives the same bytes.
+Reading the stores is a separate first step (:func:`build` writes the record, then builds from
+the file), so a report built from MLflow and one rebuilt from the committed record are the same.
 """
 
 from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +19,14 @@ import numpy as np
 import pandas as pd
 
 from bench import tracking
+from bench.report import across as across_mod
+from bench.report import aggregate, bayes, figures, record, sensitivity, skill, stats, variance
 from bench.report import claims as claims_mod
-from bench.report import figures, stats
-from bench.report.collect import StudyData, load, read_artifact, results_table
+from bench.report.analysis import NOT_CANDIDATES, Analysis, DatasetSpec, Options, analyse, specs
+from bench.report.collect import StudyData, read_artifact, results_table, study_data
 
-NOT_RANKED = ("naive",)      # a reference point, not a contender: it only widens rank gaps
-NOT_CANDIDATES = ("naive",)
+NOT_RANKED = NOT_CANDIDATES
+Fetch = Callable[[str, str, Path], bool]   # (run id, artifact path, destination) -> copied?
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,32 +94,45 @@ def _dataset_meta(runs: pd.DataFrame, ds: str) -> tuple[str, str, Units, str]:
     return r["dataset_name"], r["direction"], Units(r["metric"], r["value_units"]), r["task"]
 
 
-def _naive_gain(r: pd.Series, direction: str) -> float:
-    m = r["metric"]
-    col = f"metric:test/naive_{m}_units" if r["value_units"] else f"metric:test/naive_{m}"
-    naive = r.get(col)
-    if naive is None or pd.isna(naive):
-        return math.nan
-    if direction == "minimize":
-        return 100 * (naive - r["value"]) / naive if naive else math.nan
-    return r["value"] - naive
-
-
-def _gain_fmt(g: float, direction: str, u: Units) -> str:
-    if not np.isfinite(g):
-        return "n/a"
-    if direction == "minimize":
-        return f"{g:.1f}% lower error" if g >= 0 else f"{-g:.1f}% higher error"
-    if u.percent:
-        return f"{100 * g:+.2f} pts"
-    return f"{g:+.3g}"
-
-
 def _num(runs: pd.DataFrame, col: str) -> float:
     if col not in runs.columns:
         return math.nan
     v = pd.to_numeric(runs[col], errors="coerce").dropna()
     return float(v.mean()) if len(v) else math.nan
+
+
+def _pct(p: float) -> str:
+    return "" if p is None or not np.isfinite(p) else f"{p:.2f}"
+
+
+def _skill_fmt(x: float) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:+.3f}"
+
+
+class Figures:
+    """The figures a build writes, and those it keeps because the record cannot redraw them
+    (per-epoch curves and prediction plots of a record rebuilt without its store)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.written: set[str] = set()
+        self.kept: set[str] = set()
+
+    def path(self, name: str) -> Path:
+        self.written.add(name)
+        return self.folder / name
+
+    def keep(self, name: str) -> bool:
+        if (self.folder / name).is_file():
+            self.kept.add(name)
+            return True
+        return False
+
+    def prune(self) -> None:
+        if self.folder.is_dir():
+            for p in sorted(self.folder.glob("*.png")):
+                if p.name not in self.written | self.kept:
+                    p.unlink()
 
 
 def leaderboard(runs: pd.DataFrame, comp: stats.DatasetComparison, u: Units) -> str:
@@ -123,35 +141,42 @@ def leaderboard(runs: pd.DataFrame, comp: stats.DatasetComparison, u: Units) -> 
         a = runs[runs["arch"] == t.arch]
         params = _num(a, "param:n_params")
         epoch_s = _num(a, "metric:time/mean_epoch_s")
-        gain = float(np.nanmean([_naive_gain(r, comp.direction) for _, r in a.iterrows()]))
-        ci = "" if not np.isfinite(t.ci_low) else f"[{u.fmt(t.ci_low)}, {u.fmt(t.ci_high)}]"
-        group = "best" if i == 1 else ("top group" if t.in_top_group else "worse")
+        if t.n >= 2 and np.isfinite(t.ci_low) and t.ci_low == t.ci_high:
+            ci = "(no seed variance)"
+        else:
+            ci = "" if not np.isfinite(t.ci_low) else f"[{u.fmt(t.ci_low)}, {u.fmt(t.ci_high)}]"
+        if t.arch == comp.anchor:
+            group = "anchor" + (" (best candidate)" if t.candidate else "")
+        elif not t.candidate:
+            group = "reference"
+        else:
+            group = t.status
+        skill_ci = ("" if not np.isfinite(t.skill_low) else
+                    f" [{_skill_fmt(t.skill_low)}, {_skill_fmt(t.skill_high)}]")
+        beats = ("" if not t.candidate else
+                 ("yes" if t.beats_naive else "no") + (f" ({_p(t.p_beats_naive)})"
+                                                        if np.isfinite(t.p_beats_naive) else ""))
+        bayes_cell = ("" if not np.isfinite(t.p_better) else
+                      f"{t.p_better:.2f} / {t.p_equivalent:.2f} / {t.p_worse:.2f}")
         rows.append([
             str(i), f"`{t.arch}`", u.fmt(t.mean), ci, str(t.n),
             "n/a" if not np.isfinite(params) else f"{params:,.0f}",
             "n/a" if not np.isfinite(epoch_s) else f"{epoch_s:.2f}",
-            "reference" if t.arch == "naive" else _gain_fmt(gain, comp.direction, u), _p(t.p_holm),
-            "" if not np.isfinite(t.p_best_beats) else f"{t.p_best_beats:.2f}", group,
+            _skill_fmt(t.skill) + skill_ci, beats, _p(t.p_holm), _pct(t.p_best_beats), bayes_cell,
+            group,
         ])
     header = ["#", "architecture", f"test {u.label()}", "95% CI", "seeds", "params",
-              "s / epoch", "vs naive", "p vs best (Holm)", "P(best beats)", "group"]
-    return _md_table(header, rows, ["r", "l", "r", "r", "r", "r", "r", "r", "r", "r", "l"])
+              "s / epoch", "skill [95% CI]", "beats naive (p)", "p vs anchor (Holm)",
+              "P(anchor beats)", "P(better / equiv. / worse)", "group"]
+    return _md_table(header, rows, ["r", "l"] + ["r"] * 10 + ["l"])
 
 
 def _median_run(runs: pd.DataFrame, arch: str) -> pd.Series:
     a = runs[runs["arch"] == arch].sort_values("seed")
+    a = a[np.isfinite(a["value"].to_numpy(float))]
     med = float(np.median(a["value"]))
     idx = (a["value"] - med).abs().to_numpy().argmin()
     return a.iloc[int(idx)]
-
-
-def _prediction_figure(data: StudyData, run: pd.Series, dest: Path) -> bool:
-    from mlflow.tracking import MlflowClient
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    copied = read_artifact(MlflowClient(tracking_uri=data.uri), run["run_id"],
-                           "plots/predictions_vs_actual.png", lambda p: shutil.copyfile(p, dest))
-    return copied is not None
 
 
 def _curves_figure(data: StudyData, runs: pd.DataFrame, u: Units, title: str, dest: Path) -> bool:
@@ -177,41 +202,38 @@ def _curves_figure(data: StudyData, runs: pd.DataFrame, u: Units, title: str, de
     return True
 
 
-def _importance(data: StudyData, ds: str, storage_override: str | None) -> tuple[str, list[str]]:
-    """fANOVA importances per architecture, read from the Optuna storage the runs name."""
+def _tuning(data: StudyData, ds: str, primary: int | None) -> tuple[str, list[str]]:
+    """Trial counts and fANOVA importances per architecture, from the record's trials."""
+    import json
+
     import optuna
+    from optuna.distributions import json_to_distribution
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    runs = data.runs[data.runs["dataset"] == ds]
-    col_s, col_n = "tag:optuna_storage", "tag:optuna_study"
-    if col_n not in runs.columns:
-        return "", ["No tuning record (Optuna study names) on these runs."]
-    cells = (runs[["arch", col_n, col_s]].dropna(subset=[col_n]).drop_duplicates("arch")
-             .sort_values("arch"))
-    per_arch: dict[str, dict[str, float]] = {}
-    budget_rows, notes = [], []
-    for arch, name, storage in cells.itertuples(index=False):
-        storage = storage_override or storage
-        if not storage or "***" in str(storage):
-            notes.append(f"`{arch}`: storage password masked; pass --storage to read it.")
-            continue
-        try:
-            st = optuna.load_study(study_name=name, storage=storage)
-        except Exception as exc:
-            notes.append(f"`{arch}`: Optuna study `{name}` not readable ({type(exc).__name__}).")
-            continue
-        trials = st.get_trials(deepcopy=False)
-        count = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
-        budget_rows.append([f"`{arch}`", str(len(trials)), str(count["COMPLETE"]),
+    t = data.trials
+    if t.empty or not (t["dataset"] == ds).any():
+        return "", []
+    t = t[t["dataset"] == ds]
+    if primary is not None and t["tuning_seed"].notna().any():
+        t = t[t["tuning_seed"] == primary]
+    budget_rows, per_arch, notes = [], {}, []
+    for arch, g in t.groupby("arch", sort=True):
+        states = g["status"].fillna("")
+        count = {s: int((states == s).sum()) for s in ("COMPLETE", "PRUNED", "FAIL")}
+        budget_rows.append([f"`{arch}`", str(len(g)), str(count["COMPLETE"]),
                             str(count["PRUNED"]), str(count["FAIL"])])
-        complete = [t for t in trials if t.state.name == "COMPLETE"]
-        if len(complete) < 2:
+        done = g[(states == "COMPLETE") & g["trial_params"].notna() & g["distributions"].notna()]
+        if len(done) < 2:
             notes.append(f"`{arch}`: fewer than 2 complete trials, no importance estimate.")
             continue
+        st = optuna.create_study()
+        for _, r in done.sort_values("trial").iterrows():
+            dists = {k: json_to_distribution(v) for k, v in json.loads(r["distributions"]).items()}
+            st.add_trial(optuna.trial.create_trial(
+                params=json.loads(r["trial_params"]), distributions=dists, value=float(r["value"])))
         try:
             imp = optuna.importance.get_param_importances(
-                st, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
-            )
+                st, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
         except Exception as exc:
             notes.append(f"`{arch}`: fANOVA failed ({type(exc).__name__}: {exc}).")
             continue
@@ -229,7 +251,7 @@ def _importance(data: StudyData, ds: str, storage_override: str | None) -> tuple
     return "\n\n".join(out), notes
 
 
-def _what_was_run(data: StudyData, datasets: list[str]) -> str:
+def _what_was_run(data: StudyData, datasets: list[str], study: str) -> str:
     r = data.runs
     lines = ["## What was run", ""]
     defn = data.definition
@@ -242,30 +264,314 @@ def _what_was_run(data: StudyData, datasets: list[str]) -> str:
     lines.append(f"- **Seeds** per architecture: {len(seeds)} ({', '.join(map(str, seeds))}); "
                  "each final run is tested once, on the test split, after restoring its best "
                  "validation checkpoint.")
-    if len(data.sessions):
-        hw = sorted(set(data.sessions["tag:hardware"].dropna()))
-        lines.append("- **Hardware**: " + "; ".join(hw))
-        wall = (data.sessions["end_ms"] - data.sessions["start_ms"]).dropna().sum() / 1000
-        lines.append(f"- **Wall time** of the study command(s): {_seconds(wall)} over "
-                     f"{len(data.sessions)} session(s)")
-    others = data.all_runs[data.all_runs["phase"] != "session"]
-    compute = (others["end_ms"] - others["start_ms"]).dropna().sum() / 1000
-    trials = int((~data.all_runs["phase"].isin(["session", "final", "baseline", "tune"])).sum())
-    lines.append(f"- **Runs** in MLflow: {len(r)} final runs, {trials} tuning trials; summed run "
-                 f"time {_seconds(compute)}")
-    if len(data.sessions):
-        cmds = list(dict.fromkeys(data.sessions["tag:command"].dropna()))
-        lines.append("- **Command**: " + "; ".join(f"`{c}`" for c in cmds))
-        uri = data.sessions.iloc[-1].get("tag:tracking_uri")
-        if isinstance(uri, str):
-            lines.append(f"- **MLflow store**: `{uri}`; Optuna storage: "
-                         f"`{data.sessions.iloc[-1].get('tag:optuna_storage')}`")
-    lines.append(f"- **Report**: `python -m bench.report --study {data.study}`")
+    s = data.sessions
+    if len(s):
+        hw = sorted(set(s["hardware"].dropna()) | set(r.get("hardware", pd.Series()).dropna()))
+        if hw:
+            lines.append("- **Hardware**: " + "; ".join(hw))
+        wall = (s["end_ms"] - s["start_ms"]).dropna()
+        if len(wall):
+            lines.append(f"- **Wall time** of the study command(s): "
+                         f"{_seconds(float(wall.sum()) / 1000)} over {len(s)} session(s)")
+    others = data.all_runs[data.all_runs["kind"].isin(["final", "baseline", "trial"])]
+    compute = (others["end_ms"] - others["start_ms"]).dropna()
+    trials = int((data.all_runs["kind"] == "trial").sum())
+    line = f"- **Runs** in the record: {len(r)} final runs, {trials} tuning trials"
+    if len(compute):
+        line += f"; summed run time {_seconds(float(compute.sum()) / 1000)}"
+    lines.append(line)
+    if len(s):
+        cmds = list(dict.fromkeys(s["command"].dropna()))
+        if cmds:
+            lines.append("- **Command**: " + "; ".join(f"`{c}`" for c in cmds))
+        last = s.iloc[-1]
+        if isinstance(last.get("tag:tracking_uri"), str):
+            lines.append(f"- **Stores**: MLflow `{last.get('tag:tracking_uri')}`, Optuna "
+                         f"`{last.get('tag:optuna_storage')}` (relative to the project)")
+        if isinstance(last.get("source"), str) and last["source"] != "mlflow":
+            lines.append(f"- **Record**: {last['source']}")
+    lines.append(f"- **Report**: `python -m bench.report --study {study}` (from the stores: "
+                 f"writes `record.csv`, then builds from it) or `python -m bench.report --from "
+                 f"reports/{study}/{record.RECORD_NAME}` (from the record alone)")
     if defn:
         lines += ["", "The study definition as run (budgets were cut only through these config "
                   "overrides; everything else is the project's defaults):", "",
                   "```yaml", defn.rstrip(), "```"]
     return "\n".join(lines)
+
+
+def _rope_text(spec: DatasetSpec, comp: stats.DatasetComparison, u: Units) -> str:
+    ref, ref_name = spec.reference
+    conv = (f"{spec.rope:g} of the reference's error" if spec.direction == "minimize"
+            else f"{spec.rope:g} in {spec.metric}")
+    src = {"default rule": "the default rule, the dataset config has no `rope`"}.get(
+        spec.rope_source, f"`rope` from {spec.rope_source}")
+    in_skill = skill.rope_in_skill_units(spec.rope, spec.direction, ref)
+    ref_txt = (f"the naive baseline, {u.fmt(ref)}" if ref_name == "naive"
+               else f"{ref_name} (predicting the test mean), which beats the naive baseline here")
+    return (f"Region of practical equivalence: ±{u.fmt(comp.rope) if not u.percent else f'{100 * comp.rope:.2f} points'} "
+            f"({conv}; {src}; {_skill_fmt(in_skill).lstrip('+')} in skill). No-skill reference: {ref_txt}.")
+
+
+def _mde_text(comp: stats.DatasetComparison, u: Units) -> str:
+    if not np.isfinite(comp.mde):
+        return "Minimum detectable difference: not computable (fewer than two seeds or no variance)."
+    fmt = (lambda x: f"{100 * x:.2f} points") if u.percent else u.fmt
+    text = (f"Minimum detectable difference at 80% power (two-sided two-sample t-test, alpha = "
+            f"{comp.alpha}, {comp.seeds:g} seeds each, pooled seed SD {fmt(comp.pooled_sd)}): "
+            f"**{fmt(comp.mde)}**")
+    if np.isfinite(comp.rope) and comp.mde > comp.rope:
+        text += (f", {comp.mde / comp.rope:.1f} times the ROPE: below that size \"not "
+                 "significantly worse\" means \"not enough seeds\", which the Bayesian "
+                 "probabilities make explicit.")
+    else:
+        text += ", within the ROPE: the test resolves practically relevant gaps."
+    return text
+
+
+def _dataset_section(data: StudyData, runs: pd.DataFrame, spec: DatasetSpec,
+                     comp: stats.DatasetComparison, an: Analysis, figs: Figures,
+                     fetch: Fetch | None, primary: int | None) -> str:
+    ds = spec.dataset
+    name, direction, u, task = _dataset_meta(runs, ds)
+    sec = [f"### {ds}" + (f" (dataset `{name}`)" if name != ds else ""), ""]
+    if ds in an.side:
+        sec += ["*A side experiment for a reference claim; not part of the verdict or the "
+                "comparisons across datasets.*", ""]
+    elif ds in an.no_skill:
+        sec += ["**No skill**: no candidate beats the no-skill reference by more than the ROPE "
+                "(one-sided t-test, Holm-adjusted); the ranks below are noise, so this dataset is "
+                "left out of the verdict and of the comparisons across datasets.", ""]
+    n_cmp = int(comp.table["p_holm"].notna().sum())
+    sec += [
+        f"Test {u.label()}, {'higher' if direction == 'maximize' else 'lower'} is better. Mean "
+        f"over seeds with a 95% t-interval. *skill* is 1 - error / reference error (0 = the "
+        f"no-skill reference, 1 = perfect) with a 95% t-interval; *beats naive* is a one-sided "
+        f"t-test of skill beyond the ROPE (Holm-adjusted p). The anchor is the best candidate "
+        f"by mean; each other candidate is compared with it by "
+        f"{stats.TEST_NAMES[comp.test]} (seeds do not pair runs of different architectures), "
+        f"Holm-adjusted over the {n_cmp} comparisons; *P(anchor beats)* is the fraction of seed "
+        "pairs the anchor wins; *P(better / equiv. / worse)* are the posterior probabilities that "
+        "the architecture's mean is better than the anchor's by more than the ROPE, within it, or "
+        "worse by more (unpaired Bayesian comparison, normal model, Jeffreys prior).",
+        "",
+        _rope_text(spec, comp, u),
+        "",
+        _mde_text(comp, u),
+        "",
+        leaderboard(runs, comp, u),
+        "",
+    ]
+    tests_ran = sorted({t for t in comp.table["test"] if t})
+    if tests_ran:
+        sec += [f"Tests that ran: {', '.join(tests_ran)}.", ""]
+    if comp.best_overall != comp.anchor:
+        sec += [f"The best mean of all is the reference `{comp.best_overall}`; the anchor is the "
+                f"best candidate, `{comp.anchor}`.", ""]
+    sec += [f"**Top group** (not significantly worse than `{comp.anchor}` at alpha = "
+            f"{comp.alpha}): " + ", ".join(f"`{a}`" for a in comp.top_group) + ".",
+            "**Significantly worse**: " + (", ".join(f"`{a}`" for a in comp.significantly_worse)
+                                          or "none") + "."]
+    if comp.untested:
+        sec.append("**Untested** (too few seeds or no variance; not in the top group): "
+                   + ", ".join(f"`{a}`" for a in comp.untested) + ".")
+    equiv = [t.arch for t in comp.table.itertuples() if np.isfinite(t.p_equivalent)
+             and t.p_equivalent >= bayes.BAYES_LEVEL and t.candidate]
+    if equiv:
+        sec.append(f"**Practically equivalent to `{comp.anchor}`** (P(within the ROPE) >= "
+                   f"{bayes.BAYES_LEVEL}): " + ", ".join(f"`{a}`" for a in equiv) + ".")
+    top = [a for a in comp.top_group if a not in NOT_CANDIDATES]
+    if len(top) >= 3:
+        m = stats.pairwise_prob_beats(runs, direction, top)
+        rows = [[f"`{a}`"] + ["" if a == b else f"{m.loc[a, b]:.2f}" for b in top] for a in top]
+        sec += ["", "P(row beats column) within the top group (fraction of seed pairs):", "",
+                _md_table(["", *[f"`{b}`" for b in top]], rows)]
+    curves = f"{ds}_curves.png"
+    if _curves_figure(data, runs, u, f"{ds}: validation curves (mean over seeds, band = range)",
+                      figs.path(curves)):
+        sec += ["", f"![learning curves](figures/{curves})"]
+    else:
+        figs.written.discard(curves)
+        if figs.keep(curves):
+            sec += ["", "Validation curves (drawn from the MLflow store's per-epoch history, "
+                    "which this record does not hold; kept as committed):", "",
+                    f"![learning curves](figures/{curves})"]
+    if task == "regression":
+        # The naive baseline can have the best mean (SBUX): the figure is of the best learned model.
+        shown = comp.anchor if comp.anchor not in NOT_CANDIDATES else next(
+            (a for a in comp.table["arch"] if a not in NOT_CANDIDATES), comp.anchor)
+        best_run = _median_run(runs, shown)
+        pred = f"{ds}_predictions.png"
+        copied = fetch is not None and fetch(best_run["run_id"], "plots/predictions_vs_actual.png",
+                                             figs.path(pred))
+        if not copied:
+            figs.written.discard(pred)
+        if copied or figs.keep(pred):
+            sec += ["", f"Test predictions of `{shown}`, the best candidate (seed "
+                    f"{best_run['seed']}, the median seed; the run's own plot from MLflow), against "
+                    "the actual series and the naive baseline:", "",
+                    f"![predictions](figures/{pred})"]
+    imp, notes = _tuning(data, ds, primary)
+    sec += ["", "#### Tuning and hyperparameter importance", ""]
+    if imp:
+        sec += [imp]
+    else:
+        sec += ["No tuning trials in the record for this dataset."]
+    if notes:
+        sec += [""] + [f"- {n}" for n in notes]
+    return "\n".join(sec)
+
+
+def _skill_means(an: Analysis, all_specs: dict[str, DatasetSpec], datasets: list[str]):
+    """Per-run skill scores {dataset: {arch: array}} and the datasets x archs table of means."""
+    runs_skill: dict[str, dict[str, np.ndarray]] = {}
+    for ds in datasets:
+        spec = all_specs[ds]
+        ref, _ = spec.reference
+        runs_skill[ds] = {
+            a: skill.skill_score(g["value"].to_numpy(float), ref, spec.direction)
+            for a, g in spec.runs.groupby("arch", sort=True) if a not in NOT_CANDIDATES
+        }
+    means = pd.DataFrame({ds: {a: float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+                               for a, v in d.items()} for ds, d in runs_skill.items()}).T
+    return runs_skill, means
+
+
+def _across(an: Analysis, all_specs: dict[str, DatasetSpec], alpha: float, figs: Figures) -> str:
+    datasets = list(an.in_verdict)
+    head = ["## Across datasets", ""]
+    if an.no_skill and an.options.exclude_no_skill:
+        head += [f"Left out (no skill): {', '.join(f'`{d}`' for d in an.no_skill)}.", ""]
+    if len(datasets) < 1:
+        return "\n".join(head + ["No dataset is in the verdict: nothing to compare across datasets."])
+    runs_skill, means = _skill_means(an, all_specs, datasets)
+    complete = [a for a in means.columns if means[a].notna().all()]
+    dropped = sorted(set(means.columns) - set(complete))
+    scores = means[sorted(complete)]
+    if scores.shape[1] < 2:
+        return "\n".join(head + ["Fewer than two architectures ran on every dataset in the verdict."])
+    n, k = len(datasets), scores.shape[1]
+    directions = dict.fromkeys(scores.index, "maximize")
+    ranks = stats.rank_matrix(scores, directions)
+    avg = ranks.mean(axis=0)
+    order = avg.iloc[np.lexsort((np.array(avg.index, dtype=str), avg.to_numpy(float)))]
+    rows = [[f"`{a}`"] + [f"{scores.loc[ds, a]:+.3f} ({ranks.loc[ds, a]:.1f})" for ds in datasets]
+            + [f"{order[a]:.2f}"] for a in order.index]
+    text = head + [
+        f"Scores are skill scores (1 - error / the dataset's no-skill reference error), comparable "
+        f"across datasets; the {n} dataset(s) in the verdict: {', '.join(datasets)}. Mean skill "
+        "over seeds (rank within the dataset, 1 = best):"
+        + (f" Left out because they did not run on every dataset: {', '.join(dropped)}." if dropped else ""),
+        "",
+        _md_table(["architecture", *datasets, "average rank"], rows),
+        "",
+    ]
+    # Pairwise Wilcoxon-Holm with cliques, drawn as a critical-difference diagram.
+    pw = across_mod.wilcoxon_holm(scores)
+    cl = across_mod.cliques(order, pw, alpha)
+    floor = across_mod.smallest_p(n)
+    text += ["### Pairwise Wilcoxon signed-rank tests (Holm), critical-difference diagram", ""]
+    sig = [(a, b) for i, a in enumerate(order.index) for b in order.index[i + 1:] if pw.loc[a, b] < alpha]
+    text.append(
+        f"Over {n} dataset(s) the exact two-sided signed-rank test cannot give p below "
+        f"{floor:.3g}" + (f", so at alpha = {alpha} no pair can be separated" if floor >= alpha else "")
+        + ". " + ("Significant pairs (Holm): " + ", ".join(f"`{a}` > `{b}`" for a, b in sig) + "."
+                  if sig else "No pair differs significantly after Holm's correction."))
+    text.append("Cliques (no pair inside differs significantly): "
+                + ("; ".join("{" + ", ".join(f"`{a}`" for a in g) + "}" for g in cl) or "none") + ".")
+    if n >= 2:
+        fig = figures.cd_diagram(order, pw, None, alpha,
+                                 f"Average rank over {n} datasets (1 = best); bars: Wilcoxon-Holm cliques")
+        figures.save(fig, figs.path("cd_diagram.png"))
+        text += ["", "![critical difference diagram](figures/cd_diagram.png)"]
+    # Bayesian signed-rank test of the best-ranked architecture against each other.
+    best = order.index[0]
+    text += ["", "### Bayesian signed-rank test", ""]
+    if n >= 2:
+        brows = []
+        for a in order.index[1:]:
+            pr = bayes.signed_rank(scores[best].to_numpy(), scores[a].to_numpy(), skill.SKILL_ROPE)
+            brows.append([f"`{best}` vs `{a}`", _pct(pr.better), _pct(pr.equivalent), _pct(pr.worse),
+                          pr.decided()])
+        text += [f"Benavoli et al. (2017) over the datasets' mean skill, ROPE ±{skill.SKILL_ROPE} "
+                 f"skill (1% of the reference's error), prior strength 0.5 at zero difference, "
+                 f"{bayes.SIGNED_RANK_SAMPLES:,} posterior samples (seed {bayes.SIGNED_RANK_SEED}); "
+                 f"each probability is how often that region is the most probable. With {n} "
+                 "datasets the prior weighs heavily.", "",
+                 _md_table(["comparison", "P(first better)", "P(equivalent)", "P(second better)",
+                            f"decision (>= {bayes.BAYES_LEVEL})"], brows)]
+    else:
+        text.append("Needs at least two datasets in the verdict.")
+    # Aggregates with stratified-bootstrap intervals.
+    per_arch = aggregate.by_arch(runs_skill, list(order.index), datasets)
+    iqms = {a: aggregate.iqm_interval(per_arch[a]) for a in order.index}
+    lead = max(order.index, key=lambda a: (iqms[a].value, -list(order.index).index(a)))
+    arows = []
+    for a in sorted(order.index, key=lambda a: (-iqms[a].value, a)):
+        e = iqms[a]
+        poi = (aggregate.improvement_interval(per_arch[lead], per_arch[a]) if a != lead else None)
+        arows.append([f"`{a}`", f"{e.value:+.3f} [{e.low:+.3f}, {e.high:+.3f}]",
+                      "" if poi is None else f"{poi.value:.2f} [{poi.low:.2f}, {poi.high:.2f}]"])
+    text += ["", "### Aggregate skill (interquartile mean, probability of improvement)", "",
+             f"In the manner of Agarwal et al. (2021): the interquartile mean of all runs' skill "
+             f"scores over the datasets in the verdict, and P(`{lead}` beats X), a run of the "
+             "highest-IQM architecture against a run of X averaged over datasets; 95% percentile "
+             f"intervals from {aggregate.BOOTSTRAP_REPS:,} stratified bootstrap resamples of the "
+             f"seeds within each dataset (seed {aggregate.BOOTSTRAP_SEED}).", "",
+             _md_table(["architecture", "IQM skill [95% CI]", f"P(`{lead}` beats it) [95% CI]"],
+                       arows)]
+    # Friedman / Nemenyi, secondary.
+    text += ["", "### Friedman / Nemenyi (secondary view)", ""]
+    if n >= 2:
+        fr = stats.friedman(ranks)
+        cd = stats.nemenyi_cd(k, n, alpha)
+        note = stats.power_note(k, n, alpha)
+        text += [
+            f"- Friedman: chi^2_F = {fr.chi2:.2f} (df {fr.df1}), p = {_p(fr.p_chi2) or 'n/a'}; "
+            f"Iman-Davenport F_F = {fr.iman_davenport:.2f} (df {fr.df1}, {fr.df2}), "
+            f"p = {_p(fr.p_iman_davenport) or 'n/a'}.",
+            f"- Nemenyi critical difference at alpha = {alpha}: CD = {cd:.2f} ranks "
+            f"(q = {stats.nemenyi_q(k, alpha):.3f}, k = {k}, N = {n}).",
+            "", f"**Power caveat.** {note.text}"]
+    else:
+        text.append("Needs at least two datasets in the verdict.")
+    return "\n".join(text)
+
+
+def _sensitivity_section(sens: sensitivity.Sensitivity) -> str:
+    base = sens.baseline.verdict.short
+    rows = []
+    for label, a in sens.rows:
+        rows.append([label, ", ".join(a.in_verdict) or "none", a.verdict.short,
+                     "-" if a is sens.baseline else ("same" if a.verdict.short == base else "**changes**")])
+    text = ["## Sensitivity of the verdict", "",
+            "The whole analysis is recomputed with one choice changed at a time.", "",
+            _md_table(["choice", "datasets in the verdict", "verdict", "vs default"], rows,
+                      ["l", "l", "l", "l"]), ""]
+    if sens.stable:
+        text.append("**Stable**: no alternative choice changes the verdict.")
+    else:
+        text.append("**Unstable**: the verdict changes under " + "; ".join(sens.changers) + ".")
+    return "\n".join(text)
+
+
+def _variance_section(runs: pd.DataFrame) -> str:
+    t = variance.table(runs)
+    head = ["## Variance beyond seeds", ""]
+    if t.empty:
+        return "\n".join(head + [
+            "The tuning ran once per cell (one sampler seed), so this study measures the spread "
+            "over training seeds only; the spread that a different tuning run would add "
+            "(Bouthillier et al. 2021) is not measured. `tuning_seeds: [0, 1]` on a dataset of the "
+            "study definition repeats its tuning with a second sampler seed and fills this section."])
+    rows = [[r.dataset, f"`{r.arch}`", str(r.tuning_seeds), f"{r.training_seeds:g}",
+             f"{r.sd_tuning:.4g}", f"{r.sd_training:.4g}", _pct(r.tuning_share)]
+            for r in t.itertuples()]
+    return "\n".join(head + [
+        "Cells tuned with several sampler seeds: one-way random-effects variance components of the "
+        "test score (between tuning runs, and between training seeds within a tuning run).", "",
+        _md_table(["dataset", "architecture", "tuning seeds", "training seeds per tuning",
+                   "SD from tuning", "SD from training seed", "tuning share of variance"], rows)])
 
 
 def _budget_line(definition: str) -> str:
@@ -284,6 +590,11 @@ def _budget_line(definition: str) -> str:
     else:
         tuning = (f"{t.n_trials} tuning trials per architecture on the validation split "
                   f"(sampler {t.get('sampler')}, seed {t.get('seed')}; pruner {t.get('pruner')})")
+    repeats = {k: list(v.get("tuning_seeds")) for k, v in (d.get("datasets") or {}).items()
+               if v.get("tuning_seeds") and len(v.get("tuning_seeds")) > 1}
+    if repeats:
+        tuning += "; tuning repeated with sampler seeds " + ", ".join(
+            f"{s} on `{k}`" for k, s in sorted(repeats.items()))
     over = ", ".join(f"`{o}`" for o in d.get("overrides") or []) or "none"
     size = {None: "width tuned", False: "width tuned", True: "parameter budget tuned "
             "(equal capacity per trial)"}.get(d.get("match_params"), f"parameter budget "
@@ -291,59 +602,6 @@ def _budget_line(definition: str) -> str:
     return (f"- **Budget per cell**: {tuning}; model size: {size}; epochs and batches per "
             f"epoch from the trainer config and these overrides: {over} (per-dataset overrides "
             "in the definition below)")
-
-
-def _across(comps: dict[str, stats.DatasetComparison], alpha: float, fig_dir: Path) -> tuple[str, bool]:
-    if len(comps) < 2:
-        return ("## Across datasets\n\nOnly one dataset has final runs: no across-dataset "
-                "comparison."), False
-    means = {ds: c.table.set_index("arch")["mean"] for ds, c in comps.items()}
-    scores = pd.DataFrame(means).T
-    complete = [a for a in scores.columns if scores[a].notna().all() and a not in NOT_RANKED]
-    dropped = sorted(set(scores.columns) - set(complete) - set(NOT_RANKED))
-    scores = scores[sorted(complete)]
-    if scores.shape[1] < 2:
-        return "## Across datasets\n\nFewer than two architectures ran on every dataset.", False
-    directions = {ds: c.direction for ds, c in comps.items()}
-    ranks = stats.rank_matrix(scores, directions)
-    fr = stats.friedman(ranks)
-    n, k = fr.n_datasets, fr.k
-    cd = stats.nemenyi_cd(k, n, alpha)
-    pv = stats.nemenyi_pvalues(fr.average_ranks, n)
-    note = stats.power_note(k, n, alpha)
-    order = fr.average_ranks.sort_values(kind="stable")
-    order = order.iloc[np.lexsort((np.array(order.index), order.to_numpy()))]
-    rows = [[f"`{a}`"] + [f"{ranks.loc[ds, a]:.1f}" for ds in ranks.index] + [f"{order[a]:.2f}"]
-            for a in order.index]
-    table = _md_table(["architecture", *ranks.index, "average rank"], rows)
-    best = order.index[0]
-    sig_worse = [a for a in order.index[1:] if pv.loc[best, a] < alpha]
-    fig = figures.cd_diagram(fr.average_ranks, pv, cd, alpha,
-                             f"Average rank over {n} datasets (1 = best); CD = {cd:.2f}")
-    figures.save(fig, fig_dir / "cd_diagram.png")
-    text = [
-        "## Across datasets",
-        "",
-        "Each dataset ranks the architectures by their mean test score over seeds (1 = best, ties "
-        "share the average rank); the naive baseline is left out (it would only widen the gaps)."
-        + (f" Left out because they did not run on every dataset: {', '.join(dropped)}." if dropped else ""),
-        "",
-        table,
-        "",
-        f"- Friedman: chi^2_F = {fr.chi2:.2f} (df {fr.df1}), p = {_p(fr.p_chi2) or 'n/a'}; "
-        f"Iman-Davenport F_F = {fr.iman_davenport:.2f} (df {fr.df1}, {fr.df2}), "
-        f"p = {_p(fr.p_iman_davenport) or 'n/a'}.",
-        f"- Nemenyi critical difference at alpha = {alpha}: CD = {cd:.2f} ranks "
-        f"(q = {stats.nemenyi_q(k, alpha):.3f}, k = {k}, N = {n}). "
-        + (f"`{best}` (best average rank) is significantly better than: "
-           + ", ".join(f"`{a}`" for a in sig_worse) + "." if sig_worse else
-           f"No architecture's average rank differs from `{best}`'s by more than CD."),
-        "",
-        "![critical difference diagram](figures/cd_diagram.png)",
-        "",
-        f"**Power caveat.** {note.text}",
-    ]
-    return "\n".join(text), True
 
 
 def _claims_section(data: StudyData) -> str:
@@ -366,119 +624,136 @@ def _claims_section(data: StudyData) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Entry point
+# Entry points
 # ---------------------------------------------------------------------------------------------
 
 
-def build(
-    study: str, uri: str, out: Path, *, alpha: float = stats.ALPHA, test: str = "t",
-    storage: str | None = None,
+def _primary_tuning_seed(data: StudyData) -> int | None:
+    d = _definition(data)
+    if d is not None and d.get("tuning") is not None and d.tuning.get("seed") is not None:
+        return int(d.tuning.seed)
+    seeds = data.runs["tuning_seed"].dropna()
+    return int(seeds.min()) if len(seeds) else None
+
+
+def build_from_record(
+    path: Path, out: Path, *, alpha: float = stats.ALPHA, test: str = "welch",
+    fetch: Fetch | None = None,
 ) -> Path:
-    data = load(uri, study)
+    """Writes README.md, results.csv and figures into ``out`` from the tidy record alone;
+    ``fetch`` copies run artifacts (prediction plots) when the MLflow store is at hand."""
+    data = study_data(record.read(path))
+    study = data.study
     out.mkdir(parents=True, exist_ok=True)
-    fig_dir = out / "figures"
-    if fig_dir.exists():
-        for p in fig_dir.glob("*.png"):
-            p.unlink()
-    runs = data.runs
+    figs = Figures(out / "figures")
+    all_runs = data.runs
+    primary = _primary_tuning_seed(data)
+    runs = all_runs[all_runs["tuning_seed"].isna() | (all_runs["tuning_seed"] == primary)] \
+        if primary is not None else all_runs
     datasets = sorted(runs["dataset"].unique()) if len(runs) else []
     results_table(data).to_csv(out / "results.csv", index=False, lineterminator="\n")
 
-    comps: dict[str, stats.DatasetComparison] = {}
-    per_ds: list[str] = []
-    for ds in datasets:
-        r = runs[runs["dataset"] == ds]
-        name, direction, u, task = _dataset_meta(runs, ds)
-        comp = stats.compare_dataset(r, direction, dataset=ds, alpha=alpha, test=test)
-        comps[ds] = comp
-        sec = [f"### {ds}" + (f" (dataset `{name}`)" if name != ds else ""), ""]
-        if ds in _side_datasets(data):
-            sec += ["*A side experiment for a reference claim; not part of the verdict or the "
-                    "ranks across datasets.*", ""]
-        sec += [
-               f"Test {u.label()}, {'higher' if direction == 'maximize' else 'lower'} is better. "
-               f"Mean over seeds with a 95% t-interval; *vs naive* compares each run with the naive "
-               f"baseline on the same test windows; p-values compare each architecture with the best "
-               f"mean ({comp.test if comp.test != 't' else 'paired t-test across seeds'}, "
-               f"Holm-adjusted over the {len(comp.table) - 1} comparisons); *P(best beats)* is the "
-               "fraction of seed pairs in which the best architecture's run scores better.", "",
-               leaderboard(r, comp, u), "",
-               f"**Top group** (not significantly worse than `{comp.best}` at alpha = {alpha}): "
-               + ", ".join(f"`{a}`" for a in comp.top_group) + ".",
-               "**Significantly worse**: " + (", ".join(f"`{a}`" for a in comp.significantly_worse)
-                                             or "none") + "."]
-        top = [a for a in comp.top_group if a not in NOT_CANDIDATES]
-        if len(top) >= 3:
-            m = stats.pairwise_prob_beats(r, direction, top)
-            rows = [[f"`{a}`"] + ["" if a == b else f"{m.loc[a, b]:.2f}" for b in top] for a in top]
-            sec += ["", "P(row beats column) within the top group (fraction of seed pairs):", "",
-                    _md_table(["", *[f"`{b}`" for b in top]], rows)]
-        if _curves_figure(data, r, u, f"{ds}: validation curves (mean over seeds, band = range)",
-                          fig_dir / f"{ds}_curves.png"):
-            sec += ["", f"![learning curves]({'figures/' + ds + '_curves.png'})"]
-        if task == "regression":
-            # The naive baseline can have the best mean (SBUX); plotting it against itself
-            # would show nothing, so the figure is of the best learned model.
-            shown = next((a for a in comp.table["arch"] if a not in NOT_CANDIDATES), comp.best)
-            best_run = _median_run(r, shown)
-            if _prediction_figure(data, best_run, fig_dir / f"{ds}_predictions.png"):
-                sec += ["", f"Test predictions of `{shown}`, the best learned model (seed "
-                        f"{best_run['seed']}, the median seed), against the actual series and "
-                        "the naive baseline:", "",
-                        f"![predictions]({'figures/' + ds + '_predictions.png'})"]
-        imp, notes = _importance(data, ds, storage)
-        if imp or notes:
-            sec += ["", "#### Tuning and hyperparameter importance"]
-            sec += ["", imp] if imp else []
-            sec += [""] + [f"- {n}" for n in notes] if notes else []
-        per_ds.append("\n".join(sec))
-
-    side = _side_datasets(data)
-    main = {ds: c for ds, c in comps.items() if ds not in side}
-    candidates = sorted({a for c in main.values() for a in c.table["arch"]} - set(NOT_CANDIDATES))
-    v = stats.verdict(list(main.values()), candidates=candidates)
-    across, _ = _across(main, alpha, fig_dir)
+    side = sorted(_side_datasets(data) & set(datasets))
+    all_specs = specs(runs) if len(runs) else {}
+    opts = Options(alpha=alpha, test=test)
+    an = analyse(all_specs, opts, side)
+    sens = sensitivity.run(all_specs, opts, side) if all_specs else None
+    per_ds = [_dataset_section(data, runs[runs["dataset"] == ds], all_specs[ds],
+                               an.comparisons[ds], an, figs, fetch, primary) for ds in datasets]
+    v = an.verdict
+    verdict_text = [v.text, ""]
+    if an.no_skill:
+        verdict_text.append("Left out of the verdict for **no skill** (no candidate beats the "
+                            "no-skill reference by more than the ROPE; their ranks are noise):")
+        for ds in an.no_skill:
+            c = an.comparisons[ds]
+            u = _dataset_meta(runs, ds)[2]
+            best = c.table.set_index("arch").loc[c.anchor]
+            verdict_text.append(
+                f"- {ds}: best candidate `{c.anchor}` {u.fmt(best['mean'])} against the reference "
+                f"{u.fmt(c.reference)}, skill {_skill_fmt(best['skill'])}.")
+        verdict_text.append("")
     if side:
-        v.text += ("\n\nNot in the verdict (run for a reference claim only): "
-                   + ", ".join(f"`{d}`" for d in sorted(side)) + ".")
+        verdict_text += ["Not in the verdict (run for a reference claim only): "
+                         + ", ".join(f"`{d}`" for d in side) + ".", ""]
+    if sens is not None:
+        verdict_text.append(
+            "**Stable** under every alternative of the sensitivity table." if sens.stable else
+            "**Unstable**: the verdict changes under " + "; ".join(sens.changers)
+            + " (see *Sensitivity of the verdict*).")
+        verdict_text.append("")
+    verdict_text.append(
+        "The verdict is computed: per dataset the anchor is the best candidate by mean (the naive "
+        "baseline is a reference, not a candidate), and an architecture is the single best only if "
+        "it is in the top group (not significantly worse than the anchor, "
+        f"{stats.TEST_NAMES[test]}, Holm correction, alpha = {alpha}) on every dataset with skill, "
+        "and no other candidate is.")
 
     doc = [
         f"# Study `{study}`: is there a single best recurrent model?",
         "",
-        "Generated by `python -m bench.report` from the MLflow runs tagged "
-        f"`study={study}`; regenerating from the same store gives this file byte for byte.",
+        f"Generated by `python -m bench.report` from the tidy record `{record.RECORD_NAME}` beside "
+        "this file; regenerating from the same record gives this file byte for byte.",
         "",
         "## Verdict",
         "",
-        v.text,
+        *verdict_text,
         "",
-        "The verdict is computed: an architecture is the single best only if it is in the top "
-        "group (not significantly worse than the best mean, paired t-test across seeds with Holm "
-        f"correction, alpha = {alpha}) on every dataset; the naive baseline is not a candidate.",
-        "",
-        _what_was_run(data, datasets),
+        _what_was_run(data, datasets, study),
         "",
         "## Per dataset",
         "",
+    ]
+    skipped = _skipped(data)
+    if skipped:
+        doc += [skipped, ""]
+    doc += [
         "\n\n".join(per_ds) if per_ds else "No final runs yet.",
         "",
-        across,
+        _across(an, all_specs, alpha, figs),
+        "",
+        _sensitivity_section(sens) if sens is not None else "",
+        "",
+        _variance_section(all_runs),
         "",
         _claims_section(data),
         "",
         "## Files",
         "",
+        f"- `{record.RECORD_NAME}`: the tidy record, one row per run (sessions with the study "
+        "definition, tuning trials with their parameters and per-epoch objective, final runs with "
+        "config, per-epoch curves, test metrics, environment and MLflow run id); the report is "
+        "built from it alone.",
         "- `results.csv`: one row per final run (dataset, architecture, seed, score in the "
         "dataset's units, every logged metric, the tuned parameters, MLflow run id).",
         "- `figures/`: learning curves, prediction plots, the critical-difference diagram.",
         "",
     ]
-    skipped = _skipped(data)
-    if skipped:
-        doc[doc.index("## Per dataset") + 1:doc.index("## Per dataset") + 1] = ["", skipped]
-    text = "\n".join(doc)
-    (out / "README.md").write_text(tracking.mask_secrets(text), encoding="utf-8")
+    figs.prune()
+    text = record.relative_paths(tracking.mask_secrets("\n".join(doc)))
+    (out / "README.md").write_text(text, encoding="utf-8")
     return out
+
+
+def _store_fetch(uri: str) -> Fetch:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+
+    def fetch(run_id: str, artifact: str, dest: Path) -> bool:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return read_artifact(client, run_id, artifact, lambda p: shutil.copyfile(p, dest)) is not None
+
+    return fetch
+
+
+def build(
+    study: str, uri: str, out: Path, *, alpha: float = stats.ALPHA, test: str = "welch",
+    storage: str | None = None,
+) -> Path:
+    """From the stores: writes ``out/record.csv``, then builds the report from that file."""
+    rec = record.write(record.from_store(uri, study, storage=storage), out / record.RECORD_NAME)
+    return build_from_record(rec, out, alpha=alpha, test=test, fetch=_store_fetch(uri))
 
 
 def _definition(data: StudyData):

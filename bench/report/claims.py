@@ -75,8 +75,11 @@ def _value(run: pd.Series, key: str, direction: str, histories) -> float:
         name = key[5:]
         h = histories.get(run["run_id"], {}).get(name)
         if h is None:
-            # naive baselines validate once; their value is the logged metric
-            v = run.get(f"metric:{name}")
+            # no per-epoch history (naive baselines validate once; a record rebuilt without
+            # its store): the logged best-so-far value, else the last logged value
+            v = run.get(f"metric:best/{name.replace('/', '_')}")
+            if v is None or pd.isna(v):
+                v = run.get(f"metric:{name}")
             return math.nan if v is None or pd.isna(v) else float(v)
         vals = [v for _, v in h]
         return float(max(vals) if direction == "maximize" else min(vals))

@@ -37,9 +37,11 @@ def save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def cd_diagram(average_ranks: pd.Series, pvalues: pd.DataFrame, cd: float, alpha: float, title: str):
+def cd_diagram(average_ranks: pd.Series, pvalues: pd.DataFrame, cd: float | None, alpha: float,
+               title: str):
     """Critical-difference diagram (scikit-posthocs draws it; bars join architectures whose
-    Nemenyi p-value is at least alpha)."""
+    pairwise p-value, Wilcoxon-Holm or Nemenyi, is at least alpha; ``cd`` draws a Nemenyi
+    critical-difference ruler when given)."""
     import scikit_posthocs as sp
 
     ranks = average_ranks.iloc[np.lexsort((np.array(average_ranks.index, dtype=str),
@@ -55,7 +57,7 @@ def cd_diagram(average_ranks: pd.Series, pvalues: pd.DataFrame, cd: float, alpha
             color_palette=[plt.get_cmap("tab10")(i % 10) for i in range(k)],
         )
         _stable_crossbars(artists["crossbars"])
-        ax.set_xlim(1, max(k, float(ranks.iloc[0]) + cd) + 0.05)
+        ax.set_xlim(1, max(k, float(ranks.iloc[0]) + (cd or 0.0)) + 0.05)
         ax.set_title(title, fontsize=9, pad=28)
         fig.tight_layout()
     return fig

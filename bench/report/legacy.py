@@ -5,7 +5,8 @@ score, every last-logged metric, the tuned parameters, the MLflow run id) and a 
 quotes the study definition, the hardware and the command. When the MLflow store that produced
 them is gone, this turns those two files into a record the report builds from. What the files
 never held cannot come back and is listed in the record's ``source`` column of the session row:
-per-epoch curves, the tuning trials (Optuna storage), session times and the runs' start times.
+per-epoch curves, the tuning trials (Optuna storage), session times and the runs' start times;
+the dataset config keys are taken from ``conf/dataset/`` with the definition's overrides.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from bench.report import record
 BASE = ("dataset", "dataset_name", "arch", "phase", "seed", "metric", "direction", "score_units",
         "score", "run_id")
 PARAM_NAMES = ("batch_size", "layer_sizes", "n_params")
+INFERRED = ("dataset config keys (param:dataset.*) are taken from conf/dataset/ with the "
+            "definition's overrides")
 NOT_REBUILT = ("per-epoch curves (learning-curve figures are kept from the report that the store "
                "produced)", "tuning trials and hyperparameter importances (the Optuna storage)",
                "session wall times and run start times")
@@ -53,7 +56,7 @@ def rebuild(results: Path, readme_text: str = "", study: str | None = None) -> p
         raise ValueError(f"{results}: columns {missing} missing; not a bench results.csv")
     facts = _readme_facts(readme_text)
     name = study or results.parent.name
-    rows = []
+    rows, dataset_params = [], {}
     for _, r in res.iterrows():
         row = {
             "kind": r["phase"], "study": name, "dataset": r["dataset"],
@@ -71,6 +74,8 @@ def rebuild(results: Path, readme_text: str = "", study: str | None = None) -> p
             row[("param:" if is_param else "metric:") + c] = r[c]
         if row["kind"] == "final" and facts.get("definition"):
             row["tuning_seed"] = _primary_seed(facts["definition"])
+        row.update(dataset_params.setdefault(
+            r["dataset"], _dataset_params(r["dataset_name"], r["dataset"], facts.get("definition"))))
         rows.append(row)
     df = pd.DataFrame(rows)
     ropes = {ds: record.dataset_rope(g.iloc[0]["dataset_name"], g.iloc[0]["direction"])
@@ -86,11 +91,35 @@ def rebuild(results: Path, readme_text: str = "", study: str | None = None) -> p
             "tag:tracking_uri": facts.get("tracking_uri"),
             "tag:optuna_storage": facts.get("optuna_storage"),
             "source": "rebuilt from results.csv and the report's README; not rebuilt: "
-                      + "; ".join(NOT_REBUILT),
+                      + "; ".join(NOT_REBUILT) + "; " + INFERRED,
         }
         df = pd.concat([pd.DataFrame([session]), df], ignore_index=True)
     df = df.replace({"": np.nan})
     return record.tidy(df)
+
+
+def _dataset_params(dataset_name: str, key: str, definition: str | None) -> dict[str, str]:
+    """``param:dataset.*`` as the runs had them: the dataset's config in this checkout with the
+    study definition's overrides for that entry applied (results.csv kept no dataset keys)."""
+    from omegaconf import OmegaConf
+
+    from bench import tracking
+
+    path = record.CONF_DATASETS / f"{dataset_name}.yaml"
+    if not path.is_file():
+        return {}
+    cfg = OmegaConf.load(path)
+    if definition:
+        try:
+            spec = OmegaConf.create(definition).datasets.get(key) or {}
+        except Exception:
+            spec = {}
+        dots = [str(o)[len("dataset."):] for o in spec.get("overrides", [])
+                if str(o).startswith("dataset.")]
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dots))
+    flat = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    return {f"param:dataset.{k}": str(v) for k, v in sorted(flat.items())
+            if not isinstance(v, list | dict)}
 
 
 def _primary_seed(definition: str) -> int:

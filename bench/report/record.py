@@ -241,18 +241,20 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     df = df.drop(columns=drop)
     prefixed = sorted(c for c in df.columns if c not in BASE_COLUMNS)
     df = df[BASE_COLUMNS + prefixed]
+    cols = {}
     for c in INT_COLUMNS:
-        df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
+        cols[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
     for c in FLOAT_COLUMNS:
-        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+        cols[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     for c in (c for c in df.columns if c.startswith("metric:")):
-        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
-    df["pruned"] = df["pruned"].map(lambda v: v is True or str(v) == "True").astype(bool)
+        cols[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    cols["pruned"] = df["pruned"].map(lambda v: v is True or str(v) == "True").astype(bool)
     text = [c for c in df.columns if c not in INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS
             and not c.startswith("metric:")]
     for c in text:
-        df[c] = df[c].map(lambda v: np.nan if v is None or (isinstance(v, float) and math.isnan(v))
-                          or v == "" else relative_paths(str(v))).astype(object)
+        cols[c] = df[c].map(lambda v: np.nan if v is None or (isinstance(v, float) and math.isnan(v))
+                            or v == "" else relative_paths(str(v))).astype(object)
+    df = pd.DataFrame({c: cols[c] for c in df.columns}, index=df.index)
     order = {k: i for i, k in enumerate(KINDS)}
     df["_k"] = df["kind"].map(lambda k: order.get(k, len(order)))
     df = df.sort_values(["_k", "dataset", "arch", "tuning_seed", "seed", "trial", "start_ms",
