@@ -23,9 +23,13 @@ class NonFiniteLoss(RuntimeError):
 
 
 def make_metrics(info: DatasetInfo) -> torchmetrics.MetricCollection:
+    # validate_args=False: the argument checks run ``torch.unique`` and read the result on
+    # the host every batch, a blocking device sync per evaluation step; the inputs here are
+    # argmax indices and targets from our own data module, so the checks cannot fail.
     if info.task == "classification":
         return torchmetrics.MetricCollection(
-            {"accuracy": torchmetrics.Accuracy(task="multiclass", num_classes=info.num_classes)}
+            {"accuracy": torchmetrics.Accuracy(
+                task="multiclass", num_classes=info.num_classes, validate_args=False)}
         )
     return torchmetrics.MetricCollection(
         {
@@ -34,6 +38,19 @@ def make_metrics(info: DatasetInfo) -> torchmetrics.MetricCollection:
             "r2": torchmetrics.R2Score(),
         }
     )
+
+
+def apply_fp32_policy(tf32: bool = False) -> None:
+    """One float32 precision for every recurrent kernel in the process.
+
+    cuDNN runs its fused RNN/GRU/LSTM in TF32 by default on Ampere and later, while cuBLAS
+    (the hand-written cells' matmuls) defaults to full float32: left alone, ``impl=fused``
+    and ``impl=cell`` compute at different precisions. Both follow ``tf32`` here. The legacy
+    flags are used on purpose: once the per-operator ``fp32_precision`` API is set, reading
+    ``torch.backends.cudnn.allow_tf32`` raises, and torch 2.4-2.8 have only the legacy flags.
+    """
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
 
 
 class BenchTask(pl.LightningModule):
@@ -46,6 +63,11 @@ class BenchTask(pl.LightningModule):
             setattr(self, f"{stage}_metrics", make_metrics(info).clone(prefix=f"{stage}/"))
             setattr(self, f"{stage}_naive", make_metrics(info).clone(prefix=f"{stage}/naive_"))
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # Non-finite losses are flagged on the device and read once per epoch: reading a
+        # device tensor on the host (``if not torch.isfinite(loss)``) waits for the GPU to
+        # drain its queue, every step. None until the first step puts it on the device.
+        self._nonfinite: torch.Tensor | None = None
+        self._nonfinite_step: torch.Tensor | None = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.is_naive:
@@ -59,14 +81,47 @@ class BenchTask(pl.LightningModule):
     def _naive_preds(self, batch) -> torch.Tensor:
         return batch["naive"].long() if self.info.task == "classification" else batch["naive"]
 
+    def on_train_epoch_start(self):
+        self._nonfinite = self._nonfinite_step = None
+
     def training_step(self, batch, batch_idx):
         loss = self.loss_fn(self(batch), batch["y"])
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(
-                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}"
-            )
+        self._flag_nonfinite(loss.detach(), batch_idx)
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["y"]))
         return loss
+
+    def _flag_nonfinite(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """Remembers, on the device, whether and where the loss first stopped being finite."""
+        bad = ~torch.isfinite(loss)
+        if self._nonfinite is None:
+            self._nonfinite = bad.clone()
+            self._nonfinite_step = torch.where(bad, batch_idx, -1)
+            return
+        first = bad & ~self._nonfinite
+        self._nonfinite_step = torch.where(first, batch_idx, self._nonfinite_step)
+        self._nonfinite |= bad
+
+    def _raise_if_nonfinite(self) -> None:
+        """The one host read of the flag: before the epoch's validation and at its end.
+
+        Before validation so that neither the checkpoint nor a pruner ever scores an epoch
+        whose weights a NaN has reached; a run that goes NaN trains on to the end of that
+        epoch, which is the price of not syncing every step.
+        """
+        if self._nonfinite is not None and bool(self._nonfinite):
+            step = int(self._nonfinite_step)
+            self._nonfinite = self._nonfinite_step = None
+            raise NonFiniteLoss(
+                f"training loss became NaN or infinite at epoch {self.current_epoch}, "
+                f"batch {step}"
+            )
+
+    def on_validation_epoch_start(self):
+        if self.trainer.state.fn == "fit":
+            self._raise_if_nonfinite()
+
+    def on_train_epoch_end(self):
+        self._raise_if_nonfinite()
 
     def _eval_step(self, batch, stage: str):
         out = self(batch)
@@ -100,13 +155,19 @@ class BenchTask(pl.LightningModule):
         self.test_outputs = []
 
     def test_step(self, batch, batch_idx):
+        # Kept on the device for the prediction plots and moved to the host once, at the
+        # epoch's end: a ``.cpu()`` per batch would wait for the GPU every batch.
         preds = self._eval_step(batch, "test")
         self.test_outputs.append(
-            (preds.detach().cpu(), batch["y"].detach().cpu(), self._naive_preds(batch).cpu())
+            (preds.detach(), batch["y"].detach(), self._naive_preds(batch).detach())
         )
 
     def on_test_epoch_end(self):
         self._eval_epoch_end("test")
+        if self.test_outputs:
+            self.test_outputs = [tuple(
+                torch.cat(t).cpu() for t in zip(*self.test_outputs, strict=True)
+            )]
 
     def configure_optimizers(self):
         name, lr = self.optim["name"], float(self.optim["lr"])

@@ -28,7 +28,7 @@ from bench import data, plots, tracking
 from bench.config import validate
 from bench.data.module import BenchDataModule
 from bench.models import arch_name, build_model, n_params
-from bench.task import BenchTask, NonFiniteLoss
+from bench.task import BenchTask, NonFiniteLoss, apply_fp32_policy
 
 __all__ = ["NonFiniteLoss", "RunResult", "run"]
 
@@ -203,7 +203,7 @@ def run(
         tracking.log_tags(client, run_id, {"units": info.units or "", "task": info.task})
 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        model = build_model(m, info)
+        model = build_model(m, info, cfg.data_dir)
         result.n_params = n_params(model)
         tracking.log_params(client, run_id, {
             "n_params": result.n_params,
@@ -227,6 +227,7 @@ def run(
         logger = MLFlowLogger(
             experiment_name=cfg.tracking.experiment, tracking_uri=uri, run_id=run_id
         )
+        apply_fp32_policy(bool(cfg.trainer.get("tf32", False)))
         trainer = _trainer(cfg, logger, cbs, out_dir)
 
         if task.is_naive:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bench.models.precision import as_float32, float32_region
+
 
 class Naive(nn.Module):
     is_naive = True
@@ -58,6 +60,8 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         # Unequal-length inputs arrive zero-padded to the split's longest sequence: the
         # flattened window has a fixed width and the padding is a constant, so no mask.
-        if self.embedding is not None:
-            x = self.embedding(x)
-        return self.net(x)
+        # float32 inside autocast too, like the recurrent networks it is compared with
+        with float32_region(x):
+            if self.embedding is not None:
+                x = self.embedding(x)
+            return self.net(as_float32(x))

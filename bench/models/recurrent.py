@@ -4,6 +4,8 @@ One class covers every cell x topology, so architectures differ only in the knob
 study compares. Layers are built one by one (not ``num_layers=`` of a fused module) so a
 stack may change width per layer (the textbook's GRU 32 then GRU 64) and both
 implementations wire identically.
+
+Precision: see ``bench.models.precision`` (float32 always, inside autocast too).
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.models.cells import make_layer, reverse_padded, sequence_mask
+from bench.models.cells import FusedLayer, make_layer, reverse_padded, sequence_mask
 from bench.models.init import init_dense, init_recurrent
+from bench.models.precision import as_float32, float32_region
 
 
 def make_head(kind: str, in_features: int, out_features: int, hidden: int) -> nn.Module:
@@ -63,9 +66,18 @@ class RecurrentNet(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """``lengths`` (B,): true lengths of end-padded sequences; None when all are full."""
+        with float32_region(x):
+            return self._forward(as_float32(x), lengths)
+
+    def _forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        host_lengths = None
         if lengths is not None:
+            # Packing needs the lengths on the host: one copy per batch (a device sync with
+            # unequal lengths), shared by the trim and every fused layer; masks and
+            # reversals keep using the device copy, so they add no host round trip.
+            host_lengths = lengths.cpu()
             # a batch of short sequences need not run over the whole split's padding
-            x = x[:, : int(lengths.max())]
+            x = x[:, : int(host_lengths.max())]
         if self.embedding is not None:
             x = self.embedding(x)
         if self.reverse:
@@ -74,7 +86,8 @@ class RecurrentNet(nn.Module):
         for layer in self.layers:
             if self.training and self.dropout > 0:
                 x = x * sequence_mask(x, self.dropout)
-            x, summary = layer(x, self.recurrent_dropout, lengths)
+            own = host_lengths if isinstance(layer, FusedLayer) else lengths
+            x, summary = layer(x, self.recurrent_dropout, own)
         # The summary is each direction's final state (for a backward direction, its state
         # after reading back to t=0), never output[:, -1], where it has seen one step.
         return self.head(summary)
