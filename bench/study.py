@@ -6,6 +6,10 @@ the study's seeds and tests it once, and (3) runs the naive and MLP baselines un
 seeds. All of it goes to MLflow with the tags the report reads (:data:`TAGS`), so the report is
 a pure function of the MLflow store.
 
+A dataset's ``tuning_seeds: [0, 1]`` repeats its tuning with more than one sampler seed (each
+repeat is its own Optuna study, ``<study>.<dataset>.<arch>.t<seed>``, and its retrains carry a
+``tuning_seed`` tag), so the report can say how much of the spread comes from tuning.
+
 Resuming is by construction rather than by bookkeeping: a tuning cell is skipped when its Optuna
 study already holds the budgeted number of finished trials, and a final run is skipped when
 MLflow holds a FINISHED run with the same study, phase, dataset, architecture and seed tags. A
@@ -23,7 +27,7 @@ import shlex
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -42,6 +46,7 @@ TAGS = {
     "dataset": "study_dataset",    # the study's dataset key (two keys may share a dataset)
     "arch": "arch",                # gru-stacked, mlp, naive (bench.train sets it too)
     "seed": "seed",
+    "tuning_seed": "tuning_seed",  # the sampler seed of the tuning whose best config a run retrains
     "optuna_study": "optuna_study",
     "optuna_storage": "optuna_storage",   # password masked
     "best_trial": "best_trial",
@@ -96,10 +101,13 @@ class Cell:
     phase: str          # final (contenders) | baseline
     overrides: tuple[str, ...]
     space: str | None   # None: not tuned (the naive baseline)
+    tuning_seed: int = 0
+    repeat: bool = False  # a repeat of the tuning with another sampler seed
 
     @property
     def optuna_study(self) -> str:
-        return f"{self.study}.{self.dataset}.{self.arch}"
+        base = f"{self.study}.{self.dataset}.{self.arch}"
+        return f"{base}.t{self.tuning_seed}" if self.repeat else base
 
 
 @dataclass
@@ -132,6 +140,14 @@ class Study:
     def side_datasets(self) -> list[str]:
         """Datasets run for a reference claim only (``verdict: false``), not for the verdict."""
         return [k for k in self.enabled_datasets() if not self.definition.datasets[k].get("verdict", True)]
+
+    def tuning_seeds(self, dataset: str) -> list[int]:
+        """Sampler seeds the dataset is tuned with: the definition's ``tuning.seed`` first, then
+        any other seed of the dataset's ``tuning_seeds`` (a repeated tuning measures how much
+        of the spread comes from the tuning rather than the training seed)."""
+        primary = int(self.definition.tuning.seed)
+        extra = self.definition.datasets[dataset].get("tuning_seeds") or []
+        return [primary] + sorted({int(s) for s in extra} - {primary})
 
     def skipped_datasets(self) -> dict[str, str]:
         return {
@@ -168,8 +184,9 @@ class Study:
                     if fixed_budget is not None:
                         over.append(f"model.param_budget=choice({fixed_budget})" if tuned
                                     else f"model.param_budget={fixed_budget}")
-                    out.append(Cell(self.name, ds, f"{cell}-{topo}", "final",
-                                    tuple(common + ds_over + over), space if tuned else None))
+                    out += self._repeats(Cell(self.name, ds, f"{cell}-{topo}", "final",
+                                              tuple(common + ds_over + over),
+                                              space if tuned else None))
             for base, spec in d.baselines.items():
                 if spec is None or (baselines is not None and base not in baselines):
                     continue
@@ -177,9 +194,17 @@ class Study:
                 if fixed_budget is not None and base == "mlp":
                     over.append(f"model.param_budget={fixed_budget}")
                 sp = str(spec.space) if tuned and spec.get("tune", False) else None
-                out.append(Cell(self.name, ds, str(base), "baseline",
-                                tuple(common + ds_over + over), sp))
+                out += self._repeats(Cell(self.name, ds, str(base), "baseline",
+                                          tuple(common + ds_over + over), sp))
         return out
+
+    def _repeats(self, cell: Cell) -> list[Cell]:
+        """The cell under its primary sampler seed and, when tuned, under each extra one."""
+        seeds = self.tuning_seeds(cell.dataset)
+        first = replace(cell, tuning_seed=seeds[0])
+        if cell.space is None:
+            return [first]
+        return [first] + [replace(cell, tuning_seed=s, repeat=True) for s in seeds[1:]]
 
 
 def _quote(value: str) -> str:
@@ -223,6 +248,12 @@ def load(path: str | Path, dotlist: Sequence[str] = ()) -> Study:
     if d.match_params is not None and not isinstance(d.match_params, bool | int):
         raise StudyError(f"match_params: {d.match_params!r} is not allowed; expected null, "
                          "true (tune a parameter budget) or an integer (one budget for all)")
+    for k, v in d.datasets.items():
+        ts = v.get("tuning_seeds")
+        if ts is not None and (not isinstance(ts, ListConfig) or not ts
+                               or not all(isinstance(x, int) for x in ts)):
+            raise StudyError(f"datasets.{k}.tuning_seeds: {ts!r} is not allowed; expected a "
+                             "non-empty list of integer sampler seeds, e.g. [0, 1]")
     if int(d.tuning.n_trials) < 0:
         raise StudyError(
             f"tuning.n_trials: {d.tuning.n_trials} is not allowed; expected >= 0 (0: no tuning)"
@@ -304,6 +335,10 @@ class Runner:
         for r in self.client.search_runs(exps, filter_string=filt, max_results=5000):
             if r.data.tags.get("pruned") == "true":
                 continue
+            if cell.space is not None and r.data.tags.get(
+                    TAGS["tuning_seed"], str(self.study.tuning_seeds(cell.dataset)[0])
+            ) != str(cell.tuning_seed):
+                continue   # a retrain of another tuning run (untagged: the primary seed's)
             try:
                 out.setdefault(int(r.data.tags.get(TAGS["seed"], "")), r.info.run_id)
             except ValueError:
@@ -344,7 +379,7 @@ class Runner:
                 list(cell.overrides), cell.space,
                 study_name=cell.optuna_study, storage=self.study.storage, n_trials=n_trials,
                 n_jobs=int(t.n_jobs), sampler=str(t.sampler), pruner=str(t.pruner),
-                seed=int(t.seed), parent_tags=self._tags(cell, "tune"),
+                seed=cell.tuning_seed, parent_tags=self._tags(cell, "tune"),
             )
         st = optuna.load_study(study_name=cell.optuna_study, storage=self.study.storage)
         if not any(tr.state.name == "COMPLETE" for tr in st.get_trials(deepcopy=False)):
@@ -357,8 +392,9 @@ class Runner:
     def finals(self, cell: Cell, tuned=None) -> int:
         done = self.finished_runs(cell)
         todo = [s for s in self.study.seeds if s not in done]
-        self.echo(f"  {cell.phase} {cell.dataset}/{cell.arch}: seeds done {sorted(done)}, "
-                  f"to run {todo}")
+        label = f"{cell.dataset}/{cell.arch}" + (f" (tuning seed {cell.tuning_seed})"
+                                                 if cell.repeat else "")
+        self.echo(f"  {cell.phase} {label}: seeds done {sorted(done)}, to run {todo}")
         if self.dry_run or not todo:
             return 0
         from bench.train import run
@@ -387,6 +423,7 @@ class Runner:
             TAGS["arch"]: cell.arch,
         }
         if cell.space is not None:
+            tags[TAGS["tuning_seed"]] = str(cell.tuning_seed)
             tags[TAGS["optuna_study"]] = cell.optuna_study
             tags[TAGS["optuna_storage"]] = tracking.mask_secrets(self.study.storage)
         return tags

@@ -140,20 +140,50 @@ def test_prob_beats_counts_seed_pairs():
     assert stats.prob_beats([1, 1], [1, 1], "maximize") == 0.5
 
 
-def test_wilcoxon_cannot_reject_with_five_seeds_which_is_why_t_is_the_default():
+def test_two_sample_welch_by_default_and_paired_only_when_asked():
     a = {s: 0.9 + 0.001 * s for s in range(5)}
     b = {s: 0.5 + 0.001 * s + 0.0001 * s * s for s in range(5)}
-    p_w, _ = stats.paired_or_welch(a, b, "wilcoxon")
-    p_t, name = stats.paired_or_welch(a, b, "t")
-    assert p_w == pytest.approx(0.0625)
-    assert name == "paired t" and p_t < 1e-6
+    p, name = stats.two_sample(a, b)
+    assert name == "Welch t"
+    assert p == pytest.approx(ss.ttest_ind(list(a.values()), list(b.values()),
+                                           equal_var=False).pvalue)
+    assert stats.two_sample(a, b, "paired")[1] == "paired t"
+    # Seed sets differ: the paired option falls back to Welch and says so.
+    assert stats.two_sample({0: 1.0, 1: 2.0}, {2: 1.0, 3: 2.5}, "paired")[1] == "Welch t"
 
 
-def test_unpaired_fallback_and_degenerate_cases():
-    assert stats.paired_or_welch({0: 1.0, 1: 2.0}, {2: 1.0, 3: 2.0})[1] == "Welch t"
-    assert stats.paired_or_welch({0: 1.0, 1: 1.0}, {0: 1.0, 1: 1.0})[0] == 1.0
-    assert stats.paired_or_welch({0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.5})[0] == 0.0
-    assert math.isnan(stats.paired_or_welch({0: 1.0}, {1: 2.0, 2: 3.0})[0])
+def test_two_sample_degenerate_cases_are_untested_not_decided():
+    # Both constant: no noise to test against; never p = 0 or 1.
+    p, name = stats.two_sample({0: 1.0, 1: 1.0}, {0: 2.0, 1: 2.0})
+    assert math.isnan(p) and name == "no variance"
+    # A constant difference under pairing: untested as well.
+    p, name = stats.two_sample({0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.5}, "paired")
+    assert math.isnan(p) and "constant difference" in name
+    # One seed: too few.
+    assert stats.two_sample({0: 1.0}, {1: 2.0, 2: 3.0}) == (pytest.approx(math.nan, nan_ok=True),
+                                                            "too few seeds")
+    # NaN scores are dropped before counting seeds.
+    assert stats.two_sample({0: 1.0, 1: math.nan}, {0: 2.0, 1: 3.0})[1] == "too few seeds"
+    # Against a constant (the deterministic naive baseline): the one-sample t-test.
+    x = [0.8, 0.82, 0.79, 0.81]
+    p, name = stats.two_sample(dict(enumerate(x)), dict.fromkeys(range(4), 0.5))
+    assert name == "one-sample t" and p == pytest.approx(ss.ttest_1samp(x, 0.5).pvalue)
+
+
+def test_minimum_detectable_difference_matches_the_normal_approximation():
+    # Large n: the t-based answer tends to (z_{1-a/2} + z_{power}) * sd * sqrt(2 / n).
+    n, sd = 2000, 1.0
+    approx = (ss.norm.ppf(0.975) + ss.norm.ppf(0.8)) * sd * math.sqrt(2 / n)
+    assert stats.minimum_detectable_difference(sd, n) == pytest.approx(approx, rel=1e-3)
+    # Five seeds: exact noncentral-t solution, larger than the normal approximation.
+    five = stats.minimum_detectable_difference(1.0, 5)
+    assert five > (ss.norm.ppf(0.975) + ss.norm.ppf(0.8)) * math.sqrt(2 / 5)
+    # At that difference the two-sided two-sample t-test has power 0.8 (noncentral t, df 8).
+    df, nc, crit = 8, five * math.sqrt(5 / 2), ss.t.ppf(0.975, 8)
+    power = ss.nct.sf(crit, df, nc) + ss.nct.cdf(-crit, df, nc)
+    assert power == pytest.approx(0.8, abs=1e-4)
+    assert math.isnan(stats.minimum_detectable_difference(0.0, 5))
+    assert math.isnan(stats.minimum_detectable_difference(1.0, 1))
 
 
 def _runs(spec: dict[str, list[float]]) -> pd.DataFrame:
@@ -174,7 +204,7 @@ def test_compare_dataset_clear_winner_and_tie():
     assert c.significantly_worse == ["rnn"]
     rnn = c.table.set_index("arch").loc["rnn"]
     assert rnn["p_best_beats"] == 1.0
-    assert rnn["p_holm"] < 0.05 and rnn["test"] == "paired t"
+    assert rnn["p_holm"] < 0.05 and rnn["test"] == "Welch t"
 
 
 def test_compare_dataset_minimize_orders_low_first():
