@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import tracking
 from bench.data.base import ConfigError
+from bench.sweep import devices as devices_mod
 from bench.sweep import parent as parent_mod
 from bench.sweep import space as space_mod
 from bench.sweep.storage import hide_password, mask, open_storage, resolve, study_lock
@@ -70,48 +71,6 @@ def create_study(spec: SweepSpec, direction: str, attrs: Mapping[str, Any]) -> o
     return study
 
 
-def assign_devices(n_jobs: int, devices: Any) -> list[dict[str, str]]:
-    """Environment per worker: one GPU each (round-robin when fewer), or shared.
-
-    ``devices``: None/"auto" (each worker its own visible GPU if there are any), "shared"
-    (every worker sees every GPU), or a list / comma-separated string of GPU ids.
-    """
-    if devices == "shared":
-        return [{} for _ in range(n_jobs)]
-    if devices in (None, "auto"):
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if visible is not None:
-            ids = [d for d in visible.split(",") if d.strip()]
-        else:
-            try:
-                import torch
-
-                ids = [str(i) for i in range(torch.cuda.device_count())]
-            except Exception:  # no torch CUDA runtime: CPU workers
-                ids = []
-    elif isinstance(devices, str):
-        ids = [d.strip() for d in devices.split(",") if d.strip()]
-    else:
-        ids = [str(d) for d in devices]
-    if not ids:
-        return [{} for _ in range(n_jobs)]
-    return [{"CUDA_VISIBLE_DEVICES": ids[i % len(ids)]} for i in range(n_jobs)]
-
-
-def _share_cpus(envs: list[dict[str, str]]) -> list[dict[str, str]]:
-    """CPU workers split the cores instead of each starting one thread per core.
-
-    Without this, n workers x all-core thread pools oversubscribe the CPU and every worker
-    slows down; an explicit OMP_NUM_THREADS in the environment wins.
-    """
-    if "OMP_NUM_THREADS" in os.environ:
-        return envs
-    cpu_workers = [e for e in envs if "CUDA_VISIBLE_DEVICES" not in e]
-    threads = str(max(1, (os.cpu_count() or 1) // max(1, len(cpu_workers))))
-    return [e if "CUDA_VISIBLE_DEVICES" in e else {**e, "OMP_NUM_THREADS": threads}
-            for e in envs]
-
-
 def write_payload(prep: Prepared, folder: Path) -> Path:
     """The spec and base config for worker processes or jobs (no password inside)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -121,18 +80,16 @@ def write_payload(prep: Prepared, folder: Path) -> Path:
     return path
 
 
-def _spawn(spec_file: Path, envs: list[dict[str, str]]) -> list[subprocess.Popen]:
+def _spawn(spec_file: Path, placements: list[devices_mod.Placement]) -> list[subprocess.Popen]:
     procs = []
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    for i, extra in enumerate(envs):
-        env = {**os.environ, "PYTHONPATH": pythonpath, **extra}
+    for i, place in enumerate(placements):
+        env = {**os.environ, "PYTHONPATH": pythonpath, **place.env}
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "bench.sweep.worker", str(spec_file), str(i)],
             env=env, cwd=str(tracking.launch_dir()),
         ))
-        log.info("worker %d started (pid %d)%s", i, procs[-1].pid,
-                 f" on CUDA device {extra['CUDA_VISIBLE_DEVICES']}"
-                 if "CUDA_VISIBLE_DEVICES" in extra else "")
+        log.info("worker %d started (pid %d) on %s", i, procs[-1].pid, place.device)
     return procs
 
 
@@ -276,7 +233,8 @@ def run_sweep(
     """``tune`` on an already composed config (the Hydra sweeper's entry).
 
     ``settings`` are :func:`prepare_sweep`'s keywords. One worker runs in this process
-    unless ``in_process=False``; several run as processes with their own GPU (``devices``).
+    unless ``in_process=False``; several run as processes, placed by ``devices``
+    (:mod:`bench.sweep.devices`).
     """
     prep = prepare_sweep(base, space=space, n_jobs=n_jobs, **settings)
     started = time.perf_counter()
@@ -289,15 +247,21 @@ def run_sweep(
             previous = signal.getsignal(signal.SIGTERM)
             if main_thread:
                 signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+            base = prep.base
+            chosen = devices_mod.in_process_devices(devices, str(base.trainer.accelerator))
+            if chosen is not None:
+                base = base.copy()
+                OmegaConf.update(base, "trainer.devices", chosen, merge=False)
             try:
-                interrupted = work(prep.spec, prep.base, 0).interrupted
+                interrupted = work(prep.spec, base, 0).interrupted
             finally:
                 if main_thread:
                     signal.signal(signal.SIGTERM, previous)
         else:
             with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
                 spec_file = write_payload(prep, Path(tmp))
-                procs = _spawn(spec_file, _share_cpus(assign_devices(n_jobs, devices)))
+                placements = devices_mod.plan(n_jobs, devices, str(prep.base.trainer.accelerator))
+                procs = _spawn(spec_file, placements)
                 interrupted = _wait(procs, shutdown_timeout)
                 if any(p.returncode == 3 for p in procs):
                     log.error("a worker stopped after too many failed trials (max_failures)")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import math
@@ -42,7 +43,7 @@ from optuna.storages._heartbeat import HeartbeatThread
 from optuna.trial import TrialState
 
 from bench import tracking
-from bench.sweep import interrupt, job, parent
+from bench.sweep import devices, interrupt, job, parent
 from bench.sweep import space as space_mod
 from bench.sweep.storage import mask, open_storage, study_lock
 from bench.sweep.strategy import make_pruner, make_sampler, worker_seed
@@ -198,12 +199,36 @@ def _trial_cfg(base: DictConfig, spec: SweepSpec, trial: optuna.Trial,
 def run_one(study: optuna.Study, trial: optuna.Trial, base: DictConfig, spec: SweepSpec,
             space: space_mod.Space) -> str:
     """Runs one trial to its end and tells the study; returns the final state's name."""
+    try:
+        return _run_one(study, trial, base, spec, space)
+    finally:
+        release_memory()
+
+
+def release_memory() -> None:
+    """Frees what the finished trial held before the worker asks for the next one.
+
+    The trainer, the LightningModule, the optimiser state and the data module (with its
+    on-device copy of the dataset) reference each other, so they outlive ``run`` until a
+    garbage collection; and PyTorch's caching allocator keeps freed GPU blocks for this
+    process, which other workers sharing the GPU then cannot use.
+    """
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def _run_one(study: optuna.Study, trial: optuna.Trial, base: DictConfig, spec: SweepSpec,
+             space: space_mod.Space) -> str:
     key = (spec.study_name, trial.number)
     heartbeat = HeartbeatThread(trial._trial_id, study._storage) if spec.heartbeat_interval \
         else contextlib.nullcontext()
     with heartbeat:
         try:
-            _set_attrs(trial, host=socket.gethostname(), pid=os.getpid())
+            _set_attrs(trial, host=socket.gethostname(), pid=os.getpid(),
+                       device=devices.describe(base.trainer))
             values = space.suggest(trial, base)
             cfg = _trial_cfg(base, spec, trial, values)
             log.info("trial %d: %s", trial.number, values)

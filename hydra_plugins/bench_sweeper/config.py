@@ -30,7 +30,8 @@ class BenchOptunaSweeperConf:
     # median | percentile | successive_halving | hyperband | threshold | none, with options.
     pruner: dict[str, Any] = field(default_factory=lambda: {"name": "median"})
     seed: int = 0
-    # GPUs: null/auto (one per worker, round-robin), shared, or a list of ids.
+    # GPUs: null/auto (one per worker, round-robin), shared, or a list of ids with repeats
+    # ([0, 0, 1, 1]: two workers per GPU); see bench/sweep/devices.py.
     devices: Any = None
     heartbeat_interval: int = 10
     grace_period: Any = None  # null -> 3 x heartbeat_interval
