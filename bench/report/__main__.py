@@ -46,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             uri = tracking.resolve_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
             out = Path(args.out or Path("reports") / args.study)
             build(args.study, uri, out, alpha=args.alpha, test=args.test, storage=args.storage)
+    except (KeyError, IndexError):
+        raise   # a bug, not a missing study or record
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

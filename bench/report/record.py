@@ -190,6 +190,8 @@ def from_store(uri: str, study: str, *, storage: str | None = None) -> pd.DataFr
             primary = int(OmegaConf.create(sessions.iloc[-1]["definition"]).tuning.seed)
         except Exception:
             primary = 0
+    df["tuning_seed"] = pd.to_numeric(df["tuning_seed"], errors="coerce").astype(float)
+    df["optuna_study"] = df["optuna_study"].astype(object)
     tuned = df["kind"].isin(RUN_KINDS) & df["optuna_study"].fillna("").astype(bool)
     df.loc[tuned & df["tuning_seed"].isna(), "tuning_seed"] = primary
 

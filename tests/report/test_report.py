@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,20 +89,41 @@ def test_report_verdict_tables_and_csv(store):
     assert report_main(["--study", "hand", "--tracking-uri", uri, "--out", str(out)]) == 0
     text = (out / "README.md").read_text()
     assert "**Single best: `gru-single`.**" in text
-    assert "Significantly worse**: `lstm-single`, `rnn-single`, `naive`." in text
-    # Accuracy is shown in percent, RMSE in shares with the naive comparison.
+    assert "**Significantly worse**: `lstm-single`, `rnn-single`." in text
+    # Accuracy is shown in percent, RMSE in shares; skill against the naive baseline.
     assert "| 1 | `gru-single` | 98." in text
-    assert "66.7% lower error" in text or "66.6% lower error" in text
+    assert "anchor (best candidate)" in text and "Welch's unpaired t-test" in text
+    assert "Minimum detectable difference at 80% power" in text
+    assert "P(better / equiv. / worse)" in text
+    # Every dataset shows skill here; the sections of statistics v2 are all present.
+    assert "no skill" not in text.lower().replace("no-skill", "")
+    for heading in ("### Pairwise Wilcoxon signed-rank tests (Holm)", "### Bayesian signed-rank test",
+                    "### Aggregate skill", "### Friedman / Nemenyi (secondary view)",
+                    "## Sensitivity of the verdict", "## Variance beyond seeds"):
+        assert heading in text
     assert "Iman-Davenport" in text and "Power caveat" in text
     assert "`jena`: not run (download it)" in text
     assert "not run: `python -m bench +experiment=mnist_gru`" not in text  # mnist gru was run
     assert "not run: `python -m bench +experiment=jena_gru`" in text
+    assert str(tmp) not in text                      # no machine paths
     res = pd.read_csv(out / "results.csv")
     assert len(res) == 3 * 4 * 5
     assert list(res.columns[:5]) == ["dataset", "dataset_name", "arch", "phase", "seed"]
     assert res["run_id"].is_unique
+    rec = pd.read_csv(out / "record.csv")
+    assert set(rec["kind"]) == {"session", "final", "baseline", "trial"}
+    assert ((rec["kind"] == "final") & (rec["status"] == "FINISHED")).sum() == 3 * 3 * 5
+    assert rec["run_id"].is_unique
+    assert "curve:val/accuracy" in rec.columns
     assert (out / "figures" / "cd_diagram.png").is_file()
     assert (out / "figures" / "mnist_curves.png").is_file()
+    # The record alone rebuilds the same report, byte for byte (figures included).
+    again = tmp / "again"
+    again.mkdir()
+    shutil.copyfile(out / "record.csv", again / "record.csv")
+    assert report_main(["--from", str(again / "record.csv")]) == 0
+    for f in ("README.md", "results.csv", "figures/cd_diagram.png", "figures/mnist_curves.png"):
+        assert (again / f).read_bytes() == (out / f).read_bytes(), f
 
 
 @pytest.mark.slow
@@ -111,8 +133,13 @@ def test_report_regenerates_byte_identically_across_processes(store):
     for i, hashseed in enumerate(("1", "2")):
         out = tmp / f"regen{i}"
         env = {**os.environ, "PYTHONHASHSEED": hashseed}
-        subprocess.run([sys.executable, "-m", "bench.report", "--study", "hand",
-                        "--tracking-uri", uri, "--out", str(out)],
+        if i == 0:   # from the store (writes the record), then from a copy of the record alone
+            cmd = ["--study", "hand", "--tracking-uri", uri, "--out", str(out)]
+        else:
+            out.mkdir()
+            shutil.copyfile(outs[0] / "record.csv", out / "record.csv")
+            cmd = ["--from", str(out / "record.csv")]
+        subprocess.run([sys.executable, "-m", "bench.report", *cmd],
                        check=True, cwd=ROOT, env=env, capture_output=True)
         outs.append(out)
     files = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*") if p.is_file())
@@ -123,7 +150,9 @@ def test_report_regenerates_byte_identically_across_processes(store):
     assert sorted(p.relative_to(outs[1]) for p in outs[1].rglob("*") if p.is_file()) == files
 
 
-def test_report_unknown_study_fails_clearly(store, capsys):
+def test_report_unknown_study_or_record_fails_clearly(store, capsys, tmp_path):
     _, uri = store
-    assert report_main(["--study", "nope", "--tracking-uri", uri, "--out", "/tmp/unused"]) == 2
+    assert report_main(["--study", "nope", "--tracking-uri", uri, "--out", str(tmp_path)]) == 2
     assert "no MLflow runs tagged study='nope'" in capsys.readouterr().err
+    assert report_main(["--from", str(tmp_path / "missing.csv")]) == 2
+    assert "file not found" in capsys.readouterr().err

@@ -49,6 +49,38 @@ def test_plan_covers_every_cell_with_equal_budget():
     assert all(c.space is None for c in load(SMOKE, ["tuning.n_trials=0"]).cells())
 
 
+def test_tuning_repeated_with_several_sampler_seeds():
+    s = load(SMOKE, ["datasets.synthetic.tuning_seeds=[0,3]"])
+    assert s.tuning_seeds("synthetic") == [0, 3] and s.tuning_seeds("synthetic_series") == [0]
+    gru = [c for c in s.cells() if c.dataset == "synthetic" and c.arch == "gru-single"]
+    assert [(c.tuning_seed, c.repeat, c.optuna_study) for c in gru] == [
+        (0, False, "smoke.synthetic.gru-single"), (3, True, "smoke.synthetic.gru-single.t3")]
+    # The untuned naive baseline is not repeated; the tuned MLP is.
+    assert len([c for c in s.cells() if c.dataset == "synthetic" and c.arch == "naive"]) == 1
+    assert len([c for c in s.cells() if c.dataset == "synthetic" and c.arch == "mlp"]) == 2
+    # Without the key nothing changes.
+    assert len(load(SMOKE).cells()) == 8
+    with pytest.raises(StudyError, match="tuning_seeds"):
+        load(SMOKE, ["datasets.synthetic.tuning_seeds=[]"])
+
+
+def test_finished_runs_are_told_apart_by_tuning_seed(tmp_path):
+    from bench import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    s = load(SMOKE, [f"tracking_uri={uri}", "datasets.synthetic.tuning_seeds=[0,1]"])
+    client = MlflowClient(uri)
+    exp = tracking.ensure_experiment(client, "synthetic", tracking.default_artifact_root(uri))
+    base = {"study": "smoke", "phase": "final", "study_dataset": "synthetic", "arch": "gru-single"}
+    for seed, extra in ((0, {}), (1, {}), (0, {"tuning_seed": "1"})):  # untagged: tuning seed 0
+        rid = tracking.start_run(client, exp, "r", {**base, "seed": seed, **extra})
+        client.set_terminated(rid, "FINISHED")
+    runner = Runner(s, echo=lambda *_: None)
+    first, again = [c for c in s.cells() if c.dataset == "synthetic" and c.arch == "gru-single"]
+    assert sorted(runner.finished_runs(first)) == [0, 1]
+    assert sorted(runner.finished_runs(again)) == [0]
+
+
 def test_shipped_definitions_load():
     for name in ("study_cpu.yaml", "study_gpu.yaml"):
         s = load(ROOT / "sweeps" / name)
@@ -108,7 +140,7 @@ def test_tiny_study_runs_resumes_without_redo_and_reports(tmp_path, monkeypatch)
     # The report reads it all back, twice, identically.
     a, b = build("smoke", uri, tmp_path / "a"), build("smoke", uri, tmp_path / "b")
     text = (a / "README.md").read_text()
-    assert "Only one dataset has final runs" in text
+    assert "## Across datasets" in text and (a / "record.csv").is_file()
     assert "| `gru-single` | 2 | 2 | 0 | 0 |" in text  # the tuning budget per cell
-    for f in ("README.md", "results.csv"):
+    for f in ("README.md", "results.csv", "record.csv"):
         assert (a / f).read_bytes() == (b / f).read_bytes()
