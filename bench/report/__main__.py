@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {out / 'README.md'}, {out / 'results.csv'} and {out / RECORD_NAME}")
+    wrote = [out / "README.md", out / "results.csv"] + ([] if args.record else [out / RECORD_NAME])
+    print("wrote " + ", ".join(map(str, wrote)))
     return 0
 
 

@@ -437,7 +437,8 @@ def _skill_means(an: Analysis, all_specs: dict[str, DatasetSpec], datasets: list
     return runs_skill, means
 
 
-def _across(an: Analysis, all_specs: dict[str, DatasetSpec], alpha: float, figs: Figures) -> str:
+def _across(an: Analysis, all_specs: dict[str, DatasetSpec], alpha: float, figs: Figures,
+            summary: list[str]) -> str:
     datasets = list(an.in_verdict)
     head = ["## Across datasets", ""]
     if an.no_skill and an.options.exclude_no_skill:
@@ -512,6 +513,12 @@ def _across(an: Analysis, all_specs: dict[str, DatasetSpec], alpha: float, figs:
         poi = (aggregate.improvement_interval(per_arch[lead], per_arch[a]) if a != lead else None)
         arows.append([f"`{a}`", f"{e.value:+.3f} [{e.low:+.3f}, {e.high:+.3f}]",
                       "" if poi is None else f"{poi.value:.2f} [{poi.low:.2f}, {poi.high:.2f}]"])
+    summary.append(
+        f"Across the {n} dataset(s) in the verdict: "
+        + (f"significant Wilcoxon-Holm pairs: {len(sig)}" if sig else
+           f"no Wilcoxon-Holm pair differs (smallest attainable p {floor:.3g})")
+        + f"; highest interquartile-mean skill `{lead}` {iqms[lead].value:+.3f} "
+        f"[{iqms[lead].low:+.3f}, {iqms[lead].high:+.3f}].")
     text += ["", "### Aggregate skill (interquartile mean, probability of improvement)", "",
              f"In the manner of Agarwal et al. (2021): the interquartile mean of all runs' skill "
              f"scores over the datasets in the verdict, and P(`{lead}` beats X), a run of the "
@@ -676,6 +683,9 @@ def build_from_record(
     if side:
         verdict_text += ["Not in the verdict (run for a reference claim only): "
                          + ", ".join(f"`{d}`" for d in side) + ".", ""]
+    summary: list[str] = []
+    across_text = _across(an, all_specs, alpha, figs, summary)
+    verdict_text += [*summary, ""] if summary else []
     if sens is not None:
         verdict_text.append(
             "**Stable** under every alternative of the sensitivity table." if sens.stable else
@@ -710,7 +720,7 @@ def build_from_record(
     doc += [
         "\n\n".join(per_ds) if per_ds else "No final runs yet.",
         "",
-        _across(an, all_specs, alpha, figs),
+        across_text,
         "",
         _sensitivity_section(sens) if sens is not None else "",
         "",
