@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -68,3 +69,37 @@ def test_rebuild_from_results_csv_gives_back_the_same_results_csv(tmp_path):
     assert set(close["param:dataset.target"]) == {"close"}
     assert set(runs.loc[runs["dataset"] == "samsung", "param:dataset.target"]) == {"return"}
     assert data.histories and not any(data.histories.values())   # no curves survive
+
+
+def test_report_from_a_hand_written_record_with_repeated_tuning(tmp_path):
+    """A record alone (no store) with two sampler seeds on one dataset: the variance section
+    splits the spread, the main tables use the primary tuning seed only."""
+    from bench.report.build import build_from_record
+
+    rng = np.random.default_rng(0)
+    rows = [{"kind": "session", "study": "hand", "run_id": "s",
+             "definition": "name: hand\ntuning: {seed: 0, n_trials: 4}\n"
+                           "datasets:\n  d: {tuning_seeds: [0, 1]}\n  e: {}\n"}]
+    for ds, shift in (("d", 0.0), ("e", 0.02)):
+        for arch, mean in (("gru-single", 0.90), ("lstm-single", 0.85), ("naive", 0.5)):
+            for tseed in ((0, 1) if ds == "d" and arch != "naive" else (0,)):
+                for seed in range(4):
+                    v = mean + shift + (0.0 if arch == "naive" else
+                                        0.01 * tseed + rng.normal(0, 0.003))
+                    rows.append({
+                        "kind": "baseline" if arch == "naive" else "final", "study": "hand",
+                        "dataset": ds, "dataset_name": ds, "arch": arch, "seed": seed,
+                        "tuning_seed": None if arch == "naive" else tseed, "status": "FINISHED",
+                        "metric": "accuracy", "direction": "maximize", "rope": 0.005,
+                        "rope_source": "config", "score": v, "run_id": f"{ds}-{arch}-{tseed}-{seed}",
+                        "optuna_study": None if arch == "naive" else f"hand.{ds}.{arch}"})
+    path = record.write(pd.DataFrame(rows), tmp_path / "record.csv")
+    build_from_record(path, tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert "**Single best: `gru-single`.**" in text
+    assert "| d | `gru-single` | 2 | 4 |" in text          # the variance components table
+    assert "tuning repeated with sampler seeds [0, 1] on `d`" in text
+    res = pd.read_csv(tmp_path / "results.csv")
+    assert "tuning_seed" in res.columns and len(res) == 2 * 4 * 2 + 4 + 2 * 4 + 4
+    # The leaderboard of d holds the primary tuning seed's four runs per architecture.
+    assert "| 1 | `gru-single` | 90." in text and "| 4 | " in text
