@@ -4,14 +4,19 @@
     generator on the same array; (b) one training epoch through the harness (Lightning,
     the LightningModule, MLflow logging) against a bare PyTorch loop over the same model,
     batches and optimizer; (c) the peak resident memory of a whole Jena-shaped run on a
-    synthetic 420,551 x 14 series with the real schema. Each comparison alternates its
-    contenders within one process and reports medians, because this machine is noisy.
-Results go to ``reports/perf.md``.
+    synthetic 420,551 x 14 series with the real schema; (d) one forward + backward pass of a
+    GRU 32 on Jena-shaped batches (B 128, 14 features) at T = 240 and 500: the fused kernel,
+    the hand-written cell loop, and that loop as it was, indexing ``xi[:, t]`` inside the
+    loop (a full-size gradient per step, a backward quadratic in T). Each comparison
+    alternates its contenders within one process and reports medians, because this machine
+    is noisy. Results go to ``reports/perf.md``; ``--only cells`` runs (d) alone and replaces
+    only its section of an existing report.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
@@ -203,7 +208,99 @@ def bench_memory(train_batches: int) -> dict:
             "wall_s": wall, "command": " ".join(cmd[3:])}
 
 
-def write_report(path: Path, args, gathers: list[dict], epoch: dict, memory: dict | None) -> str:
+class IndexedGRU(torch.nn.Module):
+    """The cell loop before the fix, kept only as this benchmark's reference: the same GRU
+    arithmetic as ``LoopLayer`` with ``xi[:, s]`` read inside the loop."""
+
+    def __init__(self, layer: torch.nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.layer.rnn
+        xi = torch.nn.functional.linear(x, r.weight_ih_l0, r.bias_ih_l0)
+        h = x.new_zeros(x.shape[0], self.layer.hidden_size)
+        for s in range(x.shape[1]):
+            gh = torch.nn.functional.linear(h, r.weight_hh_l0, r.bias_hh_l0)
+            xr, xz, xn = xi[:, s].chunk(3, -1)
+            hr, hz, hn = gh.chunk(3, -1)
+            z = torch.sigmoid(xz + hz)
+            n = torch.tanh(xn + torch.sigmoid(xr + hr) * hn)
+            h = (1 - z) * n + z * h
+        return h
+
+
+def bench_cells(lengths: tuple[int, ...], repeats: int, batch: int = BATCH,
+                hidden: int = 32) -> list[dict]:
+    """Forward + backward of one GRU layer, fused vs cell loop vs the indexed loop."""
+    from bench.models.cells import FusedLayer, LoopLayer
+
+    torch.manual_seed(0)
+    fused = FusedLayer("gru", JENA_COLS, hidden, False)
+    loop = LoopLayer("gru", JENA_COLS, hidden, False)
+    loop.load_state_dict(fused.state_dict())
+    indexed = IndexedGRU(loop)
+    contenders = {"fused": lambda x: fused(x)[1], "cell": lambda x: loop(x)[1],
+                  "indexed": indexed}
+    rows = []
+    for t in lengths:
+        x = torch.randn(batch, t, JENA_COLS)
+        torch.testing.assert_close(contenders["cell"](x), indexed(x))  # same function
+
+        def step(fn, x=x):
+            fn(x).sum().backward()
+
+        for fn in contenders.values():  # warm-up
+            step(fn)
+        times: dict[str, list[float]] = {k: [] for k in contenders}
+        for _ in range(repeats):  # alternate so drift hits all alike
+            for name, fn in contenders.items():
+                times[name].append(_seconds(lambda fn=fn: step(fn)))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rows.append({"T": t, "batch": batch, "hidden": hidden, **{f"{k}_s": v for k, v in
+                                                                  med.items()}})
+    return rows
+
+
+CELLS_BEGIN, CELLS_END = "<!-- cells:begin -->", "<!-- cells:end -->"
+
+
+def cells_section(args, rows: list[dict]) -> str:
+    lines = [
+        CELLS_BEGIN,
+        "## (d) The hand-written cell loop against the fused kernel",
+        "",
+        f"Command: `python -m bench.perf {' '.join(args)}`".rstrip()
+        + f"; {torch.get_num_threads()} torch threads; load average "
+        + "{:.1f} / {:.1f} / {:.1f} (1/5/15 min) when it ended.".format(*os.getloadavg()),
+        "",
+        "One GRU layer, forward + backward on one batch of Jena-shaped windows, "
+        "median seconds; the contenders alternate within one process. `cell` is "
+        "`LoopLayer` (the `impl: cell` of `jena_gru_dropout` and `jena_gru_stacked`, "
+        "T = 240), which unbinds the time axis once; `indexed` is the same loop reading "
+        "`xi[:, t]` inside it, as it did before (checked equal to `cell`).",
+        "",
+        "| T | batch x hidden | fused | cell | indexed (before) | indexed / cell |",
+        "|---|---|---|---|---|---|",
+        *(f"| {r['T']} | {r['batch']} x {r['hidden']} | {r['fused_s']:.3f} s | "
+          f"{r['cell_s']:.3f} s | {r['indexed_s']:.3f} s | "
+          f"{r['indexed_s'] / r['cell_s']:.1f}x |" for r in rows),
+        "",
+        CELLS_END,
+    ]
+    return "\n".join(lines)
+
+
+def merge_section(text: str, section: str) -> str:
+    """``text`` with its cell-loop section replaced by ``section`` (appended if absent)."""
+    if CELLS_BEGIN in text and CELLS_END in text:
+        head, rest = text.split(CELLS_BEGIN, 1)
+        return head + section + rest.split(CELLS_END, 1)[1]
+    return text.rstrip("\n") + "\n\n" + section + "\n"
+
+
+def write_report(path: Path, args, gathers: list[dict], epoch: dict, memory: dict | None,
+                 cells: str | None = None) -> str:
     lines = [
         "# Performance",
         "",
@@ -237,6 +334,13 @@ def write_report(path: Path, args, gathers: list[dict], epoch: dict, memory: dic
         lines += [f"Memory run: `python -m bench {memory['command']}` "
                   f"({memory['wall_s']:.0f} s wall, series built from a synthetic CSV).", ""]
     text = "\n".join(lines)
+    if cells is not None:
+        text = merge_section(text, cells)
+    elif path.exists():  # keep a section measured by an earlier --only cells run
+        old = path.read_text()
+        if CELLS_BEGIN in old:
+            text = merge_section(text, CELLS_BEGIN + old.split(CELLS_BEGIN, 1)[1]
+                                 .split(CELLS_END, 1)[0] + CELLS_END)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return text
@@ -249,12 +353,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-batches", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--cell-lengths", type=int, nargs="+", default=[240, 500])
+    parser.add_argument("--only", choices=["cells"], default=None,
+                        help="run one section and merge it into an existing report")
     parser.add_argument("--out", type=Path, default=Path("reports/perf.md"))
     args = parser.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
     from rich.console import Console
 
     console = Console()
+    console.print("(d) cell loop vs fused ...")
+    rows = bench_cells(tuple(args.cell_lengths), args.repeats)
+    console.print(rows)
+    cells = cells_section(argv, rows)
+    if args.only == "cells":
+        old = args.out.read_text() if args.out.exists() else "# Performance\n"
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(merge_section(old, cells))
+        console.print(cells)
+        return
     console.print("(a) batch gather ...")
     gathers = [bench_gather(args.gather_batches, args.repeats)]
     console.print(gathers)
@@ -266,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
         console.print("(c) peak memory of a Jena-shaped run ...")
         memory = bench_memory(args.memory_batches)
         console.print(memory)
-    console.print(write_report(args.out, argv, gathers, epoch, memory))
+    console.print(write_report(args.out, argv, gathers, epoch, memory, cells))
 
 
 if __name__ == "__main__":
