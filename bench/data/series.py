@@ -1,8 +1,8 @@
 """One loader for every CSV time series (Jena, SBUX, Samsung, any CSV by config).
 
 The pipeline, each step a config value (see ``conf/dataset/{jena,sbux,samsung,csv}.yaml``):
-read the CSV (plain or inside a zip) -> validate schema/rows -> parse dates -> select a
-date range -> drop flagged rows -> add derived features -> transform the target ->
+read the CSV (plain or inside a zip) -> validate schema/rows -> parse dates -> put rows in
+date order (or refuse them) and refuse repeated dates -> select a date range -> drop flagged rows -> add derived features -> transform the target ->
 drop the leading rows those leave undefined -> split rows in time order -> fit scalers
 on training rows only -> windows.
 
@@ -31,6 +31,7 @@ month (``stack_columns``) is read row by row into one series.
 from __future__ import annotations
 
 import io
+import logging
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -49,6 +50,10 @@ TRANSFORMS = ("level", "return")
 SPLIT_BY = ("rows", "fraction", "date")
 CONTEXTS = ("within_split", "past")
 MISSING = ("error", "drop", "interpolate")
+TIME_ORDERS = ("sort", "strict")
+DUPLICATE_DATES = ("error", "keep")
+
+log = logging.getLogger(__name__)
 DERIVED_OPS = ("rolling_mean", "pct_change")
 
 
@@ -167,6 +172,60 @@ def _date_bound(value, key: str):
         raise ConfigError(f"{key}: {value!r} is not a date; expected e.g. '2000-09-01'") from e
 
 
+def _choice(cfg, key: str, allowed: tuple[str, ...]) -> str:
+    value = cfg.get(key, allowed[0])
+    if value not in allowed:
+        raise ConfigError(f"dataset.{key}: {value!r}; expected one of {list(allowed)}")
+    return value
+
+
+def in_time_order(df: pd.DataFrame, dates: pd.Series, cfg, where: str
+                  ) -> tuple[pd.DataFrame, pd.Series]:
+    """The rows oldest first, or a DataError; a repeated date is refused, naming the first.
+
+    Every split, window and baseline assumes that a later row is a later time: rows taken
+    in a newest-first file's order would train on the latest rows, test on the earliest
+    and read every window backwards, without a sign. ``dataset.time_order``: ``sort``
+    puts the rows in date order and says so once; ``strict`` refuses a file that is not.
+    ``dataset.duplicate_dates``: ``error`` refuses two rows with one timestamp (which of
+    them is the observation?); ``keep`` keeps both in file order and says how many.
+    """
+    column = cfg.get("date_column")
+    order = _choice(cfg, "time_order", TIME_ORDERS)
+    duplicates = _choice(cfg, "duplicate_dates", DUPLICATE_DATES)
+    lines = df[checks.LINE].to_numpy()
+    repeated = dates.duplicated(keep="first").to_numpy()
+    if repeated.any():
+        i = int(np.flatnonzero(repeated)[0])
+        first = int(np.flatnonzero((dates == dates.iloc[i]).to_numpy())[0])
+        if duplicates == "error":
+            raise DataError(
+                f"{where}, line {lines[i]}: date {dates.iloc[i]} in column {column!r} repeats "
+                f"line {lines[first]} ({int(repeated.sum())} repeated date(s) in all); expected "
+                "one row per timestamp. Remove the repeated rows, or set "
+                "dataset.duplicate_dates=keep to keep them in file order")
+        log.warning("%s: %d repeated date(s) in column %r kept (dataset.duplicate_dates=keep); "
+                    "the first, %s, at line %d", where, int(repeated.sum()), column,
+                    dates.iloc[i], lines[i])
+    earlier = (dates.diff() < pd.Timedelta(0)).to_numpy()
+    if not earlier.any():
+        return df, dates
+    i = int(np.flatnonzero(earlier)[0])
+    newest_first = bool(dates.is_monotonic_decreasing)
+    if order == "strict":
+        raise DataError(
+            f"{where}, line {lines[i]}: date {dates.iloc[i]} in column {column!r} comes before "
+            f"the previous row's {dates.iloc[i - 1]}"
+            + (" (the file runs newest first)" if newest_first else "")
+            + "; expected rows oldest first (dataset.time_order=strict). Sort the file, or set "
+              "dataset.time_order=sort")
+    idx = np.argsort(dates.to_numpy(), kind="stable")
+    log.info("%s: rows %s; sorted by %r, oldest first (dataset.time_order=sort)", where,
+             "ran newest first" if newest_first else
+             f"were not in date order (first at line {lines[i]})", column)
+    return df.iloc[idx].reset_index(drop=True), dates.iloc[idx].reset_index(drop=True)
+
+
 def _derive(df: pd.DataFrame, specs, where: str) -> pd.DataFrame:
     for i, spec in enumerate(specs or []):
         key = f"dataset.derived[{i}]"
@@ -255,6 +314,7 @@ def load_table(cfg, data_dir: Path) -> Table:
     if date_col:
         checks.require_columns(df, [date_col], where, "date_column")
         dates = checks.parse_dates(df, date_col, cfg.get("date_format"), where)
+        df, dates = in_time_order(df, dates, cfg, where)
         start, end = (list(cfg.get("date_range") or []) + [None, None])[:2]
         lo, hi = _date_bound(start, "dataset.date_range[0]"), _date_bound(end, "dataset.date_range[1]")
         mask = pd.Series(True, index=df.index)
