@@ -1,25 +1,52 @@
-"""``python -m bench``: the Hydra entry point (single runs and ``-m`` sweeps)."""
+"""``python -m bench``: the Hydra entry point (single runs and ``-m`` sweeps).
+
+Known errors (:mod:`bench.errors`) end the command with their one message, not with
+Hydra's "Error executing job" and a traceback; ``--verbose`` or ``HYDRA_FULL_ERROR=1``
+brings the traceback back. The config is checked before torch and Lightning are imported,
+and a run refused by its config leaves no ``outputs/`` folder behind.
+"""
 
 from __future__ import annotations
 
-import logging
+import os
+import shutil
+import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from bench import errors
+
+_SHOW_TRACEBACK = False  # set by cli() from --verbose / HYDRA_FULL_ERROR
+
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    # Hydra's logging config already writes to the console and the job's log file; drop
-    # Lightning's own console handler so each message appears once.
-    from bench.console import print_summary
+    try:
+        return _run(cfg)
+    except Exception as exc:
+        # Inside the job, before Hydra files the exception under "Error executing job";
+        # a sweep's trials are left to the sweeper, which records each failure.
+        if errors.is_known(exc) and not _SHOW_TRACEBACK and _single_run():
+            errors.report(exc)
+            raise SystemExit(errors.EXIT_CODE) from None
+        raise
+
+
+def _run(cfg: DictConfig) -> float:
+    from bench.config import validate
+
+    try:
+        validate(cfg)
+    except errors.ConfigError:
+        _discard_run_dir()
+        raise
+
+    from bench.console import print_summary, quiet_third_party
     from bench.train import run
 
-    for name in ("lightning", "lightning.pytorch"):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
-
+    quiet_third_party()
     callbacks, tags, parent = [], {}, None
     if cfg.get("trial") is not None:
         from bench.sweep.job import trial_hooks
@@ -30,5 +57,71 @@ def main(cfg: DictConfig) -> float:
     return result.objective
 
 
+def _single_run() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
+
+
+def _discard_run_dir() -> None:
+    """Removes the run folder Hydra made for a single run that never started.
+
+    It holds only Hydra's copy of the refused config and an empty log; kept, every typo
+    would leave a dated folder to wade through. Sweep jobs keep theirs: the sweep owns them.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    if not _single_run():
+        return
+    hc = HydraConfig.get()
+    out, root = Path(hc.runtime.output_dir), Path(hc.runtime.cwd).resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    # the dated parents (outputs/<day>/) go too when this run was their only content
+    for parent in out.parents:
+        if parent.resolve() == root or root not in parent.resolve().parents:
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+
+
+def cli() -> None:
+    global _SHOW_TRACEBACK
+    verbose = errors.VERBOSE_FLAG in sys.argv[1:]
+    if verbose:
+        sys.argv.remove(errors.VERBOSE_FLAG)
+    user_full = _SHOW_TRACEBACK = verbose or errors.wants_traceback()
+    # Hydra prints its own report of any exception unless this is set; set, the exception
+    # reaches this function, which decides between one message and Hydra's report.
+    os.environ[errors.FULL_ERROR_ENV] = "1"
+    try:
+        main()
+    except Exception as exc:
+        if user_full:
+            raise
+        if errors.is_known(exc):
+            errors.report(exc)
+            sys.exit(errors.EXIT_CODE)
+        _print_job_traceback(exc)
+        sys.exit(errors.EXIT_CODE)
+
+
+def _print_job_traceback(exc: BaseException) -> None:
+    """The traceback from the job function down, as Hydra prints it, without Hydra's frames."""
+    import traceback
+
+    tb = exc.__traceback__
+    walk = tb
+    while walk is not None:
+        if walk.tb_frame.f_code.co_name == "run_job":
+            tb = walk.tb_next
+            break
+        walk = walk.tb_next
+    traceback.print_exception(type(exc), exc, tb)
+    sys.stderr.write(f"\nAdd {errors.VERBOSE_FLAG} or set {errors.FULL_ERROR_ENV}=1 for a "
+                     "complete stack trace.\n")
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -1,11 +1,110 @@
-"""The short table printed at the end of a run."""
+"""What a run prints: the short table at its end, the progress bar, and nothing else.
+
+Lightning and its helpers print for their own reasons (an advert for a cloud logger on every
+run, "`Trainer.fit` stopped" written onto the progress bar's line, the logger's version as
+the bar's only figure); those lines are filtered here, at their loggers, so the terminal
+keeps what a user reads: the bar with the training loss and the validation metric, then
+the table.
+"""
 
 from __future__ import annotations
+
+import logging
+import math
 
 from rich.console import Console
 from rich.table import Table
 
 from bench import tracking
+
+# Messages dropped from Lightning's loggers, by their opening words.
+_NOISE = (
+    "💡 Tip",  # an advert for a third-party cloud logger, printed by every Trainer
+    "`Trainer.fit` stopped",  # written onto the bar's line; the table says how many epochs ran
+    "Restoring states from the checkpoint",  # the best epoch is re-loaded for the test, as
+    "Loaded model weights from the checkpoint",  # always; the checkpoint is the run's tag
+)
+_LIGHTNING_LOGGERS = (
+    "lightning",
+    "lightning.pytorch",
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).lstrip().startswith(_NOISE)
+
+
+_FILTER = _DropNoise()
+
+
+def quiet_third_party() -> None:
+    """Lightning's messages go through Hydra's handlers once, without the adverts.
+
+    Hydra's logging config already writes to the console and the job's log file, so
+    Lightning's own console handler is dropped (each message would appear twice).
+    """
+    for name in _LIGHTNING_LOGGERS:
+        logger = logging.getLogger(name)
+        if name in ("lightning", "lightning.pytorch"):
+            logger.handlers.clear()
+            logger.propagate = True
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+    # a new SQLite store announces its table creation and migrations; a store that fails
+    # says so through StorageError instead
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def progress_bar():
+    """Lightning's bar without ``v_num``: with MLflow that is the run id, which the table shows."""
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    class Bar(TQDMProgressBar):
+        def get_metrics(self, trainer, pl_module):
+            items = super().get_metrics(trainer, pl_module)
+            items.pop("v_num", None)
+            return items
+
+    return Bar()
+
+
+def format_value(value: float, units: str | None = None) -> str:
+    """A number as a reader compares it: thousands separated, four significant digits.
+
+    Values in the dataset's units (shares traded, degrees Celsius) get the precision their
+    size calls for: ``2,632,125`` shares, ``2.571`` degC, not ``2632125.0000``.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    if units is None:
+        return f"{value:.4f}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+_ORDER = ("mae", "rmse", "r2", "mase", "mae_units", "rmse_units")
+
+
+def summary_rows(metric: str, units: str | None, test: dict) -> list[tuple[str, str, str]]:
+    """``(label, model, naive)`` rows: the primary metric first, the rest as logged."""
+    rows = []
+    for name in [metric] + [m for m in _ORDER if m != metric]:
+        value = test.get(f"test/{name}")
+        if value is None:
+            continue
+        base = test.get(f"test/naive_{name}")
+        in_units = name.endswith("_units")
+        label = f"test {name[: -len('_units')]} ({units or 'units'})" if in_units else (
+            f"test {name}")
+        fmt_units = (units or "") if in_units else None
+        rows.append((label, format_value(value, fmt_units),
+                     "" if base is None else format_value(base, fmt_units)))
+    return rows
 
 
 def print_summary(cfg, result, console: Console | None = None) -> None:
@@ -14,16 +113,16 @@ def print_summary(cfg, result, console: Console | None = None) -> None:
     table = Table(title=f"{cfg.dataset.name} / {result.run_id[:8]} ({result.status})")
     for col in ("metric", "model", "naive baseline"):
         table.add_column(col, justify="right" if col != "metric" else "left")
-    names = [metric] + [m for m in ("mae", "rmse", "r2", "mae_units", "rmse_units") if m != metric]
-    for name in names:
-        value = result.test_metrics.get(f"test/{name}")
-        if value is None:
-            continue
-        base = result.test_metrics.get(f"test/naive_{name}")
-        table.add_row(f"test {name}", f"{value:.4f}", "" if base is None else f"{base:.4f}")
-    table.add_row(f"best val {metric}", f"{result.objective:.4f}", "")
+    for row in summary_rows(metric, result.units, result.test_metrics):
+        table.add_row(*row)
+    table.add_row(f"best val {metric}", format_value(result.objective), "")
     table.add_row("parameters", f"{result.n_params:,}", "")
     table.add_row("epochs / wall time", f"{result.epochs_trained} / {result.wall_time_s:.1f} s", "")
     console.print(table)
+    console.print(f"MLflow run {result.run_id}", highlight=False)
+    # soft_wrap: the command stays on one line whatever the terminal's width, so it can be
+    # copied and pasted as it is
     uri = tracking.resolve_uri(cfg.tracking.uri)
-    console.print(f"MLflow run {result.run_id}; compare runs with: {tracking.open_ui_hint(uri)}")
+    hint = tracking.open_ui_hint(uri, getattr(result, "experiment_id", None))
+    console.print(f"compare runs with: {hint}", soft_wrap=True,
+                  highlight=False, markup=False)

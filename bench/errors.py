@@ -49,6 +49,11 @@ _KNOWN_ELSEWHERE = {
 
 def known_types() -> tuple[type[BaseException], ...]:
     types: list[type[BaseException]] = [BenchError]
+    hydra_errors = sys.modules.get("hydra.errors")
+    if hydra_errors is not None:
+        # Hydra's own one-message errors (an unknown config group option, a key that is not
+        # in the config); Hydra prints these without a traceback too
+        types.append(hydra_errors.CompactHydraException)
     for module, names in _KNOWN_ELSEWHERE.items():
         mod = sys.modules.get(module)  # not loaded: nothing there can have raised
         types += [getattr(mod, n) for n in names if mod is not None and hasattr(mod, n)]
@@ -59,6 +64,36 @@ def is_known(exc: BaseException) -> bool:
     return isinstance(exc, known_types())
 
 
+# What a network failure's long chain of wrapped exceptions comes down to, by the words
+# urllib3 and the OS use, so that a message says "cannot resolve the host name" rather
+# than end in ``NameResolutionError(<urllib3.connection.HTTPSConnection object at ...>)``.
+_NETWORK_REASONS = (
+    (("NameResolutionError", "Name or service not known", "Temporary failure in name resolution",
+      "nodename nor servname", "getaddrinfo failed"), "cannot resolve the host name (offline?)"),
+    (("Connection refused", "ConnectionRefusedError"), "connection refused (is it running?)"),
+    (("timed out", "Timeout", "TimeoutError"), "timed out"),
+    (("Network is unreachable", "No route to host"), "network unreachable (offline?)"),
+    (("SSLError", "CERTIFICATE_VERIFY_FAILED"), "TLS/certificate error"),
+)
+
+
+def short_reason(exc: BaseException, limit: int = 200) -> str:
+    """One line for why ``exc`` happened: a network failure in plain words, else the first
+    line of its message."""
+    chain, seen = [], set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        chain.append(f"{type(e).__name__}: {e}")
+        e = e.__cause__ or e.__context__
+    text = " ".join(chain)
+    for needles, reason in _NETWORK_REASONS:
+        if any(n in text for n in needles):
+            return reason
+    first = (str(getattr(exc, "message", None) or exc).strip().splitlines() or [""])[0]
+    return (first or type(exc).__name__)[:limit]
+
+
 def wants_traceback() -> bool:
     """True when the user asked for tracebacks (``--verbose`` or ``HYDRA_FULL_ERROR=1``)."""
     return VERBOSE_FLAG in sys.argv or os.environ.get(FULL_ERROR_ENV, "") not in ("", "0")
@@ -67,6 +102,9 @@ def wants_traceback() -> bool:
 def message(exc: BaseException) -> str:
     """The one message printed for a known error."""
     text = str(exc).strip() or type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None and type(cause).__module__.startswith("omegaconf"):
+        text += "\n" + str(cause).strip()  # Hydra's message names the override, this the key
     return (f"error: {text}\n(add {VERBOSE_FLAG} or set {FULL_ERROR_ENV}=1 to see the "
             "traceback)")
 

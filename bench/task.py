@@ -87,7 +87,8 @@ class BenchTask(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         loss = self.loss_fn(self(batch), batch["y"])
         self._flag_nonfinite(loss.detach(), batch_idx)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch["y"]))
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=len(batch["y"]))
         return loss
 
     def _flag_nonfinite(self, loss: torch.Tensor, batch_idx: int) -> None:
@@ -143,7 +144,10 @@ class BenchTask(pl.LightningModule):
             if self.info.mase_scale:
                 for k in [k for k in values if k.endswith("mae")]:
                     values[k[: -len("mae")] + "mase"] = values[k] / self.info.mase_scale
-        self.log_dict(values)
+        shown = f"val/{self.info.metric}"  # the validation metric goes on the progress bar
+        self.log_dict({k: v for k, v in values.items() if k != shown})
+        if shown in values:
+            self.log(shown, values[shown], prog_bar=True)
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")

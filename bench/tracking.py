@@ -20,7 +20,13 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from bench.errors import StorageError, short_reason
+
 PARENT_TAG = "mlflow.parentRunId"
+# MLflow 3's UI picks its view from this experiment tag; untagged experiments may open in
+# the GenAI view (traces, evaluations), which has nothing to show for a training run.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 _MAX_PARAM = 6000  # MLflow's limit on a param value's length
 _BATCH = 100  # MLflow's limit on params per log_batch call
 
@@ -59,24 +65,54 @@ def mask_secrets(text: str) -> str:
 
 
 def client_for(uri: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=uri)
+    """A client for ``uri``; a store that cannot be opened raises :class:`StorageError`.
+
+    MLflow opens (and for SQLite creates and migrates) the store here, so any failure at
+    this point, whatever its type, is the store's.
+    """
+    try:
+        return MlflowClient(tracking_uri=uri)
+    except Exception as e:
+        raise storage_error(uri, e) from e
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None) -> str:
-    """Gets or creates the experiment; tolerates a concurrent worker creating it first."""
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if artifact_root:
-        location = f"{artifact_root.rstrip('/')}/{name}"
+    """Gets or creates the experiment as a training experiment.
+
+    Tolerates a concurrent worker creating it first. An experiment made before it carried
+    a kind (an older store) is given one, so the UI opens it in its model-training view;
+    a kind someone set by hand is left alone. A store that cannot be reached or written
+    raises :class:`StorageError` naming the store and the fix.
+    """
     try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:
         exp = client.get_experiment_by_name(name)
         if exp is None:
-            raise
+            location = f"{artifact_root.rstrip('/')}/{name}" if artifact_root else None
+            try:
+                return client.create_experiment(
+                    name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+            except MlflowException:
+                exp = client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+        if EXPERIMENT_KIND_TAG not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
+    except (MlflowException, OSError) as e:
+        raise storage_error(client.tracking_uri, e) from e
+
+
+def storage_error(uri: str, exc: BaseException) -> StorageError:
+    """One sentence for a store that failed: which store, what it said, what to do."""
+    reason = short_reason(exc)
+    where = mask_secrets(uri)
+    if uri.startswith("sqlite:"):
+        fix = ("check that the folder exists and is writable; several parallel workers need "
+               "an MLflow server instead (tracking=server, see docs/sweeps.md)")
+    else:
+        fix = ("start the server (mlflow server --host 127.0.0.1 --port 5000) or choose "
+               "another store with tracking.uri=... (default: sqlite:///mlflow.db)")
+    return StorageError(f"tracking.uri: the MLflow store {where} failed ({reason}); {fix}")
 
 
 @cache
@@ -142,6 +178,55 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Keys that say where a dataset's files come from and how they are verified, or where a
+# run writes: not knobs anyone compares runs by, and long (md5s, URLs, machine paths). The
+# run's config.yaml artifact keeps them.
+_FILE_KEYS = frozenset({"files", "sources", "mirrors", "subdir", "member", "expected", "expected_rows",
+                        "expected_columns", "md5", "sha256", "url", "target_presets"})
+_NOT_KNOBS = frozenset({"data_dir", "run_name", "study", "trial", "tracking",
+                        "trainer.enable_progress_bar", "trainer.log_every_n_steps"})
+_TOKEN_KEYS = ("model.embedding_dim", "model.embedding.")
+
+
+def _unused_model_keys(model: Mapping[str, Any]) -> set[str]:
+    """The model keys the built model ignores under this config (cell, topology, head)."""
+    unused = set()
+    if model.get("cell") in ("rnn", "lstm", "gru"):
+        stacked = str(model.get("topology", "")).startswith("stacked")
+        if not stacked or not isinstance(model.get("hidden_size"), int):
+            unused.add("model.num_layers")
+        if model.get("head") != "mlp":
+            unused.add("model.head_hidden")
+        if model.get("cell") != "lstm":
+            unused.add("model.forget_bias")
+        if model.get("impl") != "cell":
+            unused.add("model.recurrent_dropout")
+    return unused
+
+
+def run_params(resolved: Mapping[str, Any], tokens: bool) -> dict[str, Any]:
+    """The params of a run: the knobs a user compares runs by (dataset, model, optimiser,
+    trainer, seed), as flattened Hydra keys, without the keys this run does not use.
+
+    ``tokens``: the dataset feeds token ids, so the embedding keys are in use.
+    """
+    flat = flatten(resolved)
+    unused = _unused_model_keys(resolved.get("model") or {})
+    if (resolved.get("optim") or {}).get("name") != "sgd":
+        unused.add("optim.momentum")
+    out = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        if value is None or key in unused or parts[0] in _NOT_KNOBS or key in _NOT_KNOBS:
+            continue
+        if parts[0] == "dataset" and _FILE_KEYS.intersection(parts[1:]):
+            continue
+        if not tokens and key.startswith(_TOKEN_KEYS):
+            continue
+        out[key] = value
+    return out
+
+
 def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
     items = [
         Param(k, mask_secrets(str(v))[:_MAX_PARAM]) for k, v in sorted(params.items())
@@ -180,7 +265,25 @@ def start_run(
     return run.info.run_id
 
 
-def open_ui_hint(uri: str) -> str:
+UI_PORT = 5000  # where ``mlflow ui`` serves by default
+
+
+def ui_url(base: str, experiment_id: str | None = None) -> str:
+    """The experiment's runs page in the UI's model-training view.
+
+    MLflow 3.17's UI takes its view from a switch that defaults to GenAI for every
+    experiment, whatever the experiment's kind tag; ``workflowType=machine_learning`` in
+    the address selects the training view (runs, metrics, models) on opening.
+    """
+    page = f"/experiments/{experiment_id}/runs" if experiment_id else "/experiments"
+    return f"{base.rstrip('/')}/#{page}?workflowType=machine_learning"
+
+
+def open_ui_hint(uri: str, experiment_id: str | None = None) -> str:
+    """The command (or address) that shows the runs of ``uri``, for the end-of-run line."""
     if uri.startswith("sqlite:///"):
-        return f"mlflow ui --backend-store-uri {uri}"
-    return f"open {uri}"
+        url = ui_url(f"http://127.0.0.1:{UI_PORT}", experiment_id)
+        return f"mlflow ui --backend-store-uri {uri}   then open {url}"
+    if uri.startswith(("http://", "https://")):
+        return f"open {ui_url(mask_secrets(uri), experiment_id)}"
+    return f"open {mask_secrets(uri)}"

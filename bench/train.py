@@ -47,6 +47,8 @@ class RunResult:
     test_metrics: dict[str, float] = field(default_factory=dict)
     epochs_trained: int = 0
     n_params: int = 0
+    units: str | None = None  # the target's units, for the test metrics ending in _units
+    experiment_id: str | None = None
     wall_time_s: float = 0.0
     checkpoint: str | None = None  # the best epoch's weights, which the test metrics used
 
@@ -107,6 +109,10 @@ def _output_dir() -> Path:
 
 def _trainer(cfg: DictConfig, logger, callbacks, out_dir: Path) -> pl.Trainer:
     t = cfg.trainer
+    if t.enable_progress_bar:
+        from bench.console import progress_bar
+
+        callbacks = [*callbacks, progress_bar()]
     return pl.Trainer(
         max_epochs=t.max_epochs,
         limit_train_batches=t.limit_train_batches,
@@ -125,6 +131,19 @@ def _trainer(cfg: DictConfig, logger, callbacks, out_dir: Path) -> pl.Trainer:
         callbacks=callbacks,
         default_root_dir=str(out_dir),
     )
+
+
+def _model_summary(task: BenchTask, model: torch.nn.Module) -> str:
+    """Lightning's summary, the module tree and every parameter tensor's shape.
+
+    The shapes are there because the tree alone shows a hand-written cell's parameter
+    holder as an empty ``Module()``: its weights are plain parameters, not submodules.
+    """
+    shapes = "\n".join(
+        f"{name:<40} {tuple(p.shape)!s:<16} {p.numel():>10,}"
+        for name, p in model.named_parameters()
+    )
+    return f"{ModelSummary(task, max_depth=3)}\n\n{model}\n\nparameters:\n{shapes}\n"
 
 
 def _scalar_metrics(metrics, prefix: str) -> dict[str, float]:
@@ -185,13 +204,13 @@ def run(
     run_name = cfg.get("run_name") or f"{cfg.dataset.name}-{arch}-seed{cfg.seed}"
     run_id = tracking.start_run(client, exp_id, run_name, run_tags, parent_run_id)
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
-    result = RunResult(run_id, "RUNNING", math.nan, direction)
+    result = RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id)
     start = time.perf_counter()
     history = EpochHistory()
     task = None
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
-        tracking.log_params(client, run_id, tracking.flatten(resolved))
+        tracking.log_params(client, run_id, tracking.run_params(resolved, tokens=False))
         client.log_text(run_id, tracking.mask_secrets(OmegaConf.to_yaml(resolved)), "config.yaml")
 
         dm = BenchDataModule(
@@ -200,7 +219,12 @@ def run(
             seed=cfg.seed, on_device=cfg.trainer.on_device,
         )
         info = dm.prepare().info
-        tracking.log_tags(client, run_id, {"units": info.units or "", "task": info.task})
+        result.units = info.units
+        tracking.log_tags(client, run_id, {"units": info.units or None, "task": info.task})
+        if info.vocab_size:
+            tracking.log_params(client, run_id, {
+                k: v for k, v in tracking.run_params(resolved, tokens=True).items()
+                if k.startswith("model.embedding")})
 
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         model = build_model(m, info, cfg.data_dir)
@@ -211,7 +235,7 @@ def run(
         })
         task = BenchTask(model, info, cfg.dataset.loss, OmegaConf.to_container(cfg.optim, resolve=True))
         client.log_text(
-            run_id, f"{ModelSummary(task, max_depth=3)}\n\n{model}\n", "model_summary.txt"
+            run_id, _model_summary(task, model), "model_summary.txt"
         )
 
         out_dir = _output_dir()

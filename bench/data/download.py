@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench.data.base import ConfigError, DataError
+from bench.errors import short_reason
 
 ENV_OFFLINE = "BENCH_OFFLINE"
 ENV_CACHE = "BENCH_CACHE_DIR"
@@ -221,7 +222,7 @@ def download(url: str, dest: Path, source: Source, timeout: float = 30.0) -> Non
                 )
         os.replace(tmp, dest)
     except requests.RequestException as e:
-        raise DataError(f"{url}: download failed ({e.__class__.__name__}: {e})") from e
+        raise DataError(f"{url}: download failed: {short_reason(e)}") from e
     finally:
         if tmp.exists():
             tmp.unlink()
