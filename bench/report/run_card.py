@@ -241,7 +241,9 @@ def claims_table(runs_dir: Path = RUNS_DIR) -> str:
             ref = OmegaConf.load(CONF_DIR / "experiment" / f"{folder.name}.yaml").get(
                 "reference") if (CONF_DIR / "experiment" / f"{folder.name}.yaml").exists() else None
             if ref:
-                d = {**d, "claim": ref.get("claim", ""), "source": ref.get("source", "")}
+                d = {**d, "claim": ref.get("claim", ""), "source": ref.get("source", ""),
+                     "verdict": judge(d["mean"], ref.get("value"), ref.get("tolerance"),
+                                      "maximize")}
         ci = "" if not math.isfinite(d["low"]) else f" [{_fmt(d['low'])}, {_fmt(d['high'])}]"
         rows.append(f"| [{folder.name}]({folder.name}/) | {d.get('source', '')} | "
                     f"{d.get('claim', '')} | {d['metric']} {_fmt(d['mean'])}{ci}, n={d['n']} | "
