@@ -84,7 +84,7 @@ def judge(mean: float, value: float | None, tolerance: float | None, direction: 
     if value is None or not math.isfinite(mean):
         return "no number claimed"
     diff = mean - value
-    if tolerance is not None and abs(diff) <= tolerance:
+    if tolerance is not None and abs(diff) <= tolerance + 1e-9:  # a claim's edge is inside
         return f"met (within {tolerance:g})"
     better = diff > 0 if direction == "maximize" else diff < 0
     return f"missed: {'above' if diff > 0 else 'below'} the claim by {abs(diff):.4g} " + (
