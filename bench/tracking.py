@@ -182,7 +182,8 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # run writes: not knobs anyone compares runs by, and long (md5s, URLs, machine paths). The
 # run's config.yaml artifact keeps them.
 _FILE_KEYS = frozenset({"files", "sources", "mirrors", "subdir", "member", "expected", "expected_rows",
-                        "expected_columns", "md5", "sha256", "url", "target_presets"})
+                        "expected_columns", "expected_dates", "md5", "sha256", "url",
+                        "target_presets"})
 _NOT_KNOBS = frozenset({"data_dir", "run_name", "study", "trial", "tracking",
                         "trainer.enable_progress_bar", "trainer.log_every_n_steps"})
 _TOKEN_KEYS = ("model.embedding_dim", "model.embedding.")

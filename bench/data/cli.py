@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bench.config import CONF_DIR, compose
@@ -98,10 +100,12 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-def cmd_list(names: list[str], data_dir: Path, console: Console) -> int:
-    t = Table(title=f"datasets (data_dir: {data_dir})")
+def cmd_list(names: list[str], data_dir: Path, console: Console, shown: str | None = None) -> int:
+    """``shown``: the data folder as the user wrote it (a symlink stays a symlink)."""
+    t = Table(title=f"datasets (data_dir: {shown or data_dir})")
     for col in ("dataset", "kind", "file", "location", "size", "checksum"):
-        t.add_column(col)
+        # long paths and URLs fold onto the next line instead of being cut
+        t.add_column(col, overflow="fold")
     for name in names:
         cfg = load_cfg(name)
         groups = file_groups(cfg)
@@ -150,7 +154,7 @@ def cmd_check(names: list[str], data_dir: Path, console: Console) -> int:
         except (DataError, ConfigError) as e:
             failed += 1
             t.add_row(name, "[red]FAILED[/red]", *[""] * 9)
-            console.print(f"[red]{name}:[/red] {e}")
+            console.print(f"[red]{name}:[/red] {escape(str(e))}", soft_wrap=True)
             continue
         t.add_row(name, "[green]OK[/green]", p.info.task, f"{len(p.train):,}", f"{len(p.val):,}",
                   f"{len(p.test):,}", f"{p.info.seq_len} x {p.info.n_features}",
@@ -169,6 +173,12 @@ def _naive_short(p: Prepared, split: str) -> str:
     return out
 
 
+def _labelled(label: str, exc: Exception) -> str:
+    """The error under its label, once: most messages already open with it."""
+    text = str(exc)
+    return text if text.startswith(label) else f"{label}: {text}"
+
+
 def cmd_fetch(names: list[str], data_dir: Path, console: Console) -> int:
     failed = 0
     for name in names:
@@ -179,7 +189,9 @@ def cmd_fetch(names: list[str], data_dir: Path, console: Console) -> int:
                 console.print(f"{name} {key}: {loc.path} ({loc.status})")
             except DataError as e:
                 failed += 1
-                console.print(f"[red]{name} {key}:[/red] {e}")
+                # soft_wrap: paths and URLs stay whole, for copying
+                console.print(_labelled(f"{name} {key}", e), markup=False, highlight=False,
+                              soft_wrap=True)
     return 1 if failed else 0
 
 
@@ -373,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--out", type=Path, default=Path("reports/datasets.md"))
     args = ap.parse_args(argv)
     # piped output (logs, CI) gets a wide table instead of one cut to 80 columns
-    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console = Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=200)
     data_dir = (args.data_dir or default_data_dir()).expanduser().resolve()
     if args.cmd == "report":
         report(data_dir, args.out, console)
@@ -384,8 +396,24 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         console.print(f"[red]unknown dataset(s) {unknown}; expected some of {dataset_names()}")
         return 2
-    return {"list": cmd_list, "check": cmd_check, "fetch": cmd_fetch}[args.cmd](
-        names, data_dir, console)
+    if args.cmd == "list":
+        return cmd_list(names, _as_set(args.data_dir), console, _data_dir_shown(args.data_dir))
+    return {"check": cmd_check, "fetch": cmd_fetch}[args.cmd](names, data_dir, console)
+
+
+def _as_set(arg: Path | None) -> Path:
+    """The data folder as the user set it, symlinks not followed, so paths read as theirs."""
+    if arg is not None:
+        return arg.expanduser()
+    env = os.environ.get("BENCH_DATA_DIR")
+    return Path(env).expanduser() if env else default_data_dir()
+
+
+def _data_dir_shown(arg: Path | None) -> str:
+    if arg is not None:
+        return str(arg)
+    env = os.environ.get("BENCH_DATA_DIR")
+    return f"{env} (BENCH_DATA_DIR)" if env else f"{default_data_dir()} (default)"
 
 
 if __name__ == "__main__":

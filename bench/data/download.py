@@ -5,7 +5,10 @@ for every accepted name in the order the dataset config lists them (so a copy pl
 hand, compressed or not, wins over a download). A file with a published checksum is
 checked against it; a file this module downloaded gets a ``<name>.sha256`` record beside
 it, so a later truncation or bit flip is caught even where nobody publishes a checksum.
-A file that fails its check is moved aside (``<name>.corrupt``) and fetched again.
+A file that fails its check is moved aside (``<name>.corrupt``) and fetched again, unless
+its source says ``on_mismatch: validate``: a file that is re-published with new bytes for
+the same content (Yahoo re-adjusts past prices) is then used when the loader's checks of
+its schema, rows and dates pass, with a warning naming both checksums.
 
 Downloads stream to a temporary file in the target folder and are renamed into place
 only once complete and verified, so an interrupted download never looks like a file.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -31,6 +35,9 @@ ENV_OFFLINE = "BENCH_OFFLINE"
 ENV_CACHE = "BENCH_CACHE_DIR"
 CHUNK = 1 << 20
 T = TypeVar("T")
+ON_MISMATCH = ("refuse", "validate")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class Source:
     sha256: str | None = None
     member: str | None = None  # the CSV inside a zip archive
     is_dir: bool = False  # an extracted folder (e.g. aclImdb/) instead of an archive
+    on_mismatch: str = "refuse"  # refuse | validate: see the module's docstring
 
     @classmethod
     def from_cfg(cls, d: Mapping, key: str = "sources") -> Source:
@@ -59,11 +67,19 @@ class Source:
             sha256=(d.get("sha256") or None) and str(d["sha256"]).lower(),
             member=d.get("member"),
             is_dir=bool(d.get("is_dir", False)),
+            on_mismatch=_on_mismatch(d.get("on_mismatch", "refuse"), key),
         )
 
     @property
     def urls(self) -> tuple[str, ...]:
         return ((self.url,) if self.url else ()) + self.mirrors
+
+
+def _on_mismatch(value, key: str) -> str:
+    if value not in ON_MISMATCH:
+        raise ConfigError(f"dataset.{key}[].on_mismatch: {value!r}; expected one of "
+                          f"{list(ON_MISMATCH)}")
+    return value
 
 
 def sources_from_cfg(items: Iterable, key: str) -> list[Source]:
@@ -80,6 +96,7 @@ class Located:
     status: str  # human-readable checksum status, shown by `python -m bench.data list`
     verified: bool  # a checksum (published or recorded at download) matched
     downloaded: bool = False
+    mismatch: str | None = None  # the checksum status of a file kept for validation
 
 
 def offline() -> bool:
@@ -140,6 +157,9 @@ def locate(
             if not (path.is_dir() if src.is_dir else path.is_file()):
                 continue
             ok, status = verify(path, src)
+            if ok is False and src.on_mismatch == "validate":
+                return Located(path, src, f"{status} (used if its contents check)",
+                               verified=False, mismatch=status), bad
             if ok is False:
                 bad.append((path, src, status))
                 continue
@@ -296,6 +316,8 @@ def load_verified(
     matched, a parse failure is a real problem (or a config mistake) and is reported.
     """
     loc = ensure(label, sources, data_dir, subdir)
+    if loc.mismatch:
+        return _parse_mismatched(loc, parse), loc
     try:
         return parse(loc), loc
     except DataError:
@@ -314,6 +336,22 @@ def load_verified(
     except DataError:
         _set_aside(loc.path)
         raise
+
+
+def _parse_mismatched(loc: Located, parse: Callable[[Located], T]) -> T:
+    """A file whose checksum differs from the reference's, used only if its contents check."""
+    try:
+        value = parse(loc)
+    except DataError as e:
+        raise DataError(
+            f"{loc.path}: {loc.mismatch}, and its contents differ from the reference's too: "
+            f"{e}\nTo train on this file as it is, use it as any CSV series: python -m bench "
+            f"dataset=csv dataset.path={loc.path} dataset.target=<column> "
+            "dataset.date_column=<column> (see conf/dataset/csv.yaml)") from e
+    log.warning("%s: %s; its columns, rows and dates match the reference's, so it is used "
+                "(values may differ slightly: the source re-publishes adjusted prices)",
+                loc.path, loc.mismatch)
+    return value
 
 
 # ---------------------------------------------------------------- preprocessing cache

@@ -226,6 +226,24 @@ def in_time_order(df: pd.DataFrame, dates: pd.Series, cfg, where: str
     return df.iloc[idx].reset_index(drop=True), dates.iloc[idx].reset_index(drop=True)
 
 
+def check_date_span(df: pd.DataFrame, cfg, where: str) -> None:
+    """``expected_dates: [first, last]``: the file covers exactly these dates.
+
+    Checked while the file is validated, with its schema and row count, so that a file
+    whose checksum differs from the reference's is judged on all three before it is used.
+    """
+    expected, column = cfg.get("expected_dates"), cfg.get("date_column")
+    if not expected or not column:
+        return
+    want = [_date_bound(v, f"dataset.expected_dates[{i}]") for i, v in enumerate(expected)]
+    checks.require_columns(df, [column], where, "date_column")
+    dates = checks.parse_dates(df, column, cfg.get("date_format"), where)
+    got = [dates.min(), dates.max()]
+    if len(want) != 2 or got != want:
+        raise DataError(f"{where}: dates run from {got[0].date()} to {got[1].date()}; expected "
+                        f"{expected[0]} to {expected[1]} (dataset.expected_dates)")
+
+
 def _derive(df: pd.DataFrame, specs, where: str) -> pd.DataFrame:
     for i, spec in enumerate(specs or []):
         key = f"dataset.derived[{i}]"
@@ -299,6 +317,7 @@ def load_table(cfg, data_dir: Path) -> Table:
             if cfg.get("expected_columns"):
                 checks.check_schema(df, list(cfg.expected_columns), where)
             checks.check_rows(df, cfg.get("expected_rows"), where)
+            check_date_span(df, cfg, where)
             return df, where
 
         (df, where), _ = load_verified(f"dataset {cfg.get('name')!r}", sources, root, subdir,
