@@ -1,0 +1,112 @@
+"""Did each cell's budget converge? A verdict on architectures measured before they converge
+is a verdict on convergence speed, so the report checks every final run.
+
+A run converged when early stopping ended it (it trained fewer epochs than its budget), or
+when its best validation epoch lies before the last ``tail`` fraction of the epochs it trained
+(the curve had flattened well before the budget ran out). A cell (dataset x architecture)
+converged when at least half of its seeds did. Runs without a per-epoch curve (a record
+rebuilt without its store) cannot be judged and are counted as unknown, never as converged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+TAIL = 0.2  # the best epoch must come before the last 20% of the epochs trained
+
+
+@dataclass(frozen=True)
+class RunConvergence:
+    converged: bool | None  # None: no curve and no early stop to judge by
+    reason: str  # "early stop", "best at epoch 12 of 40", "best in the last 20% (38 of 40)", ...
+
+
+def _curve(row: pd.Series, metric: str) -> list[float]:
+    raw = row.get(f"curve:val/{metric}")
+    if not isinstance(raw, str) or not raw:
+        return []
+    return [float(v) for v in json.loads(raw)]
+
+
+def _int(value) -> int | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else int(v)
+
+
+def run_convergence(row: pd.Series, tail: float = TAIL) -> RunConvergence:
+    """Judges one final run from its record row."""
+    trained = _int(row.get("metric:epochs_trained"))
+    budget = _int(row.get("param:trainer.max_epochs"))
+    if trained is not None and budget is not None and trained < budget:
+        return RunConvergence(True, f"early stop after {trained} of {budget} epochs")
+    curve = _curve(row, str(row.get("metric")))
+    finite = [v for v in curve if math.isfinite(v)]
+    if not finite:
+        return RunConvergence(None, "no validation curve recorded")
+    values = np.array([v if math.isfinite(v) else np.nan for v in curve])
+    pick = np.nanargmax if row.get("direction") == "maximize" else np.nanargmin
+    best = int(pick(values))  # the first best epoch: a later tie is no further progress
+    n = len(curve)
+    cut = n - max(1, math.ceil(tail * n))
+    if best < cut:
+        return RunConvergence(True, f"best at epoch {best + 1} of {n}")
+    return RunConvergence(False, f"best in the last {tail:.0%} (epoch {best + 1} of {n})")
+
+
+def table(runs: pd.DataFrame, tail: float = TAIL) -> pd.DataFrame:
+    """One row per cell: seeds, converged, unknown, the cell's verdict and an example reason.
+
+    ``runs`` are the record's final rows of the learned models (naive baselines train nothing).
+    """
+    rows = []
+    for (ds, arch), g in runs.groupby(["dataset", "arch"], sort=True):
+        judged = [run_convergence(r, tail) for _, r in g.iterrows()]
+        known = [j for j in judged if j.converged is not None]
+        yes = sum(bool(j.converged) for j in known)
+        verdict = None if not known else yes * 2 >= len(known)
+        example = next((j.reason for j in judged if j.converged is False),
+                       judged[0].reason if judged else "")
+        rows.append({"dataset": ds, "arch": arch, "seeds": len(judged), "converged": yes,
+                     "unknown": len(judged) - len(known), "cell_converged": verdict,
+                     "example": example})
+    return pd.DataFrame(rows, columns=["dataset", "arch", "seeds", "converged", "unknown",
+                                       "cell_converged", "example"])
+
+
+def summary(cells: pd.DataFrame) -> tuple[int, int, int]:
+    """``(converged cells, judged cells, cells that could not be judged)``."""
+    judged = cells[cells["cell_converged"].notna()]
+    return int(judged["cell_converged"].astype(bool).sum()), len(judged), len(cells) - len(judged)
+
+
+def section(cells: pd.DataFrame, tail: float = TAIL) -> str:
+    """The report's "Convergence" section in Markdown."""
+    ok, judged, unknown = summary(cells)
+    lines = ["## Convergence", ""]
+    if not len(cells):
+        return "\n".join(lines + ["No final runs to judge.", ""])
+    frac = f"{ok / judged:.0%}" if judged else "n/a"
+    lines.append(
+        f"**{ok} of {judged} cells converged ({frac})**"
+        + (f"; {unknown} cell(s) could not be judged (no per-epoch curve recorded)" if unknown
+           else "")
+        + f". A run converged when early stopping ended it or its best validation epoch came "
+        f"before the last {tail:.0%} of its epochs; a cell when at least half its seeds did.")
+    bad = cells[cells["cell_converged"].eq(False)]
+    if len(bad):
+        lines += ["", "Cells whose budget did not converge (their ranks partly measure "
+                  "convergence speed):", "", "| dataset | architecture | seeds converged | "
+                  "example |", "|---|---|---|---|"]
+        for _, r in bad.iterrows():
+            lines.append(f"| {r['dataset']} | `{r['arch']}` | {r['converged']} of "
+                         f"{r['seeds'] - r['unknown']} | {r['example']} |")
+    lines.append("")
+    return "\n".join(lines)
