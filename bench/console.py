@@ -1,10 +1,10 @@
 """What a run prints: the short table at its end, the progress bar, and nothing else.
 
-Lightning and its helpers print for their own reasons (an advert for a cloud logger on every
-run, "`Trainer.fit` stopped" written onto the progress bar's line, the logger's version as
-the bar's only figure); those lines are filtered here, at their loggers, so the terminal
-keeps what a user reads: the bar with the training loss and the validation metric, then
-the table.
+Lightning and the libraries around it print for their own reasons (an advert for a cloud
+logger on every run, "`Trainer.fit` stopped" written onto the progress bar's line, the
+logger's version as the bar's only figure, MLflow's table migrations); those lines are
+filtered here, at their loggers, so the terminal keeps what a user reads: the bar with the
+training loss and the validation metric, then the table.
 """
 
 from __future__ import annotations
