@@ -193,11 +193,13 @@ def bench_memory(train_batches: int) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="bench-perf-mem-"))
     data_dir = workdir / "data"
     write_csv(data_dir / "jena" / "jena_climate_2009_2016.csv", n_rows=JENA_ROWS)
-    cmd = [sys.executable, "-m", "bench", "+experiment=jena_gru", f"data_dir={data_dir}",
+    # run inside workdir with relative paths, so the command the report prints names no
+    # folder of this machine
+    cmd = [sys.executable, "-m", "bench", "+experiment=jena_gru", "data_dir=data",
            "trainer.max_epochs=1", f"trainer.limit_train_batches={train_batches}",
            "trainer.limit_val_batches=20", "trainer.limit_test_batches=20",
            "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
-           f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}"]
+           "tracking.uri=sqlite:///mlflow.db"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     wall = time.perf_counter() - t0
