@@ -7,10 +7,12 @@
     synthetic 420,551 x 14 series with the real schema; (d) one forward + backward pass of a
     GRU 32 on Jena-shaped batches (B 128, 14 features) at T = 240 and 500: the fused kernel,
     the hand-written cell loop, and that loop as it was, indexing ``xi[:, t]`` inside the
-    loop (a full-size gradient per step, a backward quadratic in T). Each comparison
+    loop (a full-size gradient per step, a backward quadratic in T); (e) whole short runs on a
+panel dataset, ``bench.train.run`` against a bare loop doing the same work: runs per hour and
+core utilisation, the numbers that size the panel study. Each comparison
     alternates its contenders within one process and reports medians, because this machine
-    is noisy. Results go to ``reports/perf.md``; ``--only cells`` runs (d) alone and replaces
-    only its section of an existing report.
+    is noisy. Results go to ``reports/perf.md``; ``--only cells`` (or ``runs``) runs (d) (or
+(e)) alone and replaces only its section of an existing report.
 """
 
 from __future__ import annotations
@@ -293,12 +295,123 @@ def cells_section(args, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def merge_section(text: str, section: str) -> str:
-    """``text`` with its cell-loop section replaced by ``section`` (appended if absent)."""
-    if CELLS_BEGIN in text and CELLS_END in text:
-        head, rest = text.split(CELLS_BEGIN, 1)
-        return head + section + rest.split(CELLS_END, 1)[1]
+def merge_section(text: str, section: str, begin: str = CELLS_BEGIN, end: str = CELLS_END) -> str:
+    """``text`` with the section between ``begin`` and ``end`` replaced (appended if absent)."""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        return head + section + rest.split(end, 1)[1]
     return text.rstrip("\n") + "\n\n" + section + "\n"
+
+
+RUNS_BEGIN, RUNS_END = "<!-- runs:begin -->", "<!-- runs:end -->"
+
+
+def bench_runs(dataset: str, runs: int, epochs: int, hidden: int = 32) -> dict:
+    """Whole short runs on one panel dataset: ``train.run`` (Lightning, MLflow record, figures)
+    against a bare PyTorch loop doing the same work (the same splits, model, optimiser and
+    batches; validation every epoch; the test split once), alternated in one process.
+
+    The panel study is many short runs, so what matters is runs per hour and whether the
+    harness keeps the cores busy; both contenders use one torch thread, as a sweep worker
+    on a 2-core machine does.
+    """
+    from bench.config import compose
+    from bench.data import build
+    from bench.models import build_model
+    from bench.train import run
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-perf-runs-"))
+    cfg = compose([f"dataset={dataset}", "model=gru", f"model.hidden_size={hidden}",
+                   f"trainer.max_epochs={epochs}", "trainer.early_stopping_patience=null",
+                   "trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
+                   f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}"])
+    prepared = build(cfg.dataset, cfg.data_dir)
+    info = prepared.info
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+    def harness() -> tuple[float, float]:
+        c0, t0 = time.process_time(), time.perf_counter()
+        run(cfg)
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    def bare() -> tuple[float, float]:
+        c0, t0 = time.process_time(), time.perf_counter()
+        torch.manual_seed(0)
+        model = build_model(cfg.model, info)
+        opt = torch.optim.Adam(model.parameters(), lr=float(cfg.optim.lr))
+        loss_fn = torch.nn.CrossEntropyLoss() if info.task == "classification" else (
+            torch.nn.L1Loss() if cfg.dataset.loss == "mae" else torch.nn.MSELoss())
+
+        def forward(batch):
+            out = model(batch["x"], batch.get("lengths"))
+            return out if info.task == "classification" else out.squeeze(-1)
+
+        def evaluate(split) -> None:
+            model.eval()
+            with torch.no_grad():
+                for idx in IndexBatchSampler(len(split), int(cfg.eval_batch_size), False, 0):
+                    loss_fn(forward(split[idx]), split[idx]["y"])
+            model.train()
+
+        for epoch in range(epochs):
+            sampler = IndexBatchSampler(len(prepared.train), int(cfg.batch_size), True, 0)
+            sampler.set_epoch(epoch)
+            for idx in sampler:
+                batch = prepared.train[idx]
+                opt.zero_grad()
+                loss_fn(forward(batch), batch["y"]).backward()
+                opt.step()
+            evaluate(prepared.val)
+        evaluate(prepared.test)
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    try:
+        harness()  # warm-up: imports, the MLflow schema, first-call allocations
+        bare()
+        h, b = [], []
+        for _ in range(runs):
+            h.append(harness())
+            b.append(bare())
+    finally:
+        torch.set_num_threads(previous)
+    hw, bw = statistics.median(w for w, _ in h), statistics.median(w for w, _ in b)
+    hc, bc = statistics.median(c for _, c in h), statistics.median(c for _, c in b)
+    return {"dataset": dataset, "epochs": epochs, "runs": runs, "hidden": hidden,
+            "train": len(prepared.train), "harness_s": hw, "bare_s": bw, "ratio": hw / bw,
+            "harness_util": hc / hw, "bare_util": bc / bw,
+            "harness_all": [w for w, _ in h], "bare_all": [w for w, _ in b]}
+
+
+def runs_section(args, r: dict) -> str:
+    return "\n".join([
+        RUNS_BEGIN,
+        "## (e) Whole short runs on a panel dataset: runs per hour",
+        "",
+        f"Command: `python -m bench.perf {' '.join(args)}`".rstrip()
+        + "; load average {:.1f} / {:.1f} / {:.1f} (1/5/15 min) when it ended.".format(
+            *os.getloadavg()),
+        "",
+        f"`{r['dataset']}` ({r['train']} training samples), GRU {r['hidden']}, {r['epochs']} "
+        "epochs, validation every epoch, the test split once; one torch thread (as a sweep "
+        "worker on two cores). The harness is `bench.train.run` in a long-lived process (a "
+        "study's or sweep worker's case): Lightning, the MLflow record, the best checkpoint, "
+        "two figures. The bare loop trains the same model on the same batches. Medians of "
+        f"{r['runs']} alternated runs; utilisation is process CPU time over wall time (1.0 = "
+        "one core kept busy).",
+        "",
+        "| | wall per run | runs per hour (one worker) | core utilisation |",
+        "|---|---|---|---|",
+        f"| harness | {r['harness_s']:.2f} s | {3600 / r['harness_s']:,.0f} | "
+        f"{r['harness_util']:.2f} |",
+        f"| bare loop | {r['bare_s']:.2f} s | {3600 / r['bare_s']:,.0f} | {r['bare_util']:.2f} |",
+        f"| ratio | {r['ratio']:.2f}x | | |",
+        "",
+        f"Wall times (s), in run order: harness {', '.join(f'{t:.2f}' for t in r['harness_all'])};"
+        f" bare {', '.join(f'{t:.2f}' for t in r['bare_all'])}.",
+        "",
+        RUNS_END,
+    ])
 
 
 def write_report(path: Path, args, gathers: list[dict], epoch: dict, memory: dict | None,
@@ -336,6 +449,10 @@ def write_report(path: Path, args, gathers: list[dict], epoch: dict, memory: dic
         lines += [f"Memory run: `python -m bench {memory['command']}` "
                   f"({memory['wall_s']:.0f} s wall, series built from a synthetic CSV).", ""]
     text = "\n".join(lines)
+    if path.exists() and RUNS_BEGIN in path.read_text():  # keep an earlier --only runs section
+        old = path.read_text()
+        text = merge_section(text, RUNS_BEGIN + old.split(RUNS_BEGIN, 1)[1].split(RUNS_END, 1)[0]
+                             + RUNS_END, RUNS_BEGIN, RUNS_END)
     if cells is not None:
         text = merge_section(text, cells)
     elif path.exists():  # keep a section measured by an earlier --only cells run
@@ -356,7 +473,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--cell-lengths", type=int, nargs="+", default=[240, 500])
-    parser.add_argument("--only", choices=["cells"], default=None,
+    parser.add_argument("--runs-dataset", default="japanesevowels")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs-epochs", type=int, default=20)
+    parser.add_argument("--only", choices=["cells", "runs"], default=None,
                         help="run one section and merge it into an existing report")
     parser.add_argument("--out", type=Path, default=Path("reports/perf.md"))
     args = parser.parse_args(argv)
@@ -364,6 +484,13 @@ def main(argv: list[str] | None = None) -> None:
     from rich.console import Console
 
     console = Console()
+    if args.only == "runs":
+        r = bench_runs(args.runs_dataset, args.runs, args.runs_epochs)
+        section = runs_section(argv, r)
+        old = args.out.read_text() if args.out.exists() else "# Performance\n"
+        args.out.write_text(merge_section(old, section, RUNS_BEGIN, RUNS_END))
+        console.print(section)
+        return
     console.print("(d) cell loop vs fused ...")
     rows = bench_cells(tuple(args.cell_lengths), args.repeats)
     console.print(rows)
