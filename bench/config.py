@@ -10,13 +10,23 @@ after the seconds those imports take.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from importlib.resources import files
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
 
 from bench.errors import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+def _shipped(package: str) -> Path:
+    """A folder shipped as package data: ``conf/`` and ``sweeps/`` of the checkout in an
+    editable install, their copies inside ``bench/`` in a wheel (pyproject.toml maps them),
+    so a run finds its configs from any directory however the project was installed."""
+    return Path(str(files(package)))
+
+
+CONF_DIR = _shipped("bench.conf")
+SWEEPS_DIR = _shipped("bench.sweeps")
 TASKS = ("classification", "regression")
 METRICS = {"classification": ("accuracy",), "regression": ("mae", "rmse", "r2")}
 DIRECTIONS = ("maximize", "minimize")
@@ -32,7 +42,11 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
 
 def compose(overrides: Sequence[str]) -> DictConfig:
-    """The run config for ``overrides``, as ``python -m bench <overrides>`` composes it."""
+    """The run config for ``overrides``, as ``python -m bench <overrides>`` composes it.
+
+    Inside a running Hydra app (a sweep's job) the app's own search path is reused, so a
+    user's ``--config-dir`` reaches the studies and trials composed from it too.
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

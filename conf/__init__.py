@@ -1,0 +1,1 @@
+"""Hydra's config tree, shipped in the package as ``bench.conf`` (see pyproject.toml)."""

@@ -1,0 +1,1 @@
+"""Search spaces and study definitions, shipped in the package as ``bench.sweeps``."""
