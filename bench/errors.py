@@ -38,12 +38,18 @@ class StorageError(BenchError, RuntimeError):
     password masked) and how to reach a working one."""
 
 
+class StudyError(BenchError, ValueError):
+    """A study definition that cannot run; the message names the key and what was expected."""
+
+
+class SweepError(BenchError, RuntimeError):
+    """The sweep stopped short of its target because trials kept failing."""
+
+
 # Known errors that still live beside the code that raises them; they join this module's
 # family by name so that importing this module stays cheap.
 _KNOWN_ELSEWHERE = {
     "bench.task": ("NonFiniteLoss",),
-    "bench.study": ("StudyError",),
-    "bench.sweep.runner": ("SweepError",),
 }
 
 

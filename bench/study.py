@@ -26,35 +26,21 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bench import tracking
+from bench.config import compose
+from bench.errors import StudyError
+from bench.tracking import TAGS
 
 log = logging.getLogger("bench.study")
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 SESSION_EXPERIMENT = "bench-studies"
 
-# Tag names shared with bench.report: the contract between the runner and the report.
-TAGS = {
-    "study": "study",              # the study's name (also set by bench.train from cfg.study)
-    "phase": "phase",              # session | tune | final | baseline
-    "dataset": "study_dataset",    # the study's dataset key (two keys may share a dataset)
-    "arch": "arch",                # gru-stacked, mlp, naive (bench.train sets it too)
-    "seed": "seed",
-    "tuning_seed": "tuning_seed",  # the sampler seed of the tuning whose best config a run retrains
-    "optuna_study": "optuna_study",
-    "optuna_storage": "optuna_storage",   # password masked
-    "best_trial": "best_trial",
-    "command": "command",
-    "hardware": "hardware",
-    "tracking_uri": "tracking_uri",
-}
-PHASES = ("session", "tune", "final", "baseline")
 RECURRENT = ("rnn", "lstm", "gru")
 FINISHED_TRIALS = ("COMPLETE", "PRUNED")
 
@@ -82,10 +68,6 @@ DEFAULTS = {
     },
     "datasets": {},
 }
-
-
-class StudyError(ValueError):
-    """A study definition that cannot run; the message names the key and what was expected."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,7 +109,7 @@ class Study:
     @property
     def storage(self) -> str:
         st = self.definition.tuning.storage
-        return _absolute_sqlite(st or "sqlite:///optuna.db")
+        return tracking.absolute_sqlite(st or "sqlite:///optuna.db")
 
     @property
     def tracking_uri(self) -> str:
@@ -136,10 +118,6 @@ class Study:
 
     def enabled_datasets(self) -> list[str]:
         return [k for k, v in self.definition.datasets.items() if v.get("enabled", True)]
-
-    def side_datasets(self) -> list[str]:
-        """Datasets run for a reference claim only (``verdict: false``), not for the verdict."""
-        return [k for k in self.enabled_datasets() if not self.definition.datasets[k].get("verdict", True)]
 
     def tuning_seeds(self, dataset: str) -> list[int]:
         """Sampler seeds the dataset is tuned with: the definition's ``tuning.seed`` first, then
@@ -214,13 +192,6 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _absolute_sqlite(uri: str) -> str:
-    m = re.match(r"^sqlite:///(.*)$", uri)
-    if m and m.group(1) and not m.group(1).startswith("/"):
-        return f"sqlite:///{(Path.cwd() / m.group(1)).resolve()}"
-    return uri
-
-
 def load(path: str | Path, dotlist: Sequence[str] = ()) -> Study:
     """Reads a study definition, applies ``key=value`` overrides and checks it."""
     p = Path(path)
@@ -266,15 +237,6 @@ def load(path: str | Path, dotlist: Sequence[str] = ()) -> Study:
 # ---------------------------------------------------------------------------------------------
 
 
-def compose(overrides: Iterable[str]) -> DictConfig:
-    """The same config ``python -m bench <overrides>`` would run."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
-
-
 def best_values(optuna_study, space: str) -> dict:
     """The best trial's values keyed by config key, decoded as the sweeper applied them
     (list-valued choices travel through Optuna as JSON text)."""
@@ -301,7 +263,7 @@ def final_config(cell: Cell, seed: int, values: dict | None = None) -> DictConfi
     """The cell's config under one seed, with the tuned values applied as a trial had them."""
     from bench.sweep import space as space_mod
 
-    fixed, _ = space_mod.from_sweep_overrides(list(cell.overrides))
+    fixed, _ = space_mod.split_overrides(cell.overrides)
     cfg = compose([*fixed, f"seed={seed}"])
     if values:
         cfg = space_mod.apply(cfg, values)
@@ -325,7 +287,7 @@ class Runner:
         s = self.study
         filt = (
             f"tags.{TAGS['study']} = '{s.name}' and tags.{TAGS['phase']} = '{cell.phase}' and "
-            f"tags.{TAGS['dataset']} = '{cell.dataset}' and tags.{TAGS['arch']} = '{cell.arch}' "
+            f"tags.{TAGS['study_dataset']} = '{cell.dataset}' and tags.{TAGS['arch']} = '{cell.arch}' "
             "and attributes.status = 'FINISHED'"
         )
         exps = [e.experiment_id for e in self.client.search_experiments()]
@@ -348,8 +310,8 @@ class Runner:
     def finished_trials(self, cell: Cell) -> int:
         import optuna
 
-        m = re.match(r"^sqlite:///(.+)$", self.study.storage)
-        if m and not Path(m.group(1)).exists():
+        path = tracking.sqlite_file(self.study.storage)
+        if path is not None and not path.exists():
             return 0   # do not create the file just to look (a dry run must leave no trace)
         try:
             st = optuna.load_study(study_name=cell.optuna_study, storage=self.study.storage)
@@ -359,7 +321,7 @@ class Runner:
 
     # -- steps --------------------------------------------------------------------------------
 
-    def tune(self, cell: Cell):
+    def tune_cell(self, cell: Cell):
         import optuna
 
         t = self.study.definition.tuning
@@ -372,8 +334,7 @@ class Runner:
             return None
         else:
             self.echo(f"  tune {cell.dataset}/{cell.arch}: {done}/{n_trials} trials done, running")
-            # From the submodule: once it is imported, bench.sweep.tune names the module.
-            from bench.sweep.runner import tune
+            from bench.sweep import tune
 
             tune(
                 list(cell.overrides), cell.space,
@@ -419,7 +380,7 @@ class Runner:
         tags = {
             TAGS["study"]: self.study.name,
             TAGS["phase"]: phase,
-            TAGS["dataset"]: cell.dataset,
+            TAGS["study_dataset"]: cell.dataset,
             TAGS["arch"]: cell.arch,
         }
         if cell.space is not None:
@@ -459,7 +420,7 @@ class Runner:
         status, failures, start = "FAILED", 0, time.perf_counter()
         try:
             for cell in cells:
-                tuned = self.tune(cell) if cell.space is not None else None
+                tuned = self.tune_cell(cell) if cell.space is not None else None
                 if cell.space is not None and tuned is None:  # dry run, tuning pending
                     self.echo(f"  {cell.phase} {cell.dataset}/{cell.arch}: after tuning, "
                               f"seeds {s.seeds}")

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
@@ -23,6 +24,31 @@ from mlflow.tracking import MlflowClient
 from bench.errors import StorageError, short_reason
 
 PARENT_TAG = "mlflow.parentRunId"
+# Tag names: the contract between the runs, the sweeps and studies that start them, and the
+# report that reads them back. Keys are what the code means, values what MLflow stores.
+TAGS = MappingProxyType({
+    # every run (bench.train), and the sweep's parent run
+    "dataset": "dataset", "arch": "arch", "cell": "cell", "topology": "topology",
+    "seed": "seed", "git_sha": "git_sha", "metric": "metric", "direction": "direction",
+    "hardware": "hardware", "command": "command", "units": "units", "task": "task",
+    "checkpoint": "checkpoint", "error": "error", "pruned": "pruned",
+    # studies (bench.study) and the report
+    "study": "study",                    # the study's name (bench.train sets it from cfg.study)
+    "phase": "phase",                    # session | tune | final | baseline
+    "study_dataset": "study_dataset",    # the study's dataset key (two keys may share a dataset)
+    "tuning_seed": "tuning_seed",        # the sampler seed of the tuning a final run retrains
+    "optuna_study": "optuna_study",
+    "optuna_storage": "optuna_storage",  # password masked
+    "best_trial": "best_trial",
+    "tracking_uri": "tracking_uri",
+    # sweeps (bench.sweep)
+    "optuna_trial": "optuna_trial",
+    "sweep_role": "sweep_role",          # parent | trial
+    "retry_of": "retry_of",              # the trial number a retried trial repeats
+    "optuna_space": "optuna_space",
+})
+# The Optuna trial attribute that links a trial to its MLflow run.
+RUN_ID_ATTR = "mlflow_run_id"
 # MLflow 3's UI picks its view from this experiment tag; untagged experiments may open in
 # the GenAI view (traces, evaluations), which has nothing to show for a training run.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -43,20 +69,38 @@ def launch_dir() -> Path:
     return Path.cwd()
 
 
-def resolve_uri(uri: str | None) -> str:
-    uri = uri or "sqlite:///mlflow.db"
-    m = re.match(r"^sqlite:///(.*)$", uri)
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def absolute_sqlite(url: str) -> str:
+    """``sqlite:///relative.db`` made absolute against the launch directory; others as given.
+
+    The one rule for every SQLite store (MLflow's, Optuna's, a study's): made absolute once,
+    in the process the user started, so workers and jobs with another working directory
+    (Hydra job folders, SLURM nodes) open the very same file.
+    """
+    m = re.match(r"^sqlite:///(.*)$", url)
     if m and m.group(1) and not m.group(1).startswith("/") and m.group(1) != ":memory:":
         return f"sqlite:///{(launch_dir() / m.group(1)).resolve()}"
-    return uri
+    return url
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an absolute ``sqlite:///`` URL; None for any other store."""
+    m = re.match(r"^sqlite:///(/.+)$", url)
+    return Path(m.group(1)) if m else None
+
+
+def resolve_uri(uri: str | None) -> str:
+    """The MLflow store: ``uri`` (the config reads ``$MLFLOW_TRACKING_URI``), else
+    ``sqlite:///mlflow.db``, a relative SQLite path made absolute (:func:`absolute_sqlite`)."""
+    return absolute_sqlite(uri or DEFAULT_URI)
 
 
 def default_artifact_root(uri: str) -> str | None:
     """``mlartifacts/`` beside a local SQLite store; a server decides for itself."""
-    m = re.match(r"^sqlite:///(/.*)$", uri)
-    if m:
-        return (Path(m.group(1)).parent / "mlartifacts").as_uri()
-    return None
+    path = sqlite_file(uri)
+    return (path.parent / "mlartifacts").as_uri() if path is not None else None
 
 
 def mask_secrets(text: str) -> str:
@@ -100,6 +144,28 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None
         return exp.experiment_id
     except (MlflowException, OSError) as e:
         raise storage_error(client.tracking_uri, e) from e
+
+
+def open_experiment(uri: str | None, name: str,
+                    artifact_root: str | None = None) -> tuple[str, MlflowClient, str]:
+    """The resolved URI, a client and the experiment id: every run and sweep starts here."""
+    uri = resolve_uri(uri)
+    client = client_for(uri)
+    return uri, client, ensure_experiment(client, name, artifact_root or default_artifact_root(uri))
+
+
+def standard_tags(cfg: Any, arch: str) -> dict[str, Any]:
+    """The tags every run of ``cfg`` carries, so runs, sweeps and studies filter alike."""
+    return {
+        TAGS["dataset"]: cfg.dataset.name,
+        TAGS["arch"]: arch,
+        TAGS["cell"]: cfg.model.cell,
+        TAGS["topology"]: cfg.model.get("topology", "none"),
+        TAGS["study"]: cfg.get("study"),
+        TAGS["metric"]: cfg.dataset.metric,
+        TAGS["direction"]: cfg.dataset.direction,
+        TAGS["git_sha"]: git_sha(),
+    }
 
 
 def storage_error(uri: str, exc: BaseException) -> StorageError:
@@ -184,7 +250,7 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 _FILE_KEYS = frozenset({"files", "sources", "mirrors", "subdir", "member", "expected", "expected_rows",
                         "expected_columns", "expected_dates", "md5", "sha256", "url",
                         "target_presets"})
-_NOT_KNOBS = frozenset({"data_dir", "run_name", "study", "trial", "tracking",
+_NOT_KNOBS = frozenset({"data_dir", "run_name", "study", "tracking",
                         "trainer.enable_progress_bar", "trainer.log_every_n_steps"})
 _TOKEN_KEYS = ("model.embedding_dim", "model.embedding.")
 

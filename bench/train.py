@@ -171,6 +171,14 @@ def _log_figures(client, run_id, task: BenchTask, info, history, metric):
         plt.close(fig)
 
 
+@dataclass
+class _Built:
+    """What the steps of a run hand each other; the cleanup reads what was reached."""
+
+    info: object = None
+    task: BenchTask | None = None
+
+
 def run(
     cfg: DictConfig,
     *,
@@ -178,127 +186,155 @@ def run(
     tags: dict[str, str] | None = None,
     parent_run_id: str | None = None,
 ) -> RunResult:
+    """Opens the MLflow run, then: data -> model -> fit and test -> record; closes the run
+    in every outcome. ``callbacks``, ``tags`` and ``parent_run_id`` are a sweep trial's."""
     validate(cfg)
-    uri = tracking.resolve_uri(cfg.tracking.uri)
-    client = tracking.client_for(uri)
-    exp_id = tracking.ensure_experiment(
-        client, cfg.tracking.experiment,
-        cfg.tracking.artifact_root or tracking.default_artifact_root(uri),
-    )
-    m = cfg.model
-    arch = arch_name(m)
-    run_tags = {
-        "dataset": cfg.dataset.name,
-        "arch": arch,
-        "cell": m.cell,
-        "topology": m.get("topology", "none"),
-        "seed": cfg.seed,
-        "git_sha": tracking.git_sha(),
-        "study": cfg.get("study"),
-        "metric": cfg.dataset.metric,
-        "direction": cfg.dataset.direction,
-        "hardware": tracking.hardware(),
-        "command": tracking.command_line(),
-        **(tags or {}),
-    }
-    run_name = cfg.get("run_name") or f"{cfg.dataset.name}-{arch}-seed{cfg.seed}"
-    run_id = tracking.start_run(client, exp_id, run_name, run_tags, parent_run_id)
+    uri, client, exp_id = tracking.open_experiment(
+        cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
+    run_id = _start_run(cfg, client, exp_id, tags, parent_run_id)
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
     result = RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id)
     start = time.perf_counter()
     history = EpochHistory()
-    task = None
+    built = _Built()
     try:
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        tracking.log_params(client, run_id, tracking.run_params(resolved, tokens=False))
-        client.log_text(run_id, tracking.mask_secrets(OmegaConf.to_yaml(resolved)), "config.yaml")
-
-        dm = BenchDataModule(
-            lambda: data.build(cfg.dataset, cfg.data_dir),
-            batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size,
-            seed=cfg.seed, on_device=cfg.trainer.on_device,
-        )
-        info = dm.prepare().info
-        result.units = info.units
-        tracking.log_tags(client, run_id, {"units": info.units or None, "task": info.task})
-        if info.vocab_size:
-            tracking.log_params(client, run_id, {
-                k: v for k, v in tracking.run_params(resolved, tokens=True).items()
-                if k.startswith("model.embedding")})
-
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        model = build_model(m, info, cfg.data_dir)
-        result.n_params = n_params(model)
-        tracking.log_params(client, run_id, {
-            "n_params": result.n_params,
-            "layer_sizes": getattr(model, "layer_sizes", None),
-        })
-        task = BenchTask(model, info, cfg.dataset.loss, OmegaConf.to_container(cfg.optim, resolve=True))
-        client.log_text(
-            run_id, _model_summary(task, model), "model_summary.txt"
-        )
-
-        out_dir = _output_dir()
-        monitor, mode = f"val/{metric}", ("max" if direction == "maximize" else "min")
-        ckpt = BestCheckpoint(
-            dirpath=out_dir / "checkpoints", filename=f"best-{run_id[:8]}", monitor=monitor,
-            mode=mode, save_top_k=1, save_weights_only=True,
-        )
-        cbs: list = [history, ckpt]
-        if cfg.trainer.early_stopping_patience:
-            cbs.append(EarlyStopping(monitor, patience=cfg.trainer.early_stopping_patience, mode=mode))
-        cbs += list(callbacks)
-        logger = MLFlowLogger(
-            experiment_name=cfg.tracking.experiment, tracking_uri=uri, run_id=run_id
-        )
-        apply_fp32_policy(bool(cfg.trainer.get("tf32", False)))
-        trainer = _trainer(cfg, logger, cbs, out_dir)
-
-        if task.is_naive:
-            val = trainer.validate(task, datamodule=dm, verbose=False)[0]
-            result.objective = float(val[monitor])
-            trainer.test(task, datamodule=dm, verbose=False)
-        else:
-            trainer.fit(task, datamodule=dm)
-            if ckpt.best_model_score is not None:
-                result.objective = float(ckpt.best_model_score)
-            best = ckpt.best_model_path or None
-            result.checkpoint = best
-            tracking.log_tags(client, run_id, {"checkpoint": best})
-            trainer.test(task, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
-        result.epochs_trained = history.epochs_trained
-        metrics = trainer.callback_metrics
-        result.test_metrics = _scalar_metrics(metrics, "test/")
-        result.val_metrics = {k: v[-1][1] for k, v in history.history.items() if k.startswith("val/")}
-        if task.is_naive:
-            result.val_metrics = _scalar_metrics(val, "val/")
-        final = {"best/val_" + metric: result.objective, "epochs_trained": result.epochs_trained}
-        if history.epoch_times:
-            final["time/mean_epoch_s"] = sum(history.epoch_times) / len(history.epoch_times)
-        tracking.log_metrics(client, run_id, {**final, **result.test_metrics})
-        _log_figures(client, run_id, task, info, history, metric)
+        dm = _data(cfg, client, run_id, result, built)
+        _model(cfg, client, run_id, result, built)
+        trainer = _fit_and_test(cfg, uri, run_id, dm, built.task, history, callbacks, result,
+                                client)
+        _record(client, run_id, trainer, built, history, result, metric)
         result.status = "FINISHED"
         return result
     except BaseException as exc:
         result.status = _failure_status(exc)
-        if result.status == "PRUNED":
-            tracking.log_tags(client, run_id, {"pruned": "true"})
-        else:
-            tracking.log_tags(client, run_id, {"error": f"{type(exc).__name__}: {exc}"[:4000]})
-            client.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
+        _record_failure(client, run_id, exc, result.status)
         raise
     finally:
         result.wall_time_s = time.perf_counter() - start
-        try:
-            if task is not None and result.status != "FINISHED":
-                _log_figures(client, run_id, task, info, history, metric)
-        except Exception:  # a figure must never hide the original error
-            pass
-        # losing a timing must not hide the run's own outcome
-        with contextlib.suppress(Exception):
-            tracking.log_metrics(client, run_id, {"time/wall_s": result.wall_time_s})
-        mlflow_status = {"FINISHED": "FINISHED", "PRUNED": "FINISHED", "KILLED": "KILLED"}
-        client.set_terminated(run_id, mlflow_status.get(result.status, "FAILED"))
+        _close(client, run_id, built, history, result, metric)
+
+
+def _start_run(cfg: DictConfig, client, exp_id: str, tags, parent_run_id) -> str:
+    run_tags = {
+        **tracking.standard_tags(cfg, arch_name(cfg.model)),
+        tracking.TAGS["seed"]: cfg.seed,
+        tracking.TAGS["hardware"]: tracking.hardware(),
+        tracking.TAGS["command"]: tracking.command_line(),
+        **(tags or {}),
+    }
+    run_name = cfg.get("run_name") or f"{cfg.dataset.name}-{arch_name(cfg.model)}-seed{cfg.seed}"
+    return tracking.start_run(client, exp_id, run_name, run_tags, parent_run_id)
+
+
+def _data(cfg: DictConfig, client, run_id: str, result: RunResult,
+          built: _Built) -> BenchDataModule:
+    """The config as params and artifact, then the data module, prepared (its facts tagged)."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    tracking.log_params(client, run_id, tracking.run_params(resolved, tokens=False))
+    client.log_text(run_id, tracking.mask_secrets(OmegaConf.to_yaml(resolved)), "config.yaml")
+
+    dm = BenchDataModule(
+        lambda: data.build(cfg.dataset, cfg.data_dir),
+        batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size,
+        seed=cfg.seed, on_device=cfg.trainer.on_device,
+    )
+    info = built.info = dm.prepare().info
+    result.units = info.units
+    tracking.log_tags(client, run_id, {tracking.TAGS["units"]: info.units or None,
+                                       tracking.TAGS["task"]: info.task})
+    if info.vocab_size:
+        tracking.log_params(client, run_id, {
+            k: v for k, v in tracking.run_params(resolved, tokens=True).items()
+            if k.startswith("model.embedding")})
+    return dm
+
+
+def _model(cfg: DictConfig, client, run_id: str, result: RunResult, built: _Built) -> None:
+    """The seeded model and its task; size and summary recorded."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    model = build_model(cfg.model, built.info, cfg.data_dir)
+    result.n_params = n_params(model)
+    tracking.log_params(client, run_id, {
+        "n_params": result.n_params,
+        "layer_sizes": getattr(model, "layer_sizes", None),
+    })
+    built.task = BenchTask(model, built.info, cfg.dataset.loss,
+                           OmegaConf.to_container(cfg.optim, resolve=True))
+    client.log_text(run_id, _model_summary(built.task, model), "model_summary.txt")
+
+
+def _fit_and_test(cfg: DictConfig, uri: str, run_id: str, dm: BenchDataModule, task: BenchTask,
+                  history: EpochHistory, callbacks, result: RunResult, client) -> pl.Trainer:
+    """Fits (the naive baseline only validates), then tests the best epoch's weights."""
+    metric, direction = cfg.dataset.metric, cfg.dataset.direction
+    out_dir = _output_dir()
+    monitor, mode = f"val/{metric}", ("max" if direction == "maximize" else "min")
+    ckpt = BestCheckpoint(
+        dirpath=out_dir / "checkpoints", filename=f"best-{run_id[:8]}", monitor=monitor,
+        mode=mode, save_top_k=1, save_weights_only=True,
+    )
+    cbs: list = [history, ckpt]
+    if cfg.trainer.early_stopping_patience:
+        cbs.append(EarlyStopping(monitor, patience=cfg.trainer.early_stopping_patience, mode=mode))
+    cbs += list(callbacks)
+    logger = MLFlowLogger(
+        experiment_name=cfg.tracking.experiment, tracking_uri=uri, run_id=run_id
+    )
+    apply_fp32_policy(bool(cfg.trainer.get("tf32", False)))
+    trainer = _trainer(cfg, logger, cbs, out_dir)
+
+    if task.is_naive:
+        val = trainer.validate(task, datamodule=dm, verbose=False)[0]
+        result.objective = float(val[monitor])
+        trainer.test(task, datamodule=dm, verbose=False)
+        result.val_metrics = _scalar_metrics(val, "val/")
+    else:
+        trainer.fit(task, datamodule=dm)
+        if ckpt.best_model_score is not None:
+            result.objective = float(ckpt.best_model_score)
+        best = ckpt.best_model_path or None
+        result.checkpoint = best
+        tracking.log_tags(client, run_id, {tracking.TAGS["checkpoint"]: best})
+        trainer.test(task, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
+        result.val_metrics = {k: v[-1][1] for k, v in history.history.items()
+                              if k.startswith("val/")}
+    return trainer
+
+
+def _record(client, run_id: str, trainer: pl.Trainer, built: _Built, history: EpochHistory,
+            result: RunResult, metric: str) -> None:
+    """Final metrics (best validation value, test metrics, epochs, timing) and figures."""
+    result.epochs_trained = history.epochs_trained
+    result.test_metrics = _scalar_metrics(trainer.callback_metrics, "test/")
+    final = {"best/val_" + metric: result.objective, "epochs_trained": result.epochs_trained}
+    if history.epoch_times:
+        final["time/mean_epoch_s"] = sum(history.epoch_times) / len(history.epoch_times)
+    tracking.log_metrics(client, run_id, {**final, **result.test_metrics})
+    _log_figures(client, run_id, built.task, built.info, history, metric)
+
+
+def _record_failure(client, run_id: str, exc: BaseException, status: str) -> None:
+    if status == "PRUNED":
+        tracking.log_tags(client, run_id, {tracking.TAGS["pruned"]: "true"})
+    else:
+        tracking.log_tags(client, run_id,
+                          {tracking.TAGS["error"]: f"{type(exc).__name__}: {exc}"[:4000]})
+        client.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
+
+
+def _close(client, run_id: str, built: _Built, history: EpochHistory, result: RunResult,
+           metric: str) -> None:
+    """The figures of an unfinished run, its wall time and its final MLflow status."""
+    try:
+        if built.task is not None and result.status != "FINISHED":
+            _log_figures(client, run_id, built.task, built.info, history, metric)
+    except Exception:  # a figure must never hide the original error
+        pass
+    # losing a timing must not hide the run's own outcome
+    with contextlib.suppress(Exception):
+        tracking.log_metrics(client, run_id, {"time/wall_s": result.wall_time_s})
+    mlflow_status = {"FINISHED": "FINISHED", "PRUNED": "FINISHED", "KILLED": "KILLED"}
+    client.set_terminated(run_id, mlflow_status.get(result.status, "FAILED"))
 
 
 def _failure_status(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from bench.study import TAGS
+from bench.tracking import TAGS
 
 FINAL_PHASES = ("final", "baseline")
 # Params kept in results.csv beside the metrics: the knobs tuning may have changed.
@@ -75,7 +75,7 @@ def _row(r) -> dict:
         "end_ms": r.info.end_time,
         "experiment_id": r.info.experiment_id,
         "phase": tags.get(TAGS["phase"], ""),
-        "dataset": tags.get(TAGS["dataset"]) or tags.get("dataset", ""),
+        "dataset": tags.get(TAGS["study_dataset"]) or tags.get("dataset", ""),
         "dataset_name": tags.get("dataset", ""),
         "arch": tags.get("arch", ""),
         "seed": tags.get("seed"),
