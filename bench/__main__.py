@@ -17,11 +17,13 @@ import hydra
 from omegaconf import DictConfig
 
 from bench import errors
+from bench.config import CONF_DIR
 
 _SHOW_TRACEBACK = False  # set by cli() from --verbose / HYDRA_FULL_ERROR
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# An absolute path: the same tree whether bench runs from a checkout or from a wheel.
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
     try:
         return _run(cfg)
@@ -47,12 +49,7 @@ def _run(cfg: DictConfig) -> float:
     from bench.train import run
 
     quiet_third_party()
-    callbacks, tags, parent = [], {}, None
-    if cfg.get("trial") is not None:
-        from bench.sweep.job import trial_hooks
-
-        callbacks, tags, parent = trial_hooks(cfg)
-    result = run(cfg, callbacks=callbacks, tags=tags, parent_run_id=parent)
+    result = run(cfg)
     print_summary(cfg, result)
     return result.objective
 

@@ -26,15 +26,17 @@ Python (what the study runner calls)::
 name and storage resumes and only tops up (trials interrupted last time run first). Several
 processes or machines given the same study name and storage share the work. Further
 keyword options (``devices``, ``heartbeat_interval``, ``grace_period``, ``max_retry``,
-``max_failures``, ``sampler_kwargs``) are those of :func:`bench.sweep.runner.run_sweep`.
+``max_failures``, ``sampler_kwargs``, ``params``) are the fields of
+:class:`bench.sweep.settings.SweepSettings`, the frozen settings every part of a sweep is
+given (the command line fills it from ``hydra.sweeper.*``).
 
 Returns the ``optuna.Study``; each trial carries user attributes ``mlflow_run_id``,
 ``epochs_trained``, ``wall_time_s``, ``n_params`` and its final val/test metrics, and the
 study carries ``mlflow_parent_run_id``. Ctrl-C raises ``KeyboardInterrupt`` after the
 running trials were closed and queued again.
 
-A trial's job receives its identity in ``cfg.trial`` and gets its pruning callback, MLflow
-tags and parent run from :func:`bench.sweep.job.trial_hooks`.
+A worker hands each trial straight to :func:`bench.train.run`, with the trial's pruning
+callback, MLflow tags and parent run as arguments (:mod:`bench.sweep.worker`).
 """
 
 from __future__ import annotations
@@ -44,16 +46,17 @@ from typing import Any
 __all__ = ["run_sweep", "tune"]
 
 
+# Imported on call: ``import bench.sweep`` stays cheap for the Hydra plugin's schema.
 def tune(*args: Any, **kwargs: Any):
-    from bench.sweep.runner import tune as _tune
+    from bench.sweep import driver
 
-    return _tune(*args, **kwargs)
+    return driver.tune(*args, **kwargs)
 
 
 def run_sweep(*args: Any, **kwargs: Any):
-    from bench.sweep.runner import run_sweep as _run_sweep
+    from bench.sweep import driver
 
-    return _run_sweep(*args, **kwargs)
+    return driver.run_sweep(*args, **kwargs)
 
 
 tune.__doc__ = __doc__

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.data.base import ConfigError
+from bench.errors import ConfigError
 
 
 @dataclass(frozen=True)

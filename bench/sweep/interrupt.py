@@ -19,10 +19,6 @@ from lightning.pytorch.callbacks import Callback
 _requested = threading.Event()
 
 
-def requested() -> bool:
-    return _requested.is_set()
-
-
 def check() -> None:
     if _requested.is_set():
         raise KeyboardInterrupt

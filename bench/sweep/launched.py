@@ -11,49 +11,31 @@ the others through heartbeats.
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from bench.sweep.runner import (
-    Prepared,
-    check_outcome,
-    finish_sweep,
-    prepare_sweep,
-    write_payload,
-)
-from bench.sweep.worker import SweepSpec, work
-
-log = logging.getLogger("bench.sweep")
-
-_PREPARE_KEYS = ("study_name", "storage", "n_trials", "n_jobs", "sampler", "sampler_kwargs",
-                 "pruner", "seed", "parent_tags", "heartbeat_interval", "grace_period",
-                 "max_retry", "max_failures")
+from bench.sweep.driver import PreparedSweep, check_outcome, finish, prepare
+from bench.sweep.settings import SweepSettings
+from bench.sweep.worker import run_payload, write_payload
 
 
-def prepare(base: DictConfig, settings: dict[str, Any], extra: list,
-            sweep_dir: str) -> tuple[Prepared, str]:
-    s = OmegaConf.to_container(OmegaConf.create(settings), resolve=True)
-    prep = prepare_sweep(base, space=s["space"], extra_params=extra,
-                         **{k: s[k] for k in _PREPARE_KEYS if k in s})
-    return prep, str(write_payload(prep, Path(sweep_dir).resolve()))
+def prepare_jobs(base: DictConfig, settings: SweepSettings,
+                 sweep_dir: str) -> tuple[PreparedSweep, str]:
+    prep = prepare(base, settings)
+    return prep, str(write_payload(prep.settings, prep.base, Path(sweep_dir).resolve()))
 
 
-def finish(prep: Prepared, started: float, results: list) -> None:
+def finish_jobs(prep: PreparedSweep, started: float, results: list) -> None:
     """After the launcher returned: summary into the parent run, failures surfaced."""
     interrupted = any(getattr(r, "return_value", {}).get("interrupted") for r in results
                       if getattr(r, "status", None) is not None
                       and r.status.name == "COMPLETED")
-    study = finish_sweep(prep, interrupted=interrupted, started=started)
-    check_outcome(study, prep.spec)
+    study = finish(prep, interrupted=interrupted, started=started)
+    check_outcome(study, prep.settings)
 
 
 def worker_task(cfg: DictConfig) -> dict[str, Any]:
-    """The launched job: one worker loop; ``cfg.sweep_spec`` is the payload file."""
-    payload = json.loads(Path(cfg.sweep_spec).read_text())
-    spec = SweepSpec(**payload["spec"])
-    report = work(spec, OmegaConf.create(payload["cfg"]), int(cfg.sweep_worker))
-    return dataclasses.asdict(report)
+    """The launched job: one worker loop; ``cfg.sweep_payload`` is the payload file."""
+    return dataclasses.asdict(run_payload(cfg.sweep_payload, int(cfg.sweep_worker)))

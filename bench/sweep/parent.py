@@ -21,6 +21,7 @@ from typing import Any
 import optuna
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from bench import tracking
@@ -28,11 +29,9 @@ from bench import tracking
 log = logging.getLogger(__name__)
 
 PARENT_ATTR = "mlflow_parent_run_id"
-TAG_STUDY = "optuna_study"
-TAG_TRIAL = "optuna_trial"
-TAG_ROLE = "sweep_role"
-TAG_RETRY_OF = "retry_of"
-RUN_ID_ATTR = "mlflow_run_id"
+TAG_STUDY = tracking.TAGS["optuna_study"]
+TAG_TRIAL = tracking.TAGS["optuna_trial"]
+TAG_ROLE = tracking.TAGS["sweep_role"]
 
 
 def _alive(client: MlflowClient, run_id: str | None) -> bool:
@@ -88,7 +87,7 @@ def close_child(client: MlflowClient, experiment_id: str, study_name: str, numbe
         filter_string=f"tags.{TAG_STUDY} = '{study_name}' and tags.{TAG_TRIAL} = '{number}'",
     )
     for run in runs:
-        tracking.log_tags(client, run.info.run_id, {"error": reason})
+        tracking.log_tags(client, run.info.run_id, {tracking.TAGS["error"]: reason})
         client.set_terminated(run.info.run_id, "FAILED")
 
 
@@ -100,7 +99,7 @@ def _counts(study: optuna.Study) -> dict[str, int]:
 def exhausted_retries(study: optuna.Study) -> list[int]:
     """Failed trials that lost their worker (no ``error`` recorded) and were not retried."""
     trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
     return [t.number for t in trials
             if t.state == TrialState.FAIL and "error" not in t.user_attrs
             and t.number not in retried]
@@ -140,18 +139,35 @@ def finalize(
 
     Called by every process that ran a sweep when it stops, so the parent reflects the
     study at the last stop; params would be immutable in MLflow, so the best parameters
-    go to tags and a JSON artifact, which later sessions may overwrite.
+    go to tags and a JSON artifact, which later sweeps may overwrite.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     counts = _counts(study)
     done = counts["complete"] + counts["pruned"]
-    trials = study.get_trials(deepcopy=False)
+    best_params = _log_best(study, client, run_id, counts, done)
+    lost = exhausted_retries(study)
+    info = {**info, "trials requested (complete + pruned)": n_trials,
+            "retry budget exhausted for trials": lost or "none"}
+    if lost:
+        log.warning("study %s: trials %s lost their worker and exhausted the retry budget",
+                    study.study_name, lost)
+    client.log_text(run_id, json.dumps(best_params, indent=2, default=str), "best_params.json")
+    client.log_text(run_id, tracking.mask_secrets(summary_text(study, info)), "summary.md")
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "trials.csv"
+        study.trials_dataframe().to_csv(csv, index=False)
+        client.log_artifact(run_id, str(csv))
+    _log_plots(study, client, run_id)
+    if interrupted:
+        client.set_terminated(run_id, "KILLED")
+    elif done >= n_trials:
+        client.set_terminated(run_id, "FINISHED", end_time=int(time.time() * 1000))
+
+
+def _log_best(study: optuna.Study, client: MlflowClient, run_id: str,
+              counts: dict[str, int], done: int) -> dict[str, Any]:
+    """Trial counts and the best value as metrics, the best trial as tags; its params."""
     metrics = {f"trials_{k}": float(v) for k, v in counts.items()}
-    epochs = [t.user_attrs.get("epochs_trained") for t in trials]
+    epochs = [t.user_attrs.get("epochs_trained") for t in study.get_trials(deepcopy=False)]
     metrics["epochs_trained_total"] = float(sum(e for e in epochs if e))
     best_params: dict[str, Any] = {}
     try:
@@ -160,24 +176,22 @@ def finalize(
         best_params = best.params
         tags = {f"best_param.{k}": v for k, v in best_params.items()}
         tags["best_trial"] = best.number
-        tags["best_run_id"] = best.user_attrs.get(RUN_ID_ATTR)
+        tags["best_run_id"] = best.user_attrs.get(tracking.RUN_ID_ATTR)
         tracking.log_tags(client, run_id, tags)
     except ValueError:
         pass
-    lost = exhausted_retries(study)
-    info = {**info, "trials requested (complete + pruned)": n_trials,
-            "retry budget exhausted for trials": lost or "none"}
-    if lost:
-        log.warning("study %s: trials %s lost their worker and exhausted the retry budget",
-                    study.study_name, lost)
     tracking.log_metrics(client, run_id, {k: v for k, v in metrics.items()
                                           if math.isfinite(v)}, step=done)
-    client.log_text(run_id, json.dumps(best_params, indent=2, default=str), "best_params.json")
-    client.log_text(run_id, tracking.mask_secrets(summary_text(study, info)), "summary.md")
-    with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "trials.csv"
-        study.trials_dataframe().to_csv(csv, index=False)
-        client.log_artifact(run_id, str(csv))
+    return best_params
+
+
+def _log_plots(study: optuna.Study, client: MlflowClient, run_id: str) -> None:
+    """Optuna's history, importance and intermediate-value plots, those the study allows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     plots = {
         "optimization_history": optuna.visualization.matplotlib.plot_optimization_history,
         "param_importances": optuna.visualization.matplotlib.plot_param_importances,
@@ -195,10 +209,6 @@ def finalize(
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:
             # Importances need two complete trials with varied parameters, for example.
             log.info("study %s: no %s plot yet (%s)", study.study_name, name, exc)
-    if interrupted:
-        client.set_terminated(run_id, "KILLED")
-    elif done >= n_trials:
-        client.set_terminated(run_id, "FINISHED", end_time=int(time.time() * 1000))
 
 
 class _quiet:

@@ -15,6 +15,7 @@ trials on a knob the model ignores.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,9 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from bench.data.base import ConfigError
+from bench.config import SWEEPS_DIR
+from bench.errors import ConfigError
 
-SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
 TYPES = ("float", "int", "categorical")
 _MISSING = object()
 
@@ -42,18 +43,6 @@ class Param:
     # Optuna's categorical choices must be scalars; list-valued choices (MLP widths) travel
     # as their JSON text and are decoded when applied to the config.
     encoded: bool = False
-
-    def distribution(self) -> optuna.distributions.BaseDistribution:
-        if self.type == "float":
-            return optuna.distributions.FloatDistribution(
-                float(self.low), float(self.high), log=self.log,
-                step=None if self.step is None else float(self.step),
-            )
-        if self.type == "int":
-            return optuna.distributions.IntDistribution(
-                int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
-            )
-        return optuna.distributions.CategoricalDistribution(self.choices)
 
     def suggest(self, trial: optuna.Trial) -> Any:
         if self.type == "float":
@@ -157,7 +146,33 @@ def resolve_path(space: str | Path) -> Path:
     return SWEEPS_DIR / f"{space}.yaml"
 
 
-def load(space: str | Path) -> Space:
+def load(space: str | Path, params: Mapping[str, str] | None = None) -> Space:
+    """The space file, with ``params`` (``{key: sweep expression}``) added or replacing its
+    entries: the form in which a sweep's command-line dimensions travel to its workers."""
+    sp = _load_file(space)
+    if not params:
+        return sp
+    fixed, extra = from_sweep_overrides([f"{k}={v}" for k, v in params.items()])
+    if fixed:
+        raise ConfigError(f"params: {fixed} are not sweep expressions; expected e.g. "
+                          "'choice(32,64)' or 'tag(log,interval(1e-4,1e-1))'")
+    return sp.with_overrides(extra)
+
+
+def split_overrides(arguments: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Command-line arguments as fixed overrides and ``{key: sweep expression}``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    fixed, sweeps = [], {}
+    for ov in OverridesParser.create().parse_overrides(list(arguments)):
+        if ov.is_sweep_override():
+            sweeps[ov.get_key_element()] = ov.input_line.split("=", 1)[1]
+        else:
+            fixed.append(ov.input_line)
+    return fixed, sweeps
+
+
+def _load_file(space: str | Path) -> Space:
     path = resolve_path(space)
     if not path.is_file():
         known = sorted(q.stem for q in SWEEPS_DIR.glob("*.yaml") if not q.stem.startswith("study"))
@@ -208,15 +223,3 @@ def from_sweep_overrides(arguments: list[str]) -> tuple[list[str], list[Param]]:
         else:
             raise ConfigError(f"{ov.input_line}: sweep syntax not supported by this sweeper")
     return fixed, extra
-
-
-def describe(space: Space) -> str:
-    lines = []
-    for p in space.params:
-        if p.type == "categorical":
-            rng = f"{{{', '.join(map(str, p.choices))}}}"
-        else:
-            rng = f"[{p.low}, {p.high}]" + (" log" if p.log else "")
-        cond = f" when {p.when}" if p.when else ""
-        lines.append(f"{p.name}: {p.type} {rng}{cond}")
-    return "\n".join(lines)

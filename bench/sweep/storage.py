@@ -4,7 +4,7 @@ Every process of a sweep (local workers, SLURM jobs on other nodes) opens the sa
 storage; Optuna's storage is the only channel between them. Two things Optuna does not
 provide are added here:
 
-* a study-wide lock (PostgreSQL advisory lock, a file lock beside an SQLite file), held
+* a study-wide lock (PostgreSQL advisory lock, ``filelock``'s lock beside an SQLite file), held
   while counting trials and asking for the next one, so that workers racing for the last
   slot cannot overshoot the requested number of trials, and while creating the MLflow
   parent run, so that two workers starting together cannot create two parents;
@@ -17,19 +17,18 @@ provide are added here:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import optuna
+from filelock import FileLock
 from optuna.storages import RDBStorage
 
-from bench.tracking import launch_dir, mask_secrets
+from bench.tracking import absolute_sqlite, launch_dir, mask_secrets, sqlite_file
 
 PASSWORD_ENV = "BENCH_STORAGE_PASSWORD"
 DEFAULT_FILE = "optuna.db"
@@ -43,18 +42,11 @@ def mask(url: str | None) -> str:
 
 
 def resolve(url: str | None) -> str:
-    """``None`` -> an SQLite file ``optuna.db`` in the launch directory; relative -> absolute.
-
-    The path is made absolute once, in the process that starts the sweep, so workers with a
-    different working directory (Hydra job dirs, SLURM nodes) open the very same file.
-    """
+    """``None`` -> an SQLite file ``optuna.db`` in the launch directory; relative -> absolute
+    (:func:`bench.tracking.absolute_sqlite`, the rule every SQLite store follows)."""
     if not url:
         return f"sqlite:///{(launch_dir() / DEFAULT_FILE).resolve()}"
-    url = _postgres_driver(url)
-    m = re.match(r"^sqlite:///(.*)$", url)
-    if m and m.group(1) and not m.group(1).startswith("/") and m.group(1) != ":memory:":
-        return f"sqlite:///{(launch_dir() / m.group(1)).resolve()}"
-    return url
+    return absolute_sqlite(_postgres_driver(url))
 
 
 def _postgres_driver(url: str) -> str:
@@ -91,11 +83,6 @@ def reveal(url: str) -> str:
     return f"{m.group('head')}{pw}{m.group('tail')}"
 
 
-def sqlite_path(url: str) -> Path | None:
-    m = re.match(r"^sqlite:///(/.+)$", url)
-    return Path(m.group(1)) if m else None
-
-
 def open_storage(
     url: str,
     *,
@@ -106,7 +93,7 @@ def open_storage(
     """An RDB storage with heartbeats; ``url`` may be masked (see :func:`reveal`)."""
     real = reveal(url)
     engine_kwargs: dict = {}
-    path = sqlite_path(real)
+    path = sqlite_file(real)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Several local workers write the same file; wait for the lock instead of failing.
@@ -140,15 +127,12 @@ def study_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
     local = _local_locks.setdefault(study_name, threading.Lock())
     with local:
         url = str(storage.engine.url)
-        path = sqlite_path(reveal(storage.url)) if url.startswith("sqlite") else None
+        path = sqlite_file(reveal(storage.url)) if url.startswith("sqlite") else None
         if path is not None:
-            lock_path = path.with_name(path.name + ".lock")
-            with open(lock_path, "a") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+            # One lock object per use: filelock counts re-entries per object, and the
+            # threading lock above already keeps this process's threads apart.
+            with FileLock(path.with_name(path.name + ".lock")):
+                yield
         elif storage.engine.dialect.name == "postgresql":
             import sqlalchemy
 
@@ -161,15 +145,5 @@ def study_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
                 finally:
                     conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                     conn.commit()
-        elif storage.engine.dialect.name == "mysql":
-            import sqlalchemy
-
-            key = f"bench.sweep:{study_name}"[:64]
-            with storage.engine.connect() as conn:
-                conn.execute(sqlalchemy.text("SELECT GET_LOCK(:k, -1)"), {"k": key})
-                try:
-                    yield
-                finally:
-                    conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:k)"), {"k": key})
-        else:  # pragma: no cover - other RDBs: only in-process exclusion
+        else:  # pragma: no cover - other databases (not documented): this process only
             yield

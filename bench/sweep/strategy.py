@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from bench.data.base import ConfigError
+from bench.errors import ConfigError
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "threshold", "none")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 from sweep_helpers import (
     BASE,
@@ -94,26 +95,37 @@ def test_nan_loss_fails_only_that_trial(tmp_path, monkeypatch):
     assert load(storage, "nan").best_value == max(t.value for t in complete)
 
 
-def test_a_job_started_elsewhere_reports_to_its_trial(tmp_path, monkeypatch):
-    """A job given only cfg.trial (as a launcher or a user would start it) reconnects to the
-    storage, reports each epoch and carries the trial's tags."""
+def test_a_trial_reaches_its_run_as_arguments(tmp_path, monkeypatch):
+    """The worker hands a trial to bench.train.run with its pruning callback, tags and
+    parent: each epoch is reported to the trial, the run is linked to the trial and tagged
+    with it, and no trial state is left behind in the process or the run's config."""
     workdir = enter_workdir(tmp_path, monkeypatch)
-    from bench.sweep.job import run_trial
-    from bench.sweep.runner import compose
+    from bench.config import compose
+    from bench.sweep import space as space_mod
+    from bench.sweep import worker
+    from bench.sweep.settings import SweepSettings
+    from bench.sweep.storage import open_storage
 
-    storage, mlflow_uri = sqlite(workdir, "optuna.db"), sqlite(workdir, "mlflow.db")
-    study = optuna.create_study(study_name="ext", storage=storage, direction="maximize")
+    storage_url, mlflow_uri = sqlite(workdir, "optuna.db"), sqlite(workdir, "mlflow.db")
+    storage = open_storage(storage_url)
+    study = optuna.create_study(study_name="direct", storage=storage, direction="maximize",
+                                pruner=optuna.pruners.NopPruner())
     trial = study.ask()
-    cfg = compose([*BASE, f"tracking.uri={mlflow_uri}"])
-    cfg.trial = {"study_name": "ext", "storage": storage, "number": trial.number,
-                 "pruner": {"name": "none"}, "space": "recurrent", "parent_run_id": None}
-    result = run_trial(cfg)
-    frozen = load(storage, "ext").get_trials()[trial.number]
+    base = compose([*BASE, f"tracking.uri={mlflow_uri}"])
+    settings = SweepSettings(study_name="direct", storage=storage_url, heartbeat_interval=0,
+                             pruner={"name": "none"})
+    state = worker.run_trial(study, storage, trial, base, settings,
+                             space_mod.load("recurrent"))
+    assert state == "COMPLETE"
+    frozen = load(storage_url, "direct").get_trials()[trial.number]
     assert sorted(frozen.intermediate_values) == [0, 1]
-    assert frozen.intermediate_values[1] == pytest.approx(result.val_metrics["val/accuracy"])
-    assert frozen.user_attrs["mlflow_run_id"] == result.run_id
-    run = MlflowClient(mlflow_uri).get_run(result.run_id)
-    assert run.data.tags["optuna_study"] == "ext" and run.data.tags["optuna_trial"] == "0"
+    assert frozen.intermediate_values[1] == pytest.approx(frozen.user_attrs["val/accuracy"])
+    run = MlflowClient(mlflow_uri).get_run(frozen.user_attrs["mlflow_run_id"])
+    assert run.data.tags["optuna_study"] == "direct" and run.data.tags["optuna_trial"] == "0"
+    assert run.data.tags["sweep_role"] == "trial" and run.info.status == "FINISHED"
+    config = MlflowClient(mlflow_uri).download_artifacts(run.info.run_id, "config.yaml",
+                                                         str(tmp_path))
+    assert "trial" not in OmegaConf.load(config) and "trial" not in base
 
 
 def test_command_line_sweep_with_two_workers(tmp_path, monkeypatch):

@@ -84,6 +84,14 @@ def test_command_line_sweep_syntax_adds_dimensions():
     assert by_name["model.num_layers"].choices == (2, 3)
     merged = space_mod.load("recurrent").with_overrides(extra)
     assert next(p for p in merged.params if p.name == "model.hidden_size").choices == (8, 16)
+    # The same dimensions as they travel in the settings ({key: sweep expression}).
+    fixed, sweeps = space_mod.split_overrides(["dataset=synthetic",
+                                               "model.hidden_size=choice(8,16)"])
+    assert fixed == ["dataset=synthetic"] and sweeps == {"model.hidden_size": "choice(8,16)"}
+    loaded = space_mod.load("recurrent", sweeps)
+    assert next(p for p in loaded.params if p.name == "model.hidden_size").choices == (8, 16)
+    with pytest.raises(ConfigError, match="not sweep expressions"):
+        space_mod.load("recurrent", {"optim.lr": "0.1"})
 
 
 def test_samplers_and_pruners_by_name():
@@ -161,10 +169,11 @@ def test_sweep_config_selects_the_plugin_and_slurm_script_is_generated(tmp_path,
     assert "#SBATCH --signal=USR2@120" in script or "--signal" in script
 
 
-def test_storage_json_spec_has_no_password(monkeypatch):
-    from bench.sweep.worker import SweepSpec
+def test_storage_json_settings_have_no_password(monkeypatch):
+    from bench.sweep.settings import SweepSettings
 
     url = storage_mod.hide_password("postgresql+psycopg2://u:hunter2@h/db")
-    spec = SweepSpec(study_name="s", storage=url, space="recurrent", n_trials=1)
-    assert "hunter2" not in spec.to_json()
-    assert json.loads(spec.to_json())["storage"].endswith("u:***@h/db")
+    settings = SweepSettings(study_name="s", storage=url, space="recurrent", n_trials=1)
+    assert "hunter2" not in settings.to_json()
+    assert json.loads(settings.to_json())["storage"].endswith("u:***@h/db")
+    assert SweepSettings.from_json(settings.to_json()) == settings

@@ -1,0 +1,91 @@
+"""A sweep's settings, read once and frozen: the one object every part of a sweep receives.
+
+The Hydra sweeper builds it from ``hydra.sweeper.*``, :func:`bench.sweep.tune` from its
+keywords; preparing the sweep fills in what only the store can tell (the absolute storage
+URL with its password masked, the MLflow parent run, the trials already there) by making a
+new copy; worker processes and launcher jobs read the same object back from JSON. Hydra's
+schema for ``hydra/sweeper=bench_optuna`` is generated from these fields, so a setting and
+its default are written once.
+
+No ``from __future__ import annotations``: Hydra's structured config reads the field types.
+"""
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Fields filled in by preparation, not by the user: left out of Hydra's schema.
+_PREPARED = {"prepared": True}
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    # Search space: a family name in sweeps/ (recurrent, mlp, ...) or a path to a YAML file.
+    space: str = "recurrent"
+    # null -> "<dataset>-<arch>-<space>"; the same name + storage resumes / shares a study.
+    study_name: Any = None
+    # null -> sqlite file optuna.db in the launch directory; postgresql://user@host/db for
+    # many workers (password via BENCH_STORAGE_PASSWORD, PGPASSWORD or ~/.pgpass).
+    storage: Any = None
+    # Target number of COMPLETE + PRUNED trials in the study (resuming tops up).
+    n_trials: int = 20
+    # Asynchronous worker processes (or launcher jobs with a non-basic hydra/launcher).
+    n_jobs: int = 1
+    sampler: str = "tpe"  # tpe | random | cmaes | qmc | gp
+    sampler_kwargs: dict[str, Any] = field(default_factory=dict)
+    # median | percentile | successive_halving | hyperband | threshold | none, with options.
+    pruner: Any = field(default_factory=lambda: {"name": "median"})
+    seed: int = 0
+    # GPUs: null/auto (one per worker, round-robin), shared, or a list of ids with repeats
+    # ([0, 0, 1, 1]: two workers per GPU); see bench/sweep/devices.py.
+    devices: Any = None
+    heartbeat_interval: int = 10
+    grace_period: Any = None  # null -> 3 x heartbeat_interval
+    max_retry: int = 2  # retries of a trial whose worker died
+    max_failures: Any = None  # stop after this many failed trials (null -> n_trials)
+    # Extra tags for the MLflow parent run.
+    parent_tags: dict[str, Any] = field(default_factory=dict)
+    # Extra dimensions in Hydra sweep syntax, e.g. {"optim.lr": "tag(log,interval(1e-4,1e-1))"};
+    # sweep overrides on the command line land here too.
+    params: dict[str, str] = field(default_factory=dict)
+    # Seconds a worker waits before looking again when the study is full but still running.
+    poll_interval: float = 2.0
+    parent_run_id: Any = field(default=None, metadata=_PREPARED)
+    experiment_id: Any = field(default=None, metadata=_PREPARED)
+    tracking_uri: Any = field(default=None, metadata=_PREPARED)
+    start_number: int = field(default=0, metadata=_PREPARED)  # trials before this sweep began
+
+    @classmethod
+    def from_config(cls, values: Mapping[str, Any]) -> "SweepSettings":
+        """From ``hydra.sweeper.*`` (a DictConfig or a dict); Hydra's ``_target_`` is dropped."""
+        from omegaconf import OmegaConf
+
+        # Hydra hands each setting over as its own node (a DictConfig for mappings)
+        plain = OmegaConf.to_container(OmegaConf.create(dict(values)), resolve=True)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in dict(plain).items() if k in names})
+
+    @property
+    def effective_grace_period(self) -> int:
+        return int(self.grace_period or 3 * int(self.heartbeat_interval))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "SweepSettings":
+        return cls(**json.loads(text))
+
+
+def hydra_schema_fields() -> list[tuple[str, Any, Any]]:
+    """``(name, type, field)`` for every user setting, for Hydra's sweeper schema."""
+    out = []
+    for f in dataclasses.fields(SweepSettings):
+        if f.metadata.get("prepared"):
+            continue
+        default = (field(default_factory=f.default_factory)
+                   if f.default_factory is not dataclasses.MISSING else field(default=f.default))
+        out.append((f.name, f.type, default))
+    return out
