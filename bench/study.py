@@ -53,7 +53,7 @@ DEFAULTS = {
     "match_params": None,
     "tuning": {
         "n_trials": 20, "n_jobs": 1, "sampler": "tpe", "pruner": "median", "seed": 0,
-        "storage": None,
+        "storage": None, "sampler_kwargs": None,
     },
     "architectures": {
         "cells": list(RECURRENT),
@@ -339,7 +339,13 @@ class Runner:
             tune(
                 list(cell.overrides), cell.space,
                 study_name=cell.optuna_study, storage=self.study.storage, n_trials=n_trials,
-                n_jobs=int(t.n_jobs), sampler=str(t.sampler), pruner=str(t.pruner),
+                n_jobs=int(t.n_jobs), sampler=str(t.sampler),
+                # a pruner is a name or {name: ..., its options}; the sampler may take options
+                # too (e.g. TPE's n_startup_trials), as in a sweep's settings
+                pruner=(OmegaConf.to_container(t.pruner) if OmegaConf.is_config(t.pruner)
+                        else str(t.pruner)),
+                sampler_kwargs=(OmegaConf.to_container(t.sampler_kwargs)
+                                if t.get("sampler_kwargs") else None),
                 seed=cell.tuning_seed, parent_tags=self._tags(cell, "tune"),
             )
         st = optuna.load_study(study_name=cell.optuna_study, storage=self.study.storage)

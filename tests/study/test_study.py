@@ -90,6 +90,35 @@ def test_shipped_definitions_load():
     assert len(gpu.seeds) == 10 and gpu.definition.tuning.n_trials >= 20
 
 
+def test_panel_definitions_tune_past_the_start_up_phase():
+    panel = load(ROOT / "sweeps" / "study_panel.yaml")
+    t = panel.definition.tuning
+    assert t.n_trials >= 16 and 3 * t.sampler_kwargs.n_startup_trials <= t.n_trials
+    assert t.pruner.name in ("successive_halving", "hyperband") and len(panel.seeds) >= 5
+    verdict = [d for d in panel.enabled_datasets()
+               if panel.definition.datasets[d].get("verdict", True)]
+    assert len(verdict) >= 20
+    assert {c.arch for c in panel.cells()} >= {"gru-bidirectional", "mlp", "naive"}
+    gpu = load(ROOT / "sweeps" / "study_panel_gpu.yaml")
+    assert set(gpu.enabled_datasets()) >= set(panel.enabled_datasets()) | {"plaid", "acsf1", "mnist"}
+
+
+@pytest.mark.slow
+def test_study_passes_pruner_options_and_sampler_options(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    study = load(SMOKE, [
+        f"tracking_uri={uri}", "seeds=1", "tuning.n_trials=2", "architectures.cells=[gru]",
+        "datasets.synthetic_series.enabled=false", "baselines.mlp=null",
+        "tuning.pruner={name: successive_halving, min_resource: 1, reduction_factor: 2}",
+        "tuning.sampler_kwargs={n_startup_trials: 1}",
+    ])
+    assert Runner(study, echo=lambda *_: None).run("test") == 0
+    trials = optuna.load_study(study_name="smoke.synthetic.gru-single",
+                               storage=study.storage).trials
+    assert len(trials) == 2
+
+
 def _counts(uri: str, study: str) -> dict[str, int]:
     client = MlflowClient(uri)
     exps = [e.experiment_id for e in client.search_experiments()]
