@@ -15,6 +15,7 @@ import logging
 import math
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,9 @@ def _counts(study: optuna.Study) -> dict[str, int]:
 def exhausted_retries(study: optuna.Study) -> list[int]:
     """Failed trials that lost their worker (no ``error`` recorded) and were not retried."""
     trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
+    with warnings.catch_warnings():  # experimental in Optuna 5, and the public way to ask
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
     return [t.number for t in trials
             if t.state == TrialState.FAIL and "error" not in t.user_attrs
             and t.number not in retried]
@@ -199,7 +202,8 @@ def _log_plots(study: optuna.Study, client: MlflowClient, run_id: str) -> None:
     }
     for name, fn in plots.items():
         try:
-            with _quiet():
+            with warnings.catch_warnings():  # Optuna's plots are experimental, and say so
+                warnings.simplefilter("ignore")
                 ax = fn(study)
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             fig.set_size_inches(8, 5)
@@ -209,16 +213,3 @@ def _log_plots(study: optuna.Study, client: MlflowClient, run_id: str) -> None:
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:
             # Importances need two complete trials with varied parameters, for example.
             log.info("study %s: no %s plot yet (%s)", study.study_name, name, exc)
-
-
-class _quiet:
-    def __enter__(self):
-        import warnings
-
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
-        warnings.simplefilter("ignore")
-        return self
-
-    def __exit__(self, *exc):
-        return self._cm.__exit__(*exc)
