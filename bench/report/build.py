@@ -20,7 +20,17 @@ import pandas as pd
 
 from bench import tracking
 from bench.report import across as across_mod
-from bench.report import aggregate, bayes, figures, record, sensitivity, skill, stats, variance
+from bench.report import (
+    aggregate,
+    bayes,
+    convergence,
+    figures,
+    record,
+    sensitivity,
+    skill,
+    stats,
+    variance,
+)
 from bench.report import claims as claims_mod
 from bench.report.analysis import NOT_CANDIDATES, Analysis, DatasetSpec, Options, analyse, specs
 from bench.report.collect import StudyData, read_artifact, results_table, study_data
@@ -683,6 +693,18 @@ def build_from_record(
     if side:
         verdict_text += ["Not in the verdict (run for a reference claim only): "
                          + ", ".join(f"`{d}`" for d in side) + ".", ""]
+    learned = runs[runs["arch"] != "naive"] if len(runs) else runs
+    cells = convergence.table(learned)
+    ok, judged, unknown = convergence.summary(cells)
+    not_conv = cells[cells["cell_converged"].map(lambda v: v is False or v is np.False_)]
+    verdict_text.append(
+        f"Convergence: {ok} of {judged} judged cells converged"
+        + (f" ({unknown} could not be judged: no per-epoch curve recorded)" if unknown else "")
+        + ("; not converged: " + ", ".join(f"{r.dataset} `{r.arch}`"
+                                           for r in not_conv.itertuples())
+           + " (their ranks partly measure convergence speed)" if len(not_conv) else "")
+        + " (see *Convergence*).")
+    verdict_text.append("")
     summary: list[str] = []
     across_text = _across(an, all_specs, alpha, figs, summary)
     verdict_text += [*summary, ""] if summary else []
@@ -719,6 +741,8 @@ def build_from_record(
         doc += [skipped, ""]
     doc += [
         "\n\n".join(per_ds) if per_ds else "No final runs yet.",
+        "",
+        convergence.section(cells),
         "",
         across_text,
         "",

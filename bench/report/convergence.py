@@ -83,7 +83,8 @@ def table(runs: pd.DataFrame, tail: float = TAIL) -> pd.DataFrame:
 
 def summary(cells: pd.DataFrame) -> tuple[int, int, int]:
     """``(converged cells, judged cells, cells that could not be judged)``."""
-    judged = cells[cells["cell_converged"].notna()]
+    known = cells["cell_converged"].map(lambda v: isinstance(v, bool | np.bool_))
+    judged = cells[known]
     return int(judged["cell_converged"].astype(bool).sum()), len(judged), len(cells) - len(judged)
 
 
@@ -95,12 +96,12 @@ def section(cells: pd.DataFrame, tail: float = TAIL) -> str:
         return "\n".join(lines + ["No final runs to judge.", ""])
     frac = f"{ok / judged:.0%}" if judged else "n/a"
     lines.append(
-        f"**{ok} of {judged} cells converged ({frac})**"
+        f"**{ok} of {judged} judged cells converged ({frac})**"
         + (f"; {unknown} cell(s) could not be judged (no per-epoch curve recorded)" if unknown
            else "")
         + f". A run converged when early stopping ended it or its best validation epoch came "
         f"before the last {tail:.0%} of its epochs; a cell when at least half its seeds did.")
-    bad = cells[cells["cell_converged"].eq(False)]
+    bad = cells[cells["cell_converged"].map(lambda v: v is False or v is np.False_)]
     if len(bad):
         lines += ["", "Cells whose budget did not converge (their ranks partly measure "
                   "convergence speed):", "", "| dataset | architecture | seeds converged | "

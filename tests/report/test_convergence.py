@@ -40,7 +40,7 @@ def test_cells_need_half_their_seeds_and_unknowns_are_not_converged():
     cells = convergence.table(runs).set_index("arch")
     assert bool(cells.loc["a", "cell_converged"]) is True
     assert bool(cells.loc["b", "cell_converged"]) is False and cells.loc["b", "converged"] == 1
-    assert pd.isna(cells.loc["c", "cell_converged"]) and cells.loc["c", "unknown"] == 1
+    assert cells.loc["c", "cell_converged"] is None and cells.loc["c", "unknown"] == 1
     assert convergence.summary(cells.reset_index()) == (1, 2, 1)
     text = convergence.section(cells.reset_index())
-    assert "**1 of 2 cells converged (50%)**" in text and "| d | `b` | 1 of 3 |" in text
+    assert "**1 of 2 judged cells converged (50%)**" in text and "| d | `b` | 1 of 3 |" in text
