@@ -18,7 +18,6 @@ loader stops with one message naming the files, where to put them and the URLs.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -113,13 +112,6 @@ def digest(path: Path, algo: str) -> str:
 
 def _record_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
-
-
-def record_checksum(path: Path) -> None:
-    """Remembers a downloaded file's sha256 so later corruption is detected."""
-    # a read-only cache still works; it just cannot detect later corruption
-    with contextlib.suppress(OSError):
-        _record_path(path).write_text(f"{digest(path, 'sha256')}  {path.name}\n")
 
 
 def verify(path: Path, source: Source) -> tuple[bool | None, str]:

@@ -27,11 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.config import CONF_DIR
 from bench.report import skill
-from bench.study import TAGS
+from bench.tracking import TAGS
 
-ROOT = Path(__file__).resolve().parents[2]
-CONF_DATASETS = ROOT / "conf" / "dataset"
+# Paths in the record are written relative to the directory the report is made from (the
+# project, when run from a checkout), so no file names a folder of the machine.
+ROOT = Path.cwd().resolve()
+CONF_DATASETS = CONF_DIR / "dataset"
 RECORD_NAME = "record.csv"
 KINDS = ("session", "tune", "final", "baseline", "trial")
 RUN_KINDS = ("final", "baseline")
