@@ -15,9 +15,9 @@ import pytest
 import torch
 from _support import compose_cfg
 from lightning.pytorch.callbacks import Callback
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.data.base import DatasetInfo
+from bench.gpu_check import HostReads
 from bench.models import build_model
 from bench.train import NonFiniteLoss, run
 
@@ -26,17 +26,6 @@ TOPOLOGIES = ("single", "stacked", "bidirectional", "stacked_bidirectional")
 IMPLS = ("fused", "cell")
 REG = DatasetInfo(name="t", task="regression", metric="mae", direction="minimize",
                   seq_len=7, n_features=5)
-
-
-class HostReads(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 class CountHostReads(Callback):

@@ -56,6 +56,16 @@ def _bool(value: str, key: str, where: str, line: int) -> bool:
     return v == _TRUE
 
 
+def _count(value: str, key: str, where: str, line: int) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise DataError(f"{where}, line {line}: @{key} {value!r}; expected a positive integer")
+    return n
+
+
 def _interpolate(values: np.ndarray) -> np.ndarray:
     """Linear interpolation over NaNs in time, the ends held at the nearest known value."""
     known = ~np.isnan(values)
@@ -118,19 +128,11 @@ class _Header:
         elif key == "univariate" and _bool(value, "univariate", w, line):
             self.dims = 1
         elif key in ("dimensions", "dimension"):
-            try:
-                self.dims = int(value)
-            except ValueError:
-                raise DataError(f"{w}, line {line}: @dimensions {value!r}; expected a positive "
-                                "integer") from None
+            self.dims = _count(value, "dimensions", w, line)
         elif key == "equallength":
             self.equal_length = _bool(value, "equalLength", w, line)
         elif key == "serieslength":
-            try:
-                self.series_length = int(value)
-            except ValueError:
-                raise DataError(f"{w}, line {line}: @seriesLength {value!r}; expected a positive "
-                                "integer") from None
+            self.series_length = _count(value, "seriesLength", w, line)
         elif key == "classlabel":
             flag, *labels = value.split()
             if _bool(flag or "", "classLabel", w, line):

@@ -22,7 +22,6 @@ amplitude differences elsewhere. ``series`` is the archive's per-series conventi
 
 from __future__ import annotations
 
-import io
 import re
 import zipfile
 import zlib
@@ -87,7 +86,7 @@ def read_pair(loc: Located, name: str, missing: str) -> tuple[TsData, TsData]:
                 if member is None:
                     raise DataError(f"{path}: the zip holds no {name}_{split}.ts; expected the "
                                     "archive's zip of this dataset")
-                text = io.TextIOWrapper(io.BytesIO(zf.read(member)), encoding="utf-8").read()
+                text = zf.read(member).decode("utf-8")
                 out.append(read_ts(text.splitlines(), f"{path}!{member}", missing))
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable zip of .ts files ({e}); truncated or corrupt "
