@@ -13,7 +13,10 @@ repeat is its own Optuna study, ``<study>.<dataset>.<arch>.t<seed>``, and its re
 Resuming is by construction rather than by bookkeeping: a tuning cell is skipped when its Optuna
 study already holds the budgeted number of finished trials, and a final run is skipped when
 MLflow holds a FINISHED run with the same study, phase, dataset, architecture and seed tags. A
-crash or Ctrl-C therefore loses at most the runs that were in flight.
+crash or Ctrl-C therefore loses at most the runs that were in flight. On a machine without the
+stores (a fresh clone, another node), the committed tidy record ``reports/<study>/record.csv``
+stands in for them (:mod:`bench.resume`): its final runs count as done and its tuning trials
+rebuild a missing Optuna study, so a study can run over several sittings and machines.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from bench import tracking
 from bench.config import compose
 from bench.errors import StudyError
+from bench.report.record import RECORD_NAME
+from bench.resume import Committed
 from bench.tracking import TAGS
 
 log = logging.getLogger("bench.study")
@@ -273,12 +278,14 @@ def final_config(cell: Cell, seed: int, values: dict | None = None) -> DictConfi
 class Runner:
     """Executes a study's plan; each step first asks the stores whether it is already done."""
 
-    def __init__(self, study: Study, *, dry_run: bool = False, echo=print):
+    def __init__(self, study: Study, *, dry_run: bool = False, echo=print,
+                 committed: Committed | None = None):
         self.study = study
         self.dry_run = dry_run
         self.echo = echo
         self.uri = study.tracking_uri
         self.client = tracking.client_for(self.uri)
+        self.committed = committed
 
     # -- stores -------------------------------------------------------------------------------
 
@@ -305,6 +312,11 @@ class Runner:
                 out.setdefault(int(r.data.tags.get(TAGS["seed"], "")), r.info.run_id)
             except ValueError:
                 continue
+        if self.committed is not None:
+            for seed in self.committed.finished_seeds(
+                    phase=cell.phase, dataset=cell.dataset, arch=cell.arch,
+                    tuning_seed=cell.tuning_seed if cell.space is not None else None):
+                out.setdefault(seed, "record")
         return out
 
     def finished_trials(self, cell: Cell) -> int:
@@ -326,9 +338,16 @@ class Runner:
 
         t = self.study.definition.tuning
         n_trials = int(t.n_trials)
+        if self.committed is not None and not self.dry_run:
+            direction = str(final_config(cell, self.study.seeds[0]).dataset.direction)
+            self.committed.restore_study(cell.optuna_study, self.study.storage, direction)
         done = self.finished_trials(cell)
         if done >= n_trials:
             self.echo(f"  tune {cell.dataset}/{cell.arch}: done ({done}/{n_trials} trials)")
+        elif self.dry_run and self._recorded_trials(cell):
+            self.echo(f"  tune {cell.dataset}/{cell.arch}: {self._recorded_trials(cell)} trials "
+                      f"in {self.committed.path}; would restore them and run the rest")
+            return None
         elif self.dry_run:
             self.echo(f"  tune {cell.dataset}/{cell.arch}: would run {n_trials - done} trials")
             return None
@@ -355,6 +374,12 @@ class Runner:
                 "retrain. Check the failed trials in MLflow, or raise tuning.n_trials."
             )
         return st
+
+    def _recorded_trials(self, cell: Cell) -> int:
+        if self.committed is None:
+            return 0
+        t = self.committed.trials(cell.optuna_study)
+        return int(t["status"].isin(FINISHED_TRIALS).sum())
 
     def finals(self, cell: Cell, tuned=None) -> int:
         done = self.finished_runs(cell)
@@ -422,6 +447,10 @@ class Runner:
                   f"{tracking.mask_secrets(self.uri)}; Optuna {tracking.mask_secrets(s.storage)}")
         for ds, why in s.skipped_datasets().items():
             self.echo(f"  {ds}: skipped ({why})")
+        if self.committed is not None:
+            c = self.committed
+            self.echo(f"  resuming from {c.path}: {c.n_finished} finished runs over "
+                      f"{c.n_sessions} earlier session(s) count as done")
         session = None if self.dry_run else self._open_session(command)
         status, failures, start = "FAILED", 0, time.perf_counter()
         try:
@@ -457,14 +486,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "(e.g. seeds=3 tuning.n_trials=4)")
     ap.add_argument("--dry-run", action="store_true",
                     help="print what is done and what would run, run nothing")
+    rec = ap.add_mutually_exclusive_group()
+    rec.add_argument("--record", type=Path, default=None,
+                     help="a committed tidy record whose finished runs and tuning trials count "
+                     "as done (default: reports/<study>/record.csv when it exists)")
+    rec.add_argument("--no-record", action="store_true",
+                     help="resume from the MLflow and Optuna stores only")
     args = ap.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         study = load(args.definition, args.overrides)
+        committed = None if args.no_record else Committed.load(
+            args.record or Path("reports") / study.name / RECORD_NAME, study.name)
+        if args.record is not None and committed is None:
+            raise StudyError(f"--record {args.record}: file not found")
     except StudyError as exc:
         ap.error(str(exc))
     command = shlex.join(["python", "-m", "bench.study", *argv])
-    failures = Runner(study, dry_run=args.dry_run).run(command)
+    failures = Runner(study, dry_run=args.dry_run, committed=committed).run(command)
     if failures:
         print(f"{failures} final run(s) failed; re-run the same command to retry them.")
     print(f"Report: python -m bench.report --study {study.name} --tracking-uri "

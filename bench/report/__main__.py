@@ -32,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="output folder; default reports/<study>")
     ap.add_argument("--storage", default=None,
                     help="Optuna storage URL when the recorded one is masked (it has a password)")
+    ap.add_argument("--replace", action="store_true",
+                    help=f"with --study: write <out>/{RECORD_NAME} from the stores alone, dropping "
+                    "runs that only the existing record holds (default: keep them, so a study "
+                    "resumed over several sittings or machines keeps its earlier runs)")
     ap.add_argument("--alpha", type=float, default=ALPHA, help="significance level")
     ap.add_argument("--test", choices=TESTS, default="welch",
                     help="per-dataset test across seeds: Welch's unpaired t (default) or paired t "
@@ -45,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             uri = tracking.resolve_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
             out = Path(args.out or Path("reports") / args.study)
-            build(args.study, uri, out, alpha=args.alpha, test=args.test, storage=args.storage)
+            build(args.study, uri, out, alpha=args.alpha, test=args.test, storage=args.storage,
+                  keep=not args.replace)
     except (KeyError, IndexError):
         raise   # a bug, not a missing study or record
     except LookupError as exc:

@@ -783,10 +783,22 @@ def _store_fetch(uri: str) -> Fetch:
 
 def build(
     study: str, uri: str, out: Path, *, alpha: float = stats.ALPHA, test: str = "welch",
-    storage: str | None = None,
+    storage: str | None = None, keep: bool = True,
 ) -> Path:
-    """From the stores: writes ``out/record.csv``, then builds the report from that file."""
-    rec = record.write(record.from_store(uri, study, storage=storage), out / record.RECORD_NAME)
+    """From the stores: writes ``out/record.csv``, then builds the report from that file.
+
+    With ``keep`` (the default) runs of an existing ``out/record.csv`` that the stores lack
+    stay in it: a study resumed on another machine or from a fresh clone has its earlier
+    sessions only there."""
+    path = out / record.RECORD_NAME
+    committed = record.read(path) if keep and path.is_file() else None
+    try:
+        fresh = record.from_store(uri, study, storage=storage)
+    except LookupError:
+        if committed is None:
+            raise
+        fresh = None
+    rec = record.write(record.merge(fresh, committed), path)
     return build_from_record(rec, out, alpha=alpha, test=test, fetch=_store_fetch(uri))
 
 

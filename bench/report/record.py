@@ -214,7 +214,9 @@ def from_store(uri: str, study: str, *, storage: str | None = None) -> pd.DataFr
     if trial_rows:
         tr = pd.DataFrame(trial_rows).set_index("run_id")
         base = df.set_index("run_id")
-        merged = tr.combine_first(base.loc[base.index.intersection(tr.index)])
+        # object columns: a trial with no MLflow run (restored from a record) leaves gaps in
+        # integer columns such as end_ms, which combine_first would otherwise cast back to int
+        merged = tr.combine_first(base.loc[base.index.intersection(tr.index)].astype(object))
         merged["kind"] = "trial"
         df = pd.concat([base.drop(index=base.index.intersection(tr.index)), merged]).reset_index(
             names="run_id")
@@ -265,6 +267,25 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     df = df.sort_values(["_k", "dataset", "arch", "tuning_seed", "seed", "trial", "start_ms",
                          "run_id"], na_position="first", kind="stable")
     return df.drop(columns="_k").reset_index(drop=True)
+
+
+def merge(store: pd.DataFrame, committed: pd.DataFrame | None) -> pd.DataFrame:
+    """The union of a record read from the stores and the committed one, keyed on run id.
+
+    A study that ran over several machines or sittings has its earlier runs only in the
+    committed record (see :mod:`bench.resume`); a run present in both takes the stores' values
+    (it may have finished since) and keeps the record's where the stores have none.
+    """
+    if committed is None or committed.empty:
+        return tidy(store)
+    if store is None or store.empty:
+        return tidy(committed)
+    a = tidy(store).set_index("run_id").astype(object)
+    b = tidy(committed).set_index("run_id").astype(object)
+    a = a[~a.index.duplicated()]
+    b = b[~b.index.duplicated()]
+    both = a.combine_first(b)
+    return tidy(both.reset_index(names="run_id"))
 
 
 def write(df: pd.DataFrame, path: Path) -> Path:

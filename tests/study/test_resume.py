@@ -1,0 +1,101 @@
+"""A study resumed on a machine without its stores, from the committed tidy record alone."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bench.errors import StudyError
+from bench.report.build import build, build_from_record
+from bench.resume import Committed
+from bench.study import Runner, load
+
+SMOKE = Path(__file__).resolve().parent / "study_smoke.yaml"
+OVERRIDES = ["seeds=2", "tuning.n_trials=2", "architectures.cells=[gru]",
+             "datasets.synthetic_series.enabled=false"]
+
+
+def _runs(uri: str) -> pd.DataFrame:
+    client = MlflowClient(uri)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(exps, "tags.study = 'smoke'", max_results=5000)
+    return pd.DataFrame([{"phase": r.data.tags.get("phase", "trial"), "arch": r.data.tags.get("arch"),
+                          "seed": r.data.tags.get("seed"), "lr": r.data.params.get("optim.lr")}
+                         for r in runs])
+
+
+@pytest.mark.slow
+def test_fresh_clone_resumes_from_the_committed_record(tmp_path, monkeypatch):
+    # First sitting, on machine A: the whole tiny study, then its report and record.
+    a = tmp_path / "a"
+    a.mkdir()
+    monkeypatch.chdir(a)
+    uri_a = f"sqlite:///{a / 'mlflow.db'}"
+    assert Runner(load(SMOKE, [f"tracking_uri={uri_a}", *OVERRIDES]),
+                  echo=lambda *_: None).run("first") == 0
+    build("smoke", uri_a, a / "reports" / "smoke")
+    rec = pd.read_csv(a / "reports" / "smoke" / "record.csv", dtype=str, keep_default_na=False)
+    assert set(rec["kind"]) == {"session", "tune", "trial", "final", "baseline"}
+
+    # The sitting was cut off after gru-single's first seed: its second final run is not in
+    # what was committed. A fresh clone (machine B) has the record and no stores.
+    b = tmp_path / "b"
+    (b / "reports" / "smoke").mkdir(parents=True)
+    cut = (rec["kind"] == "final") & (rec["arch"] == "gru-single") & (rec["seed"] == "1")
+    assert cut.sum() == 1
+    rec[~cut].to_csv(b / "reports" / "smoke" / "record.csv", index=False, lineterminator="\n")
+    monkeypatch.chdir(b)
+    uri_b = f"sqlite:///{b / 'mlflow.db'}"
+    study = load(SMOKE, [f"tracking_uri={uri_b}", *OVERRIDES])
+    committed = Committed.load(b / "reports" / "smoke" / "record.csv", "smoke")
+    lines: list[str] = []
+    assert Runner(study, echo=lines.append, committed=committed).run("second") == 0
+
+    # Only the missing seed ran; tuning was restored, not redone, so it retrained the same
+    # best configuration as the recorded seed.
+    assert any("gru-single: 2/2 trials done" in x or "gru-single: done (2/2" in x for x in lines)
+    runs = _runs(uri_b)
+    assert sorted(runs["phase"]) == ["final", "session"]
+    assert runs.loc[runs["phase"] == "final", "seed"].tolist() == ["1"]
+    recorded_lr = rec.loc[(rec["kind"] == "final") & (rec["arch"] == "gru-single"),
+                          "param:optim.lr"].unique().tolist()
+    assert runs.loc[runs["phase"] == "final", "lr"].tolist() == recorded_lr
+    restored = optuna.load_study(study_name="smoke.synthetic.gru-single", storage=study.storage)
+    assert len(restored.trials) == 2 and restored.user_attrs["restored_from"]
+
+    # A third sitting finds everything done.
+    lines.clear()
+    committed = Committed.load(b / "reports" / "smoke" / "record.csv", "smoke")
+    assert Runner(load(SMOKE, [f"tracking_uri={uri_b}", *OVERRIDES]), echo=lines.append,
+                  committed=committed).run("third") == 0
+    assert sorted(_runs(uri_b)["phase"]) == ["final", "session", "session"]
+
+    # The report keeps the committed runs, adds the new ones, counts every sitting, and
+    # regenerates byte for byte from the record alone.
+    out = b / "reports" / "smoke"
+    build("smoke", uri_b, out)
+    merged = pd.read_csv(out / "record.csv", dtype=str, keep_default_na=False)
+    assert (merged["kind"] == "session").sum() == 3
+    finals = merged[merged["kind"] == "final"]
+    assert sorted(finals["seed"]) == ["0", "1"]
+    assert len(merged[merged["kind"] == "trial"]) == len(rec[rec["kind"] == "trial"])
+    text = (out / "README.md").read_text()
+    assert "over 3 session(s)" in text
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    build_from_record(again / "record.csv", again)
+    assert (again / "README.md").read_bytes() == (out / "README.md").read_bytes()
+
+
+def test_record_of_another_study_is_refused(tmp_path):
+    path = tmp_path / "record.csv"
+    pd.DataFrame([{"kind": "session", "study": "other", "dataset": "", "arch": "", "seed": "",
+                   "score": ""}]).to_csv(path, index=False)
+    with pytest.raises(StudyError, match=r"field 'study' is \['other'\], expected \['smoke'\]"):
+        Committed.load(path, "smoke")
+    assert Committed.load(tmp_path / "missing.csv", "smoke") is None
