@@ -58,11 +58,14 @@ _bench_services() {
     pw="$(cat "$pwfile")"
     if [ "$(id -u)" = 0 ] && [ -S "$dir/run/.s.PGSQL.$pg_port" ]; then
         local psql=(_as_postgres "$bin/psql" -h "$dir/run" -p "$pg_port" -qtAX -d postgres)
+        local verb=ALTER
         if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname='bench'")" != 1 ]; then
-            "${psql[@]}" -c "CREATE ROLE bench LOGIN PASSWORD '$pw'" >/dev/null
-        else
-            "${psql[@]}" -c "ALTER ROLE bench PASSWORD '$pw'" >/dev/null
+            verb=CREATE
         fi
+        # The password goes through psql's stdin: a -c argument would show it in `ps`.
+        "${psql[@]}" -v ON_ERROR_STOP=1 >/dev/null <<SQL
+$verb ROLE bench LOGIN PASSWORD '$pw';
+SQL
         local db
         for db in bench_optuna bench_mlflow; do
             if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname='$db'")" != 1 ]; then

@@ -3,7 +3,8 @@
 Known errors (:mod:`bench.errors`) end the command with their one message, not with
 Hydra's "Error executing job" and a traceback; ``--verbose`` or ``HYDRA_FULL_ERROR=1``
 brings the traceback back. The config is checked before torch and Lightning are imported,
-and a run refused by its config leaves no ``outputs/`` folder behind.
+and a run refused by its config leaves no ``outputs/`` folder behind. A password in a URL
+on the command line is masked before Hydra saves the command line (:mod:`bench.passwords`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from bench import errors
+from bench import errors, passwords
 from bench.config import CONF_DIR
 
 _SHOW_TRACEBACK = False  # set by cli() from --verbose / HYDRA_FULL_ERROR
@@ -46,10 +47,14 @@ def _run(cfg: DictConfig) -> float:
         raise
 
     from bench.console import print_summary, quiet_third_party
+    from bench.sweep import interrupt
     from bench.train import run
 
     quiet_third_party()
-    result = run(cfg)
+    # Ctrl-C and SIGTERM stop the run between batches, where its MLflow run can be closed
+    # KILLED; the exit code then says which signal it was (see cli()).
+    with interrupt.deferred():
+        result = run(cfg, callbacks=[interrupt.SafePointInterrupt()])
     print_summary(cfg, result)
     return result.objective
 
@@ -90,11 +95,20 @@ def cli() -> None:
     if verbose:
         sys.argv.remove(errors.VERBOSE_FLAG)
     user_full = _SHOW_TRACEBACK = verbose or errors.wants_traceback()
+    # Hydra saves the overrides and the composed config in the run folder before the run
+    # starts: passwords leave them here, for the environment the run reads them back from.
+    try:
+        sys.argv[1:] = passwords.mask_overrides(sys.argv[1:])
+    except errors.ConfigError as exc:
+        errors.report(exc)
+        sys.exit(errors.EXIT_CODE)
     # Hydra prints its own report of any exception unless this is set; set, the exception
     # reaches this function, which decides between one message and Hydra's report.
     os.environ[errors.FULL_ERROR_ENV] = "1"
     try:
         main()
+    except (KeyboardInterrupt, SystemExit) as exc:
+        _exit_after_stop(exc)
     except Exception as exc:
         if user_full:
             raise
@@ -103,6 +117,25 @@ def cli() -> None:
             sys.exit(errors.EXIT_CODE)
         _print_job_traceback(exc)
         sys.exit(errors.EXIT_CODE)
+
+
+def _exit_after_stop(exc: KeyboardInterrupt | SystemExit) -> None:
+    """Exit status 128 + signal after a stop by Ctrl-C or SIGTERM; any other exit as it came.
+
+    Lightning ends a fit cut by Ctrl-C with ``sys.exit(1)`` and one cut by SIGTERM with an
+    exit code of None (0): read by SLURM or ``timeout``, both would misreport the stop.
+    """
+    # Only a run that started can have recorded a signal; importing the module otherwise
+    # would load Lightning on the way out of a refused config.
+    interrupt = sys.modules.get("bench.sweep.interrupt")
+    signum = interrupt.received() if interrupt is not None else None
+    if signum is None:
+        if isinstance(exc, KeyboardInterrupt):
+            sys.exit(130)
+        raise exc
+    sys.stderr.write(f"stopped by {interrupt.signal_name(signum)}; finished work is recorded "
+                     "(an unfinished MLflow run is closed KILLED)\n")
+    sys.exit(interrupt.exit_code())
 
 
 def _print_job_traceback(exc: BaseException) -> None:

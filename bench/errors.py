@@ -12,6 +12,7 @@ Lightning or MLflow are loaded.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -36,6 +37,12 @@ class DataError(BenchError, ValueError):
 class StorageError(BenchError, RuntimeError):
     """The MLflow store cannot be opened or written; the message names the store (with any
     password masked) and how to reach a working one."""
+
+
+class OutOfSpaceError(StorageError):
+    """A disk filled up while something was being written to it. The message names the
+    file and the file system that is full: a full disk is freed by where it is, not by which
+    step of a run happened to hit it."""
 
 
 class StudyError(BenchError, ValueError):
@@ -67,7 +74,8 @@ def known_types() -> tuple[type[BaseException], ...]:
 
 
 def is_known(exc: BaseException) -> bool:
-    return isinstance(exc, known_types())
+    """A known error, or any failure a full disk caused (told as :class:`OutOfSpaceError`)."""
+    return isinstance(exc, known_types()) or out_of_space_cause(exc) is not None
 
 
 # What a network failure's long chain of wrapped exceptions comes down to, by the words
@@ -100,6 +108,102 @@ def short_reason(exc: BaseException, limit: int = 200) -> str:
     return (first or type(exc).__name__)[:limit]
 
 
+# -- a full disk ---------------------------------------------------------------------------
+# A full disk surfaces as an OS error (ENOSPC, or EDQUOT for a quota) from a plain write, or
+# as SQLite's SQLITE_FULL, which SQLAlchemy and MLflow wrap once each; the one message names
+# the file and the file system instead of a chain of tracebacks through both libraries.
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+SQLITE_FULL = "database or disk is full"
+
+
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    out, seen = [], set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
+def is_sqlite_full(exc: BaseException) -> bool:
+    return not isinstance(exc, OSError) and SQLITE_FULL in str(exc)
+
+
+def is_full_disk(e: BaseException) -> bool:
+    return (isinstance(e, OSError) and e.errno in _FULL_ERRNOS) or is_sqlite_full(e)
+
+
+def out_of_space_cause(exc: BaseException) -> BaseException | None:
+    """The first failure in ``exc``'s chain that was a full disk, or None when none was.
+
+    The first, because what failed next (closing the run, recording the error) only failed
+    for the same reason, and the first names the write that actually hit the full disk.
+    """
+    full = [e for e in exception_chain(exc) if is_full_disk(e)]
+    return full[-1] if full else None
+
+
+def written_file(exc: BaseException) -> str | None:
+    """The file that the write which hit a full disk was writing (``exc`` or its chain).
+
+    An OS error names it when opening failed; a write into a file already open names none,
+    and then the innermost frame that holds a file opened for writing tells which it was.
+    A file closed on a full disk fails twice, first inside ``close`` (no frame of its own)
+    then in the ``with`` that closed it, so the same write's later errors are asked too; a
+    name given by a re-raise (a temporary file's final name) wins over a frame's file.
+    """
+    full = [e for e in reversed(exception_chain(exc))
+            if isinstance(e, OSError) and e.errno in _FULL_ERRNOS]
+    for e in full:
+        if e.filename2 or e.filename:
+            return os.fsdecode(e.filename2 or e.filename)
+    for e in full:
+        frames = []
+        tb = e.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        for frame in reversed(frames):
+            for value in frame.f_locals.values():
+                name, mode = getattr(value, "name", None), getattr(value, "mode", None)
+                if (isinstance(name, str) and os.path.isabs(name) and isinstance(mode, str)
+                        and any(c in mode for c in "wax+")):
+                    return name
+    return None
+
+
+def mount_point(path: str | os.PathLike) -> str:
+    """The mount point of the file system holding ``path`` (which may no longer exist)."""
+    p = os.path.abspath(path)
+    while not os.path.exists(p) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    while not os.path.ismount(p):
+        p = os.path.dirname(p)
+    return p
+
+
+def out_of_space_text(what: str, path: str | os.PathLike | None, fix: str = "") -> str:
+    """``out of space writing <what> <path>: the file system at <mount> is full; <fix>``."""
+    if path is None:
+        return f"out of space writing {what}: a file system is full (df -h shows which); free space{fix}"
+    return (f"out of space writing {what} {path}: the file system at {mount_point(path)} is "
+            f"full; free space there{fix}")
+
+
+def out_of_space(exc: BaseException) -> OutOfSpaceError | None:
+    """``exc`` as one :class:`OutOfSpaceError` when a full disk caused it (for failures outside
+    a run, which names what it was writing itself); None when no full disk did."""
+    if isinstance(exc, OutOfSpaceError):
+        return exc
+    cause = out_of_space_cause(exc)
+    if cause is None:
+        return None
+    if is_sqlite_full(cause):
+        return OutOfSpaceError(out_of_space_text("an SQLite database", None))
+    return OutOfSpaceError(out_of_space_text("a file", written_file(exc)))
+
+
 def wants_traceback() -> bool:
     """True when the user asked for tracebacks (``--verbose`` or ``HYDRA_FULL_ERROR=1``)."""
     return VERBOSE_FLAG in sys.argv or os.environ.get(FULL_ERROR_ENV, "") not in ("", "0")
@@ -107,6 +211,8 @@ def wants_traceback() -> bool:
 
 def message(exc: BaseException) -> str:
     """The one message printed for a known error."""
+    if not isinstance(exc, known_types()):
+        exc = out_of_space(exc) or exc
     text = str(exc).strip() or type(exc).__name__
     cause = exc.__cause__
     if cause is not None and type(cause).__module__.startswith("omegaconf"):

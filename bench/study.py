@@ -10,6 +10,15 @@ A dataset's ``tuning_seeds: [0, 1]`` repeats its tuning with more than one sampl
 repeat is its own Optuna study, ``<study>.<dataset>.<arch>.t<seed>``, and its retrains carry a
 ``tuning_seed`` tag), so the report can say how much of the spread comes from tuning.
 
+The definition is merged onto :data:`DEFAULTS`, then the ``key=value`` overrides of the command
+line onto it. ``baselines: {}`` or ``baselines: null`` (``baselines={}`` on the command line)
+means no baselines at all, where a merge would otherwise keep the default ones;
+``baselines.mlp=null`` drops one. Every key and value is checked before any work (the keys of
+:data:`DEFAULTS`, and per dataset ``overrides``, ``enabled``, ``needs``, ``tuning_seeds``,
+``architectures``, ``baselines`` and ``verdict``): a misspelled key or a bad value stops the
+study with a message naming the key, the file or override that wrote it and what was expected,
+because a silently ignored budget would run the default one and give a wrong result.
+
 Resuming is by construction rather than by bookkeeping: a tuning cell is skipped when its Optuna
 study already holds the budgeted number of finished trials, and a final run is skipped when
 MLflow holds a FINISHED run with the same study, phase, dataset, architecture and seed tags. A
@@ -33,11 +42,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from bench import tracking
+from bench import schema, tracking
 from bench.config import compose
-from bench.errors import StudyError
+from bench.errors import ConfigError, StudyError
 from bench.report.record import RECORD_NAME
 from bench.resume import Committed
 from bench.tracking import TAGS
@@ -113,8 +122,11 @@ class Study:
 
     @property
     def storage(self) -> str:
-        st = self.definition.tuning.storage
-        return tracking.absolute_sqlite(st or "sqlite:///optuna.db")
+        """The Optuna storage, connectable: the driver and password rules of a sweep's storage
+        (:mod:`bench.sweep.storage`), so that the study's own reads open what its sweeps open."""
+        from bench.sweep.storage import resolve, reveal
+
+        return reveal(resolve(self.definition.tuning.storage or "sqlite:///optuna.db"))
 
     @property
     def tracking_uri(self) -> str:
@@ -198,43 +210,167 @@ def _quote(value: str) -> str:
 
 
 def load(path: str | Path, dotlist: Sequence[str] = ()) -> Study:
-    """Reads a study definition, applies ``key=value`` overrides and checks it."""
+    """Reads a study definition, applies ``key=value`` overrides and checks it.
+
+    The file and each override are checked on their own first, so that a misspelled key or a
+    bad value is reported where it was written; the merged definition is then checked as a
+    whole (a sampler's options against that sampler, the search spaces it names), before
+    anything is opened or run.
+    """
     p = Path(path)
     if not p.is_file():
         raise StudyError(f"study definition {p}: file not found (see sweeps/study_*.yaml)")
-    d = OmegaConf.merge(OmegaConf.create(DEFAULTS), OmegaConf.load(p), OmegaConf.from_dotlist(list(dotlist)))
+    layers = [(str(path), _read(p))] + [(f"the override '{o}'", _override(o)) for o in dotlist]
+    plain = [(source, OmegaConf.to_container(layer)) for source, layer in layers]
+    for source, values in plain:
+        schema.check(values, _schema(), source=source, partial=True, error=StudyError)
+    d = OmegaConf.create(DEFAULTS)
+    for _, layer in layers:
+        d = OmegaConf.merge(d, layer)
+        if "baselines" in layer and not layer.baselines:
+            d.baselines = {}  # an explicit {} or null switches the default baselines off
     if not d.name:
         d.name = p.stem.removeprefix("study_")
-    if not re.fullmatch(r"[A-Za-z0-9_\-]+", str(d.name)):
-        raise StudyError(f"name: {d.name!r} is not allowed; expected letters, digits, '-' or '_'")
-    seeds = d.seeds
-    if isinstance(seeds, int):
-        if seeds < 1:
-            raise StudyError(f"seeds: {seeds} is not allowed; expected a positive count or a list")
-    elif not isinstance(seeds, ListConfig) or not seeds:
-        raise StudyError(f"seeds: {seeds!r} is not allowed; expected a positive count or a list")
-    if not d.datasets:
-        raise StudyError("datasets: empty; a study needs at least one dataset with its overrides")
-    for where, archs in [("architectures", d.architectures)] + [
-        (f"datasets.{k}.architectures", v.get("architectures") or {}) for k, v in d.datasets.items()
-    ]:
-        unknown = set(archs.get("cells") or []) - set(RECURRENT)
-        if unknown:
-            raise StudyError(f"{where}.cells: {sorted(unknown)} not allowed; expected {list(RECURRENT)}")
-    if d.match_params is not None and not isinstance(d.match_params, bool | int):
-        raise StudyError(f"match_params: {d.match_params!r} is not allowed; expected null, "
-                         "true (tune a parameter budget) or an integer (one budget for all)")
-    for k, v in d.datasets.items():
-        ts = v.get("tuning_seeds")
-        if ts is not None and (not isinstance(ts, ListConfig) or not ts
-                               or not all(isinstance(x, int) for x in ts)):
-            raise StudyError(f"datasets.{k}.tuning_seeds: {ts!r} is not allowed; expected a "
-                             "non-empty list of integer sampler seeds, e.g. [0, 1]")
-    if int(d.tuning.n_trials) < 0:
-        raise StudyError(
-            f"tuning.n_trials: {d.tuning.n_trials} is not allowed; expected >= 0 (0: no tuning)"
-        )
+
+    def written_in(key_path: str) -> str:
+        """The last source that set the key, where a fault in the merged value came from."""
+        for source, values in reversed(plain):
+            node = values
+            for key in key_path.split("."):
+                node = node.get(key, _UNSET) if isinstance(node, dict) else _UNSET
+            if node is not _UNSET:
+                return source
+        return str(path)
+
+    try:
+        merged = OmegaConf.to_container(d, resolve=True)
+    except Exception as exc:  # an interpolation that does not resolve
+        raise StudyError(f"{path}: {exc}") from None
+    schema.check(merged, _schema(), source=written_in, error=StudyError)
     return Study(d, str(path))
+
+
+_UNSET = object()
+
+
+def _read(p: Path) -> DictConfig:
+    try:
+        layer = OmegaConf.load(p)
+    except Exception as exc:  # YAML syntax
+        raise StudyError(f"{p}: not a readable YAML file ({exc})") from None
+    if not isinstance(layer, DictConfig):
+        raise StudyError(f"{p}: expected a mapping of study settings (name, seeds, tuning, "
+                         "datasets, ...), got a list or a scalar")
+    return layer
+
+
+def _override(text: str) -> DictConfig:
+    if "=" not in text:
+        raise StudyError(f"the override {text!r}: expected key=value, e.g. seeds=3")
+    try:
+        return OmegaConf.from_dotlist([text])
+    except Exception as exc:
+        raise StudyError(f"the override {text!r}: expected key=value, e.g. seeds=3 ({exc})") \
+            from None
+
+
+def _schema() -> schema.Keys:
+    """What a study definition may hold: :data:`DEFAULTS`'s keys, plus the per-dataset keys
+    :meth:`Study.cells` and the report read. ``tuning`` shares its checks with a sweep's
+    settings, since it becomes them."""
+    from bench.config import CELLS, TOPOLOGIES
+    from bench.sweep.settings import check_strategy, setting_checks
+
+    s = schema
+    overrides = s.list_of(s.text(), what="a list of key=value overrides")
+    sweep = setting_checks()
+    tuning = s.Keys({
+        **{k: sweep[k] for k in ("n_jobs", "sampler", "sampler_kwargs", "pruner", "seed",
+                                 "storage")},
+        "n_trials": s.integer(minimum=0),  # 0: the configurations as given, untuned
+    }, whole=check_strategy)
+    arch = {
+        "cells": s.list_of(s.one_of(RECURRENT), nonempty=True),
+        "topologies": s.list_of(s.one_of(TOPOLOGIES), nonempty=True),
+        "space": s.text(nonempty=True),
+        "budget_space": s.text(nonempty=True),
+        "overrides": overrides,
+    }
+    baseline = s.Keys({"tune": s.boolean, "space": s.optional(s.text(nonempty=True)),
+                       "overrides": overrides}, nullable=True, whole=_baseline_space)
+    dataset = s.Keys({
+        "overrides": overrides,
+        "enabled": s.boolean,
+        "needs": s.text(),
+        "tuning_seeds": s.list_of(s.integer(), nonempty=True, distinct=True,
+                                  what="a list of integer sampler seeds, e.g. [0, 1]"),
+        "architectures": s.Keys(arch, nullable=True),
+        "baselines": s.optional(s.list_of(s.text(), what="a list of baseline names")),
+        "verdict": s.boolean,  # false: a side experiment, left out of the report's verdict
+    })
+    return s.Keys({
+        "name": s.optional(_name),
+        "description": s.optional(s.text()),
+        "seeds": s.either(s.integer(minimum=1),
+                          s.list_of(s.integer(minimum=0), nonempty=True, distinct=True),
+                          expected="a positive count or a non-empty list of distinct seeds"),
+        "tracking_uri": s.optional(s.text(nonempty=True)),
+        "overrides": overrides,
+        "match_params": s.either(s.optional(s.boolean), s.integer(minimum=1),
+                                 expected="null, true (tune a parameter budget) or a positive "
+                                 "integer (one budget for all)"),
+        "tuning": tuning,
+        "architectures": s.Keys(arch),
+        "baselines": s.Each(baseline, nullable=True, names=CELLS),
+        "datasets": s.Each(dataset),
+    }, whole=_whole)
+
+
+def _name(value) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", value):
+        raise schema.Invalid(f"{value!r} is not allowed", "expected letters, digits, '-' or '_'")
+
+
+def _baseline_space(spec: dict) -> None:
+    if spec.get("tune", False) and not spec.get("space"):
+        raise schema.Invalid("tune: true needs a search space", "expected e.g. space: mlp",
+                             key="space")
+
+
+def _whole(d: dict) -> None:
+    """What only the merged definition can tell: a dataset to run, the baselines a dataset
+    names, and the search spaces the tuned cells will use."""
+    if not d.get("datasets"):
+        raise schema.Invalid("empty", "a study needs at least one dataset with its overrides",
+                             key="datasets")
+    known = list(dict.fromkeys([*DEFAULTS["baselines"], *(d.get("baselines") or {})]))
+    for k, v in d["datasets"].items():
+        for b in v.get("baselines") or []:
+            if b not in known:
+                raise schema.Invalid(f"unknown baseline {b!r}", schema.suggest(b, known),
+                                     key=f"datasets.{k}.baselines")
+    from bench.sweep import space as space_mod
+
+    for key, name in _spaces(d).items():
+        try:
+            space_mod.load(name)
+        except ConfigError as exc:
+            raise schema.Invalid(f"{name!r} cannot be used", str(exc), key=key) from None
+
+
+def _spaces(d: dict) -> dict[str, str]:
+    """The search spaces the tuned cells will load, by the key that names each."""
+    if not d["tuning"]["n_trials"]:
+        return {}
+    key = "space" if d.get("match_params") in (None, False) else "budget_space"
+    out = {f"architectures.{key}": d["architectures"][key]}
+    for k, v in d["datasets"].items():
+        if v.get("enabled", True) and (v.get("architectures") or {}).get(key):
+            out[f"datasets.{k}.architectures.{key}"] = v["architectures"][key]
+    for b, spec in (d.get("baselines") or {}).items():
+        if spec and spec.get("tune", False):
+            out[f"baselines.{b}.space"] = spec["space"]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,6 +525,7 @@ class Runner:
         self.echo(f"  {cell.phase} {label}: seeds done {sorted(done)}, to run {todo}")
         if self.dry_run or not todo:
             return 0
+        from bench.sweep import interrupt
         from bench.train import run
 
         values = best_values(tuned, cell.space) if tuned is not None else None
@@ -397,9 +534,10 @@ class Runner:
             tags[TAGS["best_trial"]] = str(tuned.best_trial.number)
         failures = 0
         for seed in todo:
+            interrupt.check()
             cfg = final_config(cell, seed, values)
             try:
-                run(cfg, tags=tags)
+                run(cfg, tags=tags, callbacks=[interrupt.SafePointInterrupt()])
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:  # one failed seed must not stop the study; resume retries it
@@ -454,7 +592,10 @@ class Runner:
         session = None if self.dry_run else self._open_session(command)
         status, failures, start = "FAILED", 0, time.perf_counter()
         try:
+            from bench.sweep import interrupt
+
             for cell in cells:
+                interrupt.check()
                 tuned = self.tune_cell(cell) if cell.space is not None else None
                 if cell.space is not None and tuned is None:  # dry run, tuning pending
                     self.echo(f"  {cell.phase} {cell.dataset}/{cell.arch}: after tuning, "
@@ -462,7 +603,7 @@ class Runner:
                     continue
                 failures += self.finals(cell, tuned)
             status = "FINISHED"
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
             status = "KILLED"
             raise
         finally:
@@ -503,7 +644,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StudyError as exc:
         ap.error(str(exc))
     command = shlex.join(["python", "-m", "bench.study", *argv])
-    failures = Runner(study, dry_run=args.dry_run, committed=committed).run(command)
+    from bench import errors
+    from bench.sweep import interrupt
+
+    try:
+        # Ctrl-C / SIGTERM end the run or trial in flight at its next batch (closed KILLED,
+        # a trial queued again); the exit status is then 128 + the signal.
+        with interrupt.deferred():
+            failures = Runner(study, dry_run=args.dry_run, committed=committed).run(command)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if interrupt.received() is None and not isinstance(exc, KeyboardInterrupt):
+            raise
+        print(f"study {study.name} stopped by {interrupt.signal_name()}; finished work is "
+              f"kept. Resume with: {tracking.mask_secrets(command)}", file=sys.stderr)
+        return interrupt.exit_code()
+    except errors.BenchError as exc:
+        if errors.wants_traceback():
+            raise
+        errors.report(exc)
+        print(f"Resume with: {tracking.mask_secrets(command)}", file=sys.stderr)
+        return errors.EXIT_CODE
     if failures:
         print(f"{failures} final run(s) failed; re-run the same command to retry them.")
     print(f"Report: python -m bench.report --study {study.name} --tracking-uri "

@@ -4,14 +4,20 @@ The tracking URI is always passed explicitly (Lightning's ``MLFlowLogger`` would
 read a default at import time), and a relative SQLite path is made absolute against the
 directory the user ran from, so every run of a sweep lands in the same store whatever
 its working directory.
+
+An MLflow tracking server is probed once before the first experiment is opened, so a server
+that is down is one message within seconds, and MLflow's own HTTP retries are bounded here
+(:data:`HTTP_DEFAULTS`): its defaults retry a dead server for about four minutes per request.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
@@ -21,7 +27,39 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from bench.errors import StorageError, short_reason
+from bench import passwords
+from bench.errors import (
+    SQLITE_FULL,
+    OutOfSpaceError,
+    StorageError,
+    out_of_space_cause,
+    out_of_space_text,
+    short_reason,
+)
+
+# MLflow's HTTP client retries connection errors, 429 and 5xx with exponential backoff. Its
+# defaults (7 retries, backoff factor 2, 120 s timeout) ride out long rate limits but make a
+# server that went away hang a run for four minutes on every request; these bound a request
+# to about 10 s of retries (0 + 2 + 4 s, plus jitter) while still riding out a server restart.
+# Set by ``setdefault``: a value in the environment wins, and worker processes inherit them.
+HTTP_DEFAULTS = MappingProxyType({
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+})
+for _name, _value in HTTP_DEFAULTS.items():
+    os.environ.setdefault(_name, _value)
+PROBE_TIMEOUT_S = 5.0
+PROBE_ATTEMPTS = 2
+
+
+def _not_store_full(record: logging.LogRecord) -> bool:
+    """MLflow logs the whole traceback of a full SQLite store before raising it; the raise
+    reaches the user once, as an :class:`~bench.errors.OutOfSpaceError`."""
+    return SQLITE_FULL not in record.getMessage()
+
+
+logging.getLogger("mlflow.store.db.utils").addFilter(_not_store_full)
 
 PARENT_TAG = "mlflow.parentRunId"
 # Tag names: the contract between the runs, the sweeps and studies that start them, and the
@@ -91,10 +129,30 @@ def sqlite_file(url: str) -> Path | None:
     return Path(m.group(1)) if m else None
 
 
+def postgres_driver(url: str) -> str:
+    """SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3; fall back to psycopg2 if that
+    is the driver installed (the ``postgres`` extra), so plain URLs keep working."""
+    m = re.match(r"^postgres(?:ql)?://", url)
+    if not m:
+        return url
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return "postgresql+psycopg2://" + url[m.end():]
+    return url
+
+
 def resolve_uri(uri: str | None) -> str:
-    """The MLflow store: ``uri`` (the config reads ``$MLFLOW_TRACKING_URI``), else
-    ``sqlite:///mlflow.db``, a relative SQLite path made absolute (:func:`absolute_sqlite`)."""
-    return absolute_sqlite(uri or DEFAULT_URI)
+    """The MLflow store as it travels through configs, tags and workers: ``uri`` (the config
+    reads ``$MLFLOW_TRACKING_URI``), else ``sqlite:///mlflow.db``; a relative SQLite path made
+    absolute (:func:`absolute_sqlite`), a password masked and moved into the environment
+    (:mod:`bench.passwords`; :func:`client_for` puts it back)."""
+    return passwords.hide_tracking(absolute_sqlite(postgres_driver(uri or DEFAULT_URI)))
+
+
+def connectable(uri: str) -> str:
+    """The URI to hand MLflow (a client, Lightning's logger) for a masked ``uri``."""
+    return passwords.reveal_tracking(uri)
 
 
 def default_artifact_root(uri: str) -> str | None:
@@ -112,12 +170,43 @@ def client_for(uri: str) -> MlflowClient:
     """A client for ``uri``; a store that cannot be opened raises :class:`StorageError`.
 
     MLflow opens (and for SQLite creates and migrates) the store here, so any failure at
-    this point, whatever its type, is the store's.
+    this point, whatever its type, is the store's. Creating an SQLite schema is not safe
+    against a second process doing the same (both see no tables, the second one's
+    migration fails), so it happens under :func:`schema_lock`.
     """
     try:
-        return MlflowClient(tracking_uri=uri)
+        with schema_lock(sqlite_file(uri)):
+            return MlflowClient(tracking_uri=connectable(uri))
     except Exception as e:
         raise storage_error(uri, e) from e
+
+
+@contextlib.contextmanager
+def schema_lock(path: Path | None, timeout: float = 300.0) -> Iterator[None]:
+    """Held while a process opens an SQLite file whose schema it may have to create.
+
+    Several workers or sweeps started together on a fresh file otherwise all create the
+    tables (``duplicate column name``, ``UNIQUE constraint failed: alembic_version``).
+    The lock lives beside the file (``<file>.init.lock``), so it holds across processes
+    and is released by the system when its holder dies. A folder where no lock can be made
+    (read-only, missing) gets none: nobody can create a schema there either, and opening
+    the store then reports the real problem.
+    """
+    if path is None or not path.parent.is_dir():  # filelock would create the folder
+        yield
+        return
+    from filelock import FileLock
+
+    lock: FileLock | None = FileLock(path.with_name(path.name + ".init.lock"))
+    try:
+        lock.acquire(timeout=timeout)
+    except OSError:  # includes filelock's Timeout: a holder stuck that long is not creating
+        lock = None
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None) -> str:
@@ -126,8 +215,10 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None
     Tolerates a concurrent worker creating it first. An experiment made before it carried
     a kind (an older store) is given one, so the UI opens it in its model-training view;
     a kind someone set by hand is left alone. A store that cannot be reached or written
-    raises :class:`StorageError` naming the store and the fix.
+    raises :class:`StorageError` naming the store and the fix; a tracking server is probed
+    first (:func:`check_reachable`).
     """
+    check_reachable(client.tracking_uri)
     try:
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -144,6 +235,44 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None
         return exp.experiment_id
     except (MlflowException, OSError) as e:
         raise storage_error(client.tracking_uri, e) from e
+
+
+_reachable: set[str] = set()
+
+
+def check_reachable(uri: str) -> None:
+    """Fails fast, with one :class:`StorageError`, when an http(s) tracking server does not
+    answer.
+
+    Without it the first MLflow request to a server that is down waits out MLflow's
+    retries (minutes with its defaults), and a sweep would start workers only for each to
+    fail the same way. Any HTTP answer counts as reachable, even an error status: a proxy
+    or an authenticating front may answer ``/health`` differently, and MLflow's own
+    requests report such problems. A TLS error counts too, for MLflow may be configured to
+    accept the certificate (``MLFLOW_TRACKING_INSECURE_TLS``, a CA bundle). Checked once per
+    process and server.
+    """
+    if not uri.startswith(("http://", "https://")) or uri in _reachable:
+        return
+    import time
+
+    import requests
+
+    url = f"{uri.rstrip('/')}/health"
+    for attempt in range(PROBE_ATTEMPTS):
+        try:
+            requests.get(url, timeout=PROBE_TIMEOUT_S, allow_redirects=False)
+            break
+        except requests.exceptions.SSLError:
+            break
+        except requests.exceptions.RequestException as exc:
+            if attempt + 1 == PROBE_ATTEMPTS:
+                reason = short_reason(exc).split(" (")[0]
+                raise StorageError(
+                    f"MLflow tracking server {mask_secrets(uri)} is unreachable ({reason}); "
+                    "start it or set tracking.uri") from exc
+            time.sleep(1.0)
+    _reachable.add(uri)
 
 
 def open_experiment(uri: str | None, name: str,
@@ -172,6 +301,10 @@ def storage_error(uri: str, exc: BaseException) -> StorageError:
     """One sentence for a store that failed: which store, what it said, what to do."""
     reason = short_reason(exc)
     where = mask_secrets(uri)
+    path = sqlite_file(uri)
+    if path is not None and out_of_space_cause(exc) is not None:
+        return OutOfSpaceError(out_of_space_text(
+            "the MLflow store", path, " or choose another store with tracking.uri=..."))
     if uri.startswith("sqlite:"):
         fix = ("check that the folder exists and is writable; several parallel workers need "
                "an MLflow server instead (tracking=server, see docs/sweeps.md)")
@@ -351,6 +484,10 @@ def open_ui_hint(uri: str, experiment_id: str | None = None) -> str:
     if uri.startswith("sqlite:///"):
         url = ui_url(f"http://127.0.0.1:{UI_PORT}", experiment_id)
         return f"mlflow ui --backend-store-uri {uri}   then open {url}"
+    address, note = passwords.tracking_shell_form(uri)
     if uri.startswith(("http://", "https://")):
-        return f"open {ui_url(mask_secrets(uri), experiment_id)}"
-    return f"open {mask_secrets(uri)}"
+        return f"open {ui_url(address, experiment_id)}"
+    # a database store: the password as a shell variable, so that the line can be pasted
+    url = ui_url(f"http://127.0.0.1:{UI_PORT}", experiment_id)
+    return " ".join(filter(None, [
+        f"mlflow ui --backend-store-uri {address}   then open {url}", note]))

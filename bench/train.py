@@ -9,7 +9,10 @@ FINISHED with a ``pruned`` tag), so nothing logged before a failure is lost.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
+import os
+import shutil
 import tempfile
 import time
 import traceback
@@ -21,10 +24,11 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.model_summary import ModelSummary
 from omegaconf import DictConfig, OmegaConf
 
-from bench import data, plots, tracking
+from bench import data, errors, plots, scratch, tracking
 from bench.config import validate
 from bench.data.module import BenchDataModule
 from bench.models import arch_name, build_model, n_params
@@ -50,7 +54,9 @@ class RunResult:
     units: str | None = None  # the target's units, for the test metrics ending in _units
     experiment_id: str | None = None
     wall_time_s: float = 0.0
-    checkpoint: str | None = None  # the best epoch's weights, which the test metrics used
+    # the best epoch's weights, which the test metrics used; None outside a Hydra job, whose
+    # scratch folder (checkpoints included) is removed when the run ends
+    checkpoint: str | None = None
 
 
 class EpochHistory(Callback):
@@ -96,7 +102,40 @@ class BestCheckpoint(ModelCheckpoint):
         return trainer.strategy.reduce_boolean_decision(bool(op(current, best)))
 
 
-def _output_dir() -> Path:
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint beside its final name, then renames it into place.
+
+    Lightning's own save stages the file in the system temp folder and copies it over the
+    final name, so a disk that fills during the copy leaves a truncated file there (over the
+    previous best, whose name is reused). A rename within one folder is atomic: the file
+    under the final name is always a whole checkpoint, and a failed save leaves the last
+    good one as it was.
+    """
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            with open(partial, "wb") as f:
+                f.write(buffer.getbuffer())
+            os.replace(partial, path)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+            if isinstance(exc, OSError):  # named after the checkpoint, not its partial file
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc
+            raise
+
+
+def _output_dir(built: _Built) -> Path:
+    """The Hydra job's folder, where the best checkpoint stays beside the run's log; outside
+    a job (sweep trials, study runs) a scratch folder, removed when the run ends: one per
+    trial would otherwise pile up in the temp folder."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -104,7 +143,8 @@ def _output_dir() -> Path:
             return Path(HydraConfig.get().runtime.output_dir)
     except (ImportError, ValueError):
         pass
-    return Path(tempfile.mkdtemp(prefix="bench-run-"))
+    built.scratch = scratch.make("bench-run")
+    return built.scratch
 
 
 def _trainer(cfg: DictConfig, logger, callbacks, out_dir: Path) -> pl.Trainer:
@@ -129,6 +169,7 @@ def _trainer(cfg: DictConfig, logger, callbacks, out_dir: Path) -> pl.Trainer:
         num_sanity_val_steps=t.num_sanity_val_steps,
         logger=logger,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         default_root_dir=str(out_dir),
     )
 
@@ -177,6 +218,12 @@ class _Built:
 
     info: object = None
     task: BenchTask | None = None
+    uri: str | None = None
+    client: object = None
+    run_id: str | None = None
+    scratch: Path | None = None  # removed when the run ends
+    out_dir: Path | None = None
+    closed: bool = False  # the run's final MLflow status was written
 
 
 def run(
@@ -187,20 +234,39 @@ def run(
     parent_run_id: str | None = None,
 ) -> RunResult:
     """Opens the MLflow run, then: data -> model -> fit and test -> record; closes the run
-    in every outcome. ``callbacks``, ``tags`` and ``parent_run_id`` are a sweep trial's."""
+    in every outcome. ``callbacks``, ``tags`` and ``parent_run_id`` are a sweep trial's.
+
+    A full disk, wherever the run hits it, ends it with one
+    :class:`~bench.errors.OutOfSpaceError` naming the file, the file system and what became
+    of the MLflow run, instead of a chain of tracebacks from each write that failed after
+    it. A scratch folder the run made is removed in every outcome.
+    """
+    built = _Built()
+    try:
+        return _run(cfg, built, callbacks, tags, parent_run_id)
+    except Exception as exc:
+        if isinstance(exc, errors.OutOfSpaceError) or errors.out_of_space_cause(exc) is None:
+            raise
+        raise _out_of_space(exc, cfg, built) from exc
+    finally:
+        if built.scratch is not None:
+            shutil.rmtree(built.scratch, ignore_errors=True)
+
+
+def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id) -> RunResult:
     validate(cfg)
     uri, client, exp_id = tracking.open_experiment(
         cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
-    run_id = _start_run(cfg, client, exp_id, tags, parent_run_id)
+    built.uri, built.client = uri, client
+    run_id = built.run_id = _start_run(cfg, client, exp_id, tags, parent_run_id)
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
     result = RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id)
     start = time.perf_counter()
     history = EpochHistory()
-    built = _Built()
     try:
         dm = _data(cfg, client, run_id, result, built)
         _model(cfg, client, run_id, result, built)
-        trainer = _fit_and_test(cfg, uri, run_id, dm, built.task, history, callbacks, result,
+        trainer = _fit_and_test(cfg, uri, run_id, dm, built, history, callbacks, result,
                                 client)
         _record(client, run_id, trainer, built, history, result, metric)
         result.status = "FINISHED"
@@ -212,6 +278,87 @@ def run(
     finally:
         result.wall_time_s = time.perf_counter() - start
         _close(client, run_id, built, history, result, metric)
+
+
+def _out_of_space(exc: BaseException, cfg: DictConfig, built: _Built) -> errors.OutOfSpaceError:
+    """The one error for a run that hit a full disk: which file, which file system, how to
+    make room, and whether the MLflow run could still be closed (FAILED) or shows RUNNING."""
+    cause = errors.out_of_space_cause(exc)
+    uri = built.uri or tracking.resolve_uri(cfg.tracking.uri)
+    store = tracking.sqlite_file(uri)
+    if errors.is_sqlite_full(cause):
+        what, path, fix = "the MLflow store", store, _STORE_FIX
+    else:
+        what, path, fix = _what_was_written(exc, built, store)
+    return errors.OutOfSpaceError(
+        f"{errors.out_of_space_text(what, path, fix)}. {_closing_note(built, uri, store)}")
+
+
+_STORE_FIX = " or choose another store (tracking.uri=...)"
+_TMP_FIX = " or point TMPDIR at a disk with room"
+_ARTIFACT_FIX = " or send new experiments' artifacts elsewhere (tracking.artifact_root=...)"
+
+
+def _what_was_written(exc: BaseException, built: _Built,
+                      store: Path | None) -> tuple[str, str | Path | None, str]:
+    """What the write that failed was to the run, its file, and the setting that moves it.
+
+    MLflow writes an artifact through a bare file descriptor, which names no file; its
+    frames in the traceback still say it was an artifact, which goes to the run's folder.
+    """
+    artifacts = None
+    with contextlib.suppress(Exception):
+        from mlflow.utils.file_utils import local_file_uri_to_path
+
+        uri = built.client.get_run(built.run_id).info.artifact_uri
+        artifacts = Path(local_file_uri_to_path(uri)) if uri.startswith("file:") else None
+    path = errors.written_file(exc)
+    if path is None:
+        if artifacts is not None and _in_module(exc, "mlflow.store.artifact"):
+            return "an MLflow artifact into", artifacts, _ARTIFACT_FIX
+        return "a file", None, ""
+    p = Path(path)
+    if built.out_dir is not None and p.is_relative_to(built.out_dir / "checkpoints"):
+        return "the checkpoint", p, (_TMP_FIX if built.scratch is not None else
+                                     " or give the run another folder (hydra.run.dir=...)")
+    if store is not None and p.parent == store.parent and p.name.startswith(store.name):
+        return "the MLflow store", p, _STORE_FIX  # the file itself or its journal
+    if artifacts is not None and p.is_relative_to(artifacts):
+        return "an MLflow artifact", p, _ARTIFACT_FIX
+    if p.is_relative_to(tempfile.gettempdir()):
+        return "a temporary file", p, _TMP_FIX
+    return "a file", p, ""
+
+
+def _in_module(exc: BaseException, prefix: str) -> bool:
+    """Whether a full-disk error of ``exc``'s chain passed through a module under ``prefix``."""
+    for e in errors.exception_chain(exc):
+        if not errors.is_full_disk(e):
+            continue
+        tb = e.__traceback__
+        while tb is not None:
+            if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(prefix):
+                return True
+            tb = tb.tb_next
+    return False
+
+
+def _closing_note(built: _Built, uri: str, store: Path | None) -> str:
+    """What became of the MLflow run, read back from its store: a full disk still lets one
+    read it, and Lightning's logger may have marked the run before the failure."""
+    if built.run_id is None:
+        return "No MLflow run was started."
+    status = "RUNNING"
+    with contextlib.suppress(Exception):
+        status = built.client.get_run(built.run_id).info.status
+    if built.closed:
+        return f"The MLflow run {built.run_id} was closed {status}."
+    where = tracking.mask_secrets(uri)
+    why = f"the store at {store} is full" if store is not None else f"{where} took no update"
+    return (f"The MLflow run {built.run_id} could not be closed: {why}; it shows {status} "
+            "until it is closed, e.g. once there is room: python -c \"from mlflow import "
+            f"MlflowClient; MlflowClient('{where}').set_terminated('{built.run_id}', "
+            "'FAILED')\"")
 
 
 def _start_run(cfg: DictConfig, client, exp_id: str, tags, parent_run_id) -> str:
@@ -263,11 +410,12 @@ def _model(cfg: DictConfig, client, run_id: str, result: RunResult, built: _Buil
     client.log_text(run_id, _model_summary(built.task, model), "model_summary.txt")
 
 
-def _fit_and_test(cfg: DictConfig, uri: str, run_id: str, dm: BenchDataModule, task: BenchTask,
+def _fit_and_test(cfg: DictConfig, uri: str, run_id: str, dm: BenchDataModule, built: _Built,
                   history: EpochHistory, callbacks, result: RunResult, client) -> pl.Trainer:
     """Fits (the naive baseline only validates), then tests the best epoch's weights."""
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
-    out_dir = _output_dir()
+    task = built.task
+    out_dir = built.out_dir = _output_dir(built)
     monitor, mode = f"val/{metric}", ("max" if direction == "maximize" else "min")
     ckpt = BestCheckpoint(
         dirpath=out_dir / "checkpoints", filename=f"best-{run_id[:8]}", monitor=monitor,
@@ -278,7 +426,8 @@ def _fit_and_test(cfg: DictConfig, uri: str, run_id: str, dm: BenchDataModule, t
         cbs.append(EarlyStopping(monitor, patience=cfg.trainer.early_stopping_patience, mode=mode))
     cbs += list(callbacks)
     logger = MLFlowLogger(
-        experiment_name=cfg.tracking.experiment, tracking_uri=uri, run_id=run_id
+        experiment_name=cfg.tracking.experiment, tracking_uri=tracking.connectable(uri),
+        run_id=run_id,
     )
     apply_fp32_policy(bool(cfg.trainer.get("tf32", False)))
     trainer = _trainer(cfg, logger, cbs, out_dir)
@@ -293,8 +442,9 @@ def _fit_and_test(cfg: DictConfig, uri: str, run_id: str, dm: BenchDataModule, t
         if ckpt.best_model_score is not None:
             result.objective = float(ckpt.best_model_score)
         best = ckpt.best_model_path or None
-        result.checkpoint = best
-        tracking.log_tags(client, run_id, {tracking.TAGS["checkpoint"]: best})
+        if built.scratch is None:  # a scratch folder's path would soon point at nothing
+            result.checkpoint = best
+            tracking.log_tags(client, run_id, {tracking.TAGS["checkpoint"]: best})
         trainer.test(task, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
         result.val_metrics = {k: v[-1][1] for k, v in history.history.items()
                               if k.startswith("val/")}
@@ -317,9 +467,9 @@ def _record_failure(client, run_id: str, exc: BaseException, status: str) -> Non
     if status == "PRUNED":
         tracking.log_tags(client, run_id, {tracking.TAGS["pruned"]: "true"})
     else:
-        tracking.log_tags(client, run_id,
-                          {tracking.TAGS["error"]: f"{type(exc).__name__}: {exc}"[:4000]})
-        client.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
+        tracking.log_tags(client, run_id, {tracking.TAGS["error"]: _failure_text(exc)[:4000]})
+        client.log_text(run_id, tracking.mask_secrets("".join(traceback.format_exception(exc))),
+                        "error.txt")
 
 
 def _close(client, run_id: str, built: _Built, history: EpochHistory, result: RunResult,
@@ -335,6 +485,21 @@ def _close(client, run_id: str, built: _Built, history: EpochHistory, result: Ru
         tracking.log_metrics(client, run_id, {"time/wall_s": result.wall_time_s})
     mlflow_status = {"FINISHED": "FINISHED", "PRUNED": "FINISHED", "KILLED": "KILLED"}
     client.set_terminated(run_id, mlflow_status.get(result.status, "FAILED"))
+    built.closed = True
+
+
+def _failure_text(exc: BaseException) -> str:
+    """What the error tag says: for a stop, which signal and where, rather than Lightning's
+    bare ``SIGTERMException`` or the ``SystemExit: 1`` it turns Ctrl-C into."""
+    from bench.sweep import interrupt
+
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        signum = interrupt.received()
+        if signum:
+            return (f"stopped by {interrupt.signal_name(signum)} at a batch boundary "
+                    f"(exit code {interrupt.exit_code()})")
+        return f"stopped: {type(exc).__name__}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _failure_status(exc: BaseException) -> str:

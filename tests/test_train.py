@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
 from bench.train import NonFiniteLoss, run
@@ -141,11 +142,19 @@ def test_test_metrics_come_from_the_best_checkpoint(make_cfg):
     from bench import data
     from bench.models import build_model
 
+    class BestAtTest(Callback):
+        """Reads the file the test restores (the run removes its scratch folder after)."""
+
+        def on_test_start(self, trainer, pl_module):
+            assert trainer.ckpt_path == trainer.checkpoint_callback.best_model_path
+            self.state = torch.load(trainer.ckpt_path, weights_only=True)["state_dict"]
+
     cfg = make_cfg("dataset=synthetic", "model.hidden_size=8", "trainer.max_epochs=4",
                    "trainer.early_stopping_patience=null", "trainer.limit_test_batches=null",
                    "optim.lr=0.05")
-    result = run(cfg)
-    state = torch.load(result.checkpoint, weights_only=True)["state_dict"]
+    seen = BestAtTest()
+    result = run(cfg, callbacks=[seen])
+    state = seen.state
     prepared = data.build(cfg.dataset, cfg.data_dir)
     model = build_model(cfg.model, prepared.info)
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()

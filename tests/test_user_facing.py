@@ -121,8 +121,9 @@ def test_store_that_cannot_be_opened_is_a_storage_error(tmp_path, monkeypatch):
     client = tracking.client_for("http://user:secret@127.0.0.1:9")
     with pytest.raises(errors.StorageError) as e:
         tracking.ensure_experiment(client, "x", None)
-    assert str(e.value).startswith("tracking.uri: the MLflow store http://user:***@127.0.0.1:9 "
-                                   "failed (connection refused (is it running?)); start")
+    # the credentials go by MLflow's variables: the address MLflow is given has no user
+    assert str(e.value) == ("MLflow tracking server http://127.0.0.1:9 is unreachable "
+                            "(connection refused); start it or set tracking.uri")
 
 
 def test_known_errors_share_one_family():
@@ -230,6 +231,11 @@ def test_terminal_shows_the_bar_the_table_in_units_and_a_one_line_hint(tmp_path)
     assert hint.startswith(f"compare runs with: mlflow ui --backend-store-uri sqlite:///"
                            f"{tmp_path / 'mlflow.db'}   then open http://127.0.0.1:5000/#/")
     assert hint.endswith("/runs?workflowType=machine_learning")
+    # a run in a Hydra job keeps its best weights in the job's folder, as its tag says
+    (ckpt,) = (tmp_path / "outputs").rglob("checkpoints/best-*.ckpt")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("sbux").experiment_id])
+    assert run.data.tags["checkpoint"] == str(ckpt)
 
 
 def test_numbers_in_units_are_read_at_a_glance():

@@ -667,6 +667,9 @@ def build_from_record(
     primary = _primary_tuning_seed(data)
     runs = all_runs[all_runs["tuning_seed"].isna() | (all_runs["tuning_seed"] == primary)] \
         if primary is not None else all_runs
+    progress = _progress(data, all_runs)
+    if progress is not None and progress.partial:
+        runs = runs[runs["dataset"].isin(progress.complete)]
     datasets = sorted(runs["dataset"].unique()) if len(runs) else []
     results_table(data).to_csv(out / "results.csv", index=False, lineterminator="\n")
 
@@ -679,6 +682,8 @@ def build_from_record(
                                an.comparisons[ds], an, figs, fetch, primary) for ds in datasets]
     v = an.verdict
     verdict_text = [v.text, ""]
+    if progress is not None and progress.partial:
+        verdict_text = [progress.text(study), "", *verdict_text]
     if an.no_skill:
         verdict_text.append("Left out of the verdict for **no skill** (no candidate beats the "
                             "no-skill reference by more than the ROPE; their ranks are noise):")
@@ -772,7 +777,7 @@ def build_from_record(
 def _store_fetch(uri: str) -> Fetch:
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=tracking.connectable(uri))
 
     def fetch(run_id: str, artifact: str, dest: Path) -> bool:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -800,6 +805,63 @@ def build(
         fresh = None
     rec = record.write(record.merge(fresh, committed), path)
     return build_from_record(rec, out, alpha=alpha, test=test, fetch=_store_fetch(uri))
+
+
+@dataclass
+class Progress:
+    """How much of the study definition's plan the record holds."""
+
+    planned: dict[str, int]     # dataset -> final runs planned (cells x seeds)
+    recorded: dict[str, int]    # dataset -> final runs recorded
+
+    @property
+    def complete(self) -> list[str]:
+        return sorted(d for d, n in self.planned.items() if self.recorded.get(d, 0) >= n)
+
+    @property
+    def partial(self) -> bool:
+        return len(self.complete) < len(self.planned)
+
+    def text(self, study: str) -> str:
+        done, total = sum(min(self.recorded.get(d, 0), n) for d, n in self.planned.items()), \
+            sum(self.planned.values())
+        started = sorted(d for d in self.planned if 0 < self.recorded.get(d, 0) < self.planned[d])
+        waiting = sorted(d for d in self.planned if self.recorded.get(d, 0) == 0)
+        parts = [f"**The study is not finished**: {done} of {total} planned final runs are "
+                 f"recorded; {len(self.complete)} of {len(self.planned)} datasets are complete "
+                 "and only they enter the tables and the verdict below."]
+        if started:
+            parts.append("In progress: " + ", ".join(
+                f"`{d}` ({self.recorded[d]}/{self.planned[d]})" for d in started) + ".")
+        if waiting:
+            parts.append("Not started: " + ", ".join(f"`{d}`" for d in waiting) + ".")
+        parts.append(f"`python -m bench.study sweeps/study_{study}.yaml` resumes it (from this "
+                     f"record on a machine without the stores), then `python -m bench.report "
+                     f"--study {study}`.")
+        return " ".join(parts)
+
+
+def _progress(data: StudyData, runs: pd.DataFrame) -> Progress | None:
+    """The plan of the latest session's definition against the final runs recorded."""
+    from bench.study import Study
+
+    d = _definition(data)
+    if d is None or not len(runs):
+        return None
+    try:
+        plan = Study(d)
+        cells, seeds = plan.cells(), plan.seeds
+    except Exception:   # a definition from an older layout: no plan to compare with
+        return None
+    planned: dict[str, int] = {}
+    recorded: dict[str, int] = {}
+    for c in cells:
+        planned[c.dataset] = planned.get(c.dataset, 0) + len(seeds)
+        m = (runs["dataset"] == c.dataset) & (runs["arch"] == c.arch) & runs["seed"].isin(seeds)
+        if c.space is not None:
+            m &= runs["tuning_seed"].fillna(plan.tuning_seeds(c.dataset)[0]) == c.tuning_seed
+        recorded[c.dataset] = recorded.get(c.dataset, 0) + int(runs.loc[m, "seed"].nunique())
+    return Progress(planned, recorded)
 
 
 def _definition(data: StudyData):

@@ -83,8 +83,8 @@ def table(runs: pd.DataFrame, tail: float = TAIL) -> pd.DataFrame:
 
 def summary(cells: pd.DataFrame) -> tuple[int, int, int]:
     """``(converged cells, judged cells, cells that could not be judged)``."""
-    known = cells["cell_converged"].map(lambda v: isinstance(v, bool | np.bool_))
-    judged = cells[known]
+    known = cells["cell_converged"].map(lambda v: isinstance(v, bool | np.bool_)).astype(bool)
+    judged = cells.loc[known]
     return int(judged["cell_converged"].astype(bool).sum()), len(judged), len(cells) - len(judged)
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from bench.config import CONF_DIR
 from bench.report import skill
-from bench.tracking import TAGS
+from bench.tracking import TAGS, connectable
 
 # Paths in the record are written relative to the directory the report is made from (the
 # project, when run from a checkout), so no file names a folder of the machine.
@@ -120,9 +120,11 @@ def _trials(storage: str, name: str) -> list[dict]:
     import optuna
     from optuna.distributions import distribution_to_json
 
+    from bench.sweep.storage import resolve, reveal
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        st = optuna.load_study(study_name=name, storage=storage)
+        st = optuna.load_study(study_name=name, storage=reveal(resolve(storage)))
     except Exception:
         return []
     rows = []
@@ -148,7 +150,7 @@ def from_store(uri: str, study: str, *, storage: str | None = None) -> pd.DataFr
 
     from bench.report.collect import _row, _search, primary_value, read_artifact
 
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=connectable(uri))
     runs = _search(client, f"tags.{TAGS['study']} = '{study}'")
     if not runs:
         raise LookupError(
@@ -284,7 +286,7 @@ def merge(store: pd.DataFrame, committed: pd.DataFrame | None) -> pd.DataFrame:
     b = tidy(committed).set_index("run_id").astype(object)
     a = a[~a.index.duplicated()]
     b = b[~b.index.duplicated()]
-    both = a.combine_first(b)
+    both = a.combine_first(b).copy()
     return tidy(both.reset_index(names="run_id"))
 
 

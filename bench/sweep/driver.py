@@ -6,11 +6,10 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,20 +19,22 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from bench import tracking
+from bench import scratch, tracking
 from bench.config import compose
 from bench.errors import ConfigError, SweepError
 from bench.sweep import devices as devices_mod
+from bench.sweep import interrupt, recovery
 from bench.sweep import parent as parent_mod
 from bench.sweep import space as space_mod
+from bench.sweep import worker as worker_mod
 from bench.sweep.settings import SweepSettings
 from bench.sweep.storage import hide_password, mask, open_storage, resolve, study_lock
+from bench.sweep.storage import shell_form as storage_shell_form
 from bench.sweep.strategy import make_pruner, make_sampler, pruner_spec
-from bench.sweep.worker import WorkerReport, work, write_payload
+from bench.sweep.worker import STOPPED_ON_FAILURES, work, write_payload
 
 log = logging.getLogger("bench.sweep")
 TAGS = tracking.TAGS
-STOPPED_ON_FAILURES = WorkerReport(0, stopped_on_failures=True).exit_code
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def prepare(base: DictConfig, settings: SweepSettings) -> PreparedSweep:
     """
     _check(base, settings)
     base = _absolute_paths(base)
+    # a tracking server that is down fails the sweep before it creates or touches the study
+    tracking.check_reachable(tracking.connectable(base.tracking.uri))
     settings = dataclasses.replace(
         settings,
         study_name=settings.study_name or default_study_name(base, settings.space),
@@ -141,10 +144,12 @@ def _parent_tags(base: DictConfig, settings: SweepSettings) -> dict[str, Any]:
 
 
 def _log_start(settings: SweepSettings, uri: str) -> None:
+    # the dashboard line is pasted into a shell: the password as a variable, never in clear
+    dashboard, note = storage_shell_form(settings.storage)
     log.info("study %s in %s: %d trials wanted, %d workers, sampler %s, pruner %s; watch it "
-             "with: optuna-dashboard %s", settings.study_name, mask(settings.storage),
+             "with: optuna-dashboard %s%s", settings.study_name, mask(settings.storage),
              settings.n_trials, settings.n_jobs, settings.sampler, settings.pruner["name"],
-             mask(settings.storage))
+             dashboard, f"   {note}" if note else "")
     if settings.n_jobs > 1 and uri.startswith("sqlite"):
         log.warning("%d workers writing one SQLite MLflow store may hit 'database is locked'; "
                     "use an MLflow server for parallel sweeps (docs/sweeps.md)",
@@ -159,136 +164,246 @@ def run_sweep(base: DictConfig, settings: SweepSettings, *, in_process: bool | N
     """Tunes an already composed config (the Hydra sweeper's entry).
 
     One worker runs in this process unless ``in_process=False``; several run as processes,
-    placed by ``settings.devices`` (:mod:`bench.sweep.devices`).
+    placed by ``settings.devices`` (:mod:`bench.sweep.devices`), and replaced when they die.
+    Every way out closes the MLflow parent run (FINISHED, KILLED or FAILED, never RUNNING);
+    a stop by Ctrl-C or SIGTERM raises ``KeyboardInterrupt`` once the workers have ended
+    their trials (:func:`bench.sweep.interrupt.exit_code` gives the exit status).
     """
     prep = prepare(base, settings)
     started = time.perf_counter()
-    interrupted = False
+    interrupted, stopped = False, ""
     if in_process is None:
         in_process = settings.n_jobs == 1
     try:
         if in_process:
             interrupted = _run_in_process(prep)
         else:
-            interrupted = _run_processes(prep, shutdown_timeout)
+            interrupted, stopped = _run_processes(prep, shutdown_timeout)
     except KeyboardInterrupt:
         interrupted = True
+    except BaseException as exc:
+        stopped = f"{type(exc).__name__}: {mask(str(exc))}"[:1000]
+        raise
     finally:
-        study = finish(prep, interrupted=interrupted, started=started)
+        interrupted = interrupted or interrupt.received() is not None
+        if interrupted:
+            stopped = f"stopped by {interrupt.signal_name()}"
+        study = finish(prep, interrupted=interrupted, started=started, stopped=stopped)
     if interrupted:
-        log.warning("sweep %s interrupted; run the same command again to resume it",
-                    prep.settings.study_name)
+        log.warning("sweep %s %s; run the same command again to resume it",
+                    prep.settings.study_name, stopped)
         raise KeyboardInterrupt
-    check_outcome(study, prep.settings)
+    check_outcome(study, prep.settings, stopped)
     return study
 
 
 def _run_in_process(prep: PreparedSweep) -> bool:
-    """One worker here; SIGTERM ends it as Ctrl-C would."""
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM)
-    if main_thread:
-        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    """One worker here; SIGTERM ends it as Ctrl-C would, at the next safe point."""
     base = prep.base
     chosen = devices_mod.in_process_devices(prep.settings.devices,
                                             str(base.trainer.accelerator))
     if chosen is not None:
         base = base.copy()
         OmegaConf.update(base, "trainer.devices", chosen, merge=False)
-    try:
+    with interrupt.deferred():
         return work(prep.settings, base, 0).interrupted
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
 
 
-def _run_processes(prep: PreparedSweep, shutdown_timeout: float) -> bool:
-    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+def _run_processes(prep: PreparedSweep, shutdown_timeout: float) -> tuple[bool, str]:
+    """Worker processes under supervision; returns (interrupted, why it stopped early)."""
+    # removed however the sweep ends; one left by a killed sweep goes when the next starts
+    with scratch.folder("bench-sweep") as tmp:
         payload = write_payload(prep.settings, prep.base, Path(tmp))
         placements = devices_mod.plan(prep.settings.n_jobs, prep.settings.devices,
                                       str(prep.base.trainer.accelerator))
-        procs = _spawn(payload, placements)
-        interrupted = _wait(procs, shutdown_timeout)
-        if any(p.returncode == STOPPED_ON_FAILURES for p in procs):
-            log.error("a worker stopped after too many failed trials (max_failures)")
-        return interrupted
+        return Supervisor(prep, payload, placements).run(shutdown_timeout)
 
 
-def _spawn(payload: Path, placements: list[devices_mod.Placement]) -> list[subprocess.Popen]:
-    procs = []
-    for i, place in enumerate(placements):
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "bench.sweep.worker", str(payload), str(i)],
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class Supervisor:
+    """Starts the workers, replaces those that die, and forwards a stop to them.
+
+    A worker that dies (killed by the OOM killer, SIGKILL, a crash) is replaced at once, up
+    to ``max_restarts`` times in this sweep, and its running trial is queued again without
+    waiting for its heartbeat to go stale (its pid is on the trial). Ctrl-C or SIGTERM to
+    the sweep is forwarded to every worker as the same signal; the workers end their trials
+    at the next batch, queue them again and exit; after ``shutdown_timeout`` the rest are
+    killed and their trials recovered.
+    """
+
+    def __init__(self, prep: PreparedSweep, payload: Path,
+                 placements: list[devices_mod.Placement]):
+        self.prep, self.payload, self.placements = prep, payload, placements
+        self.procs: list[subprocess.Popen] = []
+        self.deaths: list[str] = []
+        self.restarts = 0
+
+    def spawn(self, i: int) -> subprocess.Popen:
+        place = self.placements[i]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.sweep.worker", str(self.payload), str(i)],
             env={**os.environ, **place.env}, cwd=str(tracking.launch_dir()),
-        ))
-        log.info("worker %d started (pid %d) on %s", i, procs[-1].pid, place.device)
-    return procs
+        )
+        log.info("worker %d started (pid %d) on %s", i, proc.pid, place.device)
+        return proc
 
+    def run(self, shutdown_timeout: float) -> tuple[bool, str]:
+        try:
+            with interrupt.raising():
+                self.procs = [self.spawn(i) for i in range(len(self.placements))]
+                self.watch()
+        except KeyboardInterrupt:
+            self.stop(shutdown_timeout)
+            return True, ""
+        if any(p.returncode == STOPPED_ON_FAILURES for p in self.procs):
+            return False, "workers stopped after max_failures trials failed with errors"
+        if self.deaths:
+            limit = self.prep.settings.max_restarts
+            return False, (f"{len(self.deaths)} worker deaths ({'; '.join(self.deaths[:4])}"
+                           f"{'; ...' if len(self.deaths) > 4 else ''}), restart limit "
+                           f"max_restarts={limit} reached")
+        return False, ""
 
-def _wait(procs: list[subprocess.Popen], shutdown_timeout: float) -> bool:
-    """Waits for the workers; on Ctrl-C lets them end their trials, then returns True."""
-    try:
-        while any(p.poll() is None for p in procs):
+    def watch(self) -> None:
+        settled: set[int] = set()
+        while len(settled) < len(self.procs):
+            for i, p in enumerate(self.procs):
+                code = p.poll()
+                if code is None or i in settled:
+                    continue
+                if code in (0, STOPPED_ON_FAILURES) or interrupt.received() is not None:
+                    settled.add(i)
+                    continue
+                self.deaths.append(f"worker {i} (pid {p.pid}) {_describe_exit(code)}")
+                log.warning("worker %d (pid %d) %s", i, p.pid, _describe_exit(code))
+                self.recover(p.pid)
+                if self.restarts < self.prep.settings.max_restarts:
+                    self.restarts += 1
+                    self.procs[i] = self.spawn(i)
+                    log.warning("worker %d replaced (restart %d of at most %d)", i,
+                                self.restarts, self.prep.settings.max_restarts)
+                else:
+                    settled.add(i)
             time.sleep(0.5)
-        for i, p in enumerate(procs):
-            if p.returncode not in (0, 130):
-                log.warning("worker %d (pid %d) ended with code %s; its running trial, if "
-                            "any, was failed through its heartbeat and retried by the others",
-                            i, p.pid, p.returncode)
-        return any(p.returncode == 130 for p in procs)
-    except KeyboardInterrupt:
-        log.warning("interrupted: letting %d worker(s) end their trials (Ctrl-C again to kill)",
-                    sum(p.poll() is None for p in procs))
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+
+    def recover(self, pid: int) -> None:
+        """Queues the dead worker's running trial again (no need to wait for its heartbeat)."""
+        s = self.prep.settings
+        try:
+            storage = open_storage(s.storage)
+            study = optuna.load_study(study_name=s.study_name, storage=storage)
+            lost = recovery.requeue(study, storage, s,
+                                    recovery.trial_ids_of_dead_process(study, pid),
+                                    f"worker process {pid} died")
+            worker_mod.close_lost_runs(s, lost, f"worker lost: process {pid} died")
+        except Exception as exc:   # the heartbeat path recovers it later
+            log.warning("could not recover the trials of worker pid %d now: %s", pid,
+                        mask(str(exc)))
+
+    def stop(self, shutdown_timeout: float) -> None:
+        signum = interrupt.received() or signal.SIGINT
+        running = [p for p in self.procs if p.poll() is None]
+        log.warning("stopping: %s forwarded to %d worker(s), which end their trials (Ctrl-C "
+                    "again to kill them)", signal.Signals(signum).name, len(running))
+        for p in running:
+            p.send_signal(signum)
         deadline = time.monotonic() + shutdown_timeout
         try:
-            while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
-                time.sleep(0.2)
+            with interrupt.raising():
+                while any(p.poll() is None for p in running) and time.monotonic() < deadline:
+                    time.sleep(0.2)
         except KeyboardInterrupt:
             pass
-        for p in procs:
+        for p in running:
             if p.poll() is None:
                 p.kill()
-        return True
-
-
-def _sigterm_as_interrupt(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
+                p.wait()
+                self.recover(p.pid)
 
 
 # -- finishing -------------------------------------------------------------------------------
 
 
-def finish(prep: PreparedSweep, *, interrupted: bool, started: float) -> optuna.Study:
-    """Summarises the study into its MLflow parent run and returns the study."""
+def finish(prep: PreparedSweep, *, interrupted: bool, started: float,
+           stopped: str = "") -> optuna.Study | None:
+    """Summarises the study into its MLflow parent run (closing it) and returns the study."""
     s = prep.settings
-    study = optuna.load_study(study_name=s.study_name, storage=open_storage(s.storage))
+    try:
+        study = optuna.load_study(study_name=s.study_name, storage=open_storage(s.storage))
+    except Exception as exc:  # the storage itself failed; the error on its way out says how
+        log.warning("could not read the study back to close its MLflow parent: %s",
+                    mask(str(exc)))
+        _close_parent(prep, "KILLED" if interrupted else "FAILED", stopped or str(exc))
+        return None
     info = {**prep.info, "wall time of this sweep (s)": round(time.perf_counter() - started, 1)}
+    if not interrupted:
+        stopped = shortfall(study, s, stopped)
     try:
         parent_mod.finalize(study, prep.client, s.parent_run_id, n_trials=s.n_trials,
-                            info=info, interrupted=interrupted)
+                            info=info, interrupted=interrupted, stopped=stopped)
     except Exception as exc:  # the study is safe in its storage; the summary can be redone
         log.warning("could not write the study summary to MLflow: %s", mask(str(exc)))
+        done = sum(t.state.name in ("COMPLETE", "PRUNED")
+                   for t in study.get_trials(deepcopy=False))
+        _close_parent(prep, "FINISHED" if done >= s.n_trials else
+                      "KILLED" if interrupted else "FAILED", stopped)
     return study
 
 
-def check_outcome(study: optuna.Study, settings: SweepSettings) -> None:
-    """Raises when workers gave up on failures, so a caller cannot mistake it for success."""
+def _close_parent(prep: PreparedSweep, status: str, why: str) -> None:
+    try:
+        if why and status != "FINISHED":
+            tracking.log_tags(prep.client, prep.settings.parent_run_id,
+                              {TAGS["error"]: mask(why)[:1000]})
+        prep.client.set_terminated(prep.settings.parent_run_id, status)
+    except Exception as exc:
+        log.warning("could not close the MLflow parent run %s: %s",
+                    prep.settings.parent_run_id, mask(str(exc)))
+
+
+def resume_command() -> str:
+    """The command that resumes this sweep, as the user typed it (password masked)."""
+    argv0 = Path(sys.argv[0]).as_posix() if sys.argv and sys.argv[0] else ""
+    for module in ("bench.study", "bench"):
+        stem = module.replace(".", "/")
+        if argv0.endswith((f"{stem}/__main__.py", f"{stem}.py")):
+            return mask(shlex.join(["python", "-m", module, *sys.argv[1:]]))
+    return "the same command"
+
+
+def check_outcome(study: optuna.Study | None, settings: SweepSettings, stopped: str = "") -> None:
+    """Raises when the sweep ended short of its trials, so a caller cannot mistake it for
+    success; the message says why in one or two lines, and how to resume."""
+    if study is None:
+        raise SweepError(f"study {settings.study_name}: {stopped or 'stopped'}; "
+                         f"resume with: {resume_command()}")
+    why = shortfall(study, settings, stopped)
+    if why:
+        raise SweepError(f"study {settings.study_name}: {why}.\nResume with: {resume_command()}")
+
+
+def shortfall(study: optuna.Study, settings: SweepSettings, stopped: str = "") -> str:
+    """Why the study holds fewer finished trials than asked ("" when it holds them all)."""
     trials = study.get_trials(deepcopy=False)
     done = sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
     if done >= settings.n_trials:
-        return
+        return ""
     errors = [f"trial {t.number}: {t.user_attrs['error']}" for t in trials
               if t.state.name == "FAIL" and "error" in t.user_attrs
               and t.number >= settings.start_number]
-    raise SweepError(
-        f"study {settings.study_name}: {done}/{settings.n_trials} trials finished; "
-        f"{len(errors)} failed with errors (max_failures reached), e.g.\n  "
-        + "\n  ".join(errors[:5])
-    )
+    queued = sum(t.state.name == "WAITING" for t in trials)
+    why = stopped or (f"{len(errors)} trials failed with errors (max_failures)" if errors
+                      else "the workers stopped early")
+    example = f"; first error: {errors[0][:300]}" if errors else ""
+    return f"{done}/{settings.n_trials} trials finished, {queued} queued: {why}{example}"
 
 
 # -- Python entry ----------------------------------------------------------------------------
@@ -303,7 +418,8 @@ def tune(overrides: Sequence[str], space: str, *, in_process: bool | None = None
     """
     fixed, sweeps = space_mod.split_overrides(overrides)
     params = {**dict(settings.pop("params", None) or {}), **sweeps}
-    frozen = SweepSettings(space=str(space), params=params, **_plain(settings))
+    frozen = SweepSettings.checked({"space": str(space), "params": params, **_plain(settings)},
+                                   source="the keywords of bench.sweep.tune")
     return run_sweep(compose(fixed), frozen, in_process=in_process,
                      shutdown_timeout=shutdown_timeout)
 

@@ -22,10 +22,10 @@ from typing import Any
 import optuna
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from bench import tracking
+from bench.sweep import recovery
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +97,32 @@ def _counts(study: optuna.Study) -> dict[str, int]:
     return {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
 
 
-def exhausted_retries(study: optuna.Study) -> list[int]:
-    """Failed trials that lost their worker (no ``error`` recorded) and were not retried."""
-    trials = study.get_trials(deepcopy=False)
-    with warnings.catch_warnings():  # experimental in Optuna 5, and the public way to ask
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
-    return [t.number for t in trials
-            if t.state == TrialState.FAIL and "error" not in t.user_attrs
-            and t.number not in retried]
+def reconcile_children(study: optuna.Study, client: MlflowClient, experiment_id: str) -> int:
+    """Closes trial runs left RUNNING in MLflow whose trial Optuna has finished (a worker
+    killed between telling Optuna and closing its run, or a lost trial whose run could not
+    be closed when it was recovered); returns how many were closed."""
+    states = {t.number: t for t in study.get_trials(deepcopy=False)}
+    runs = client.search_runs(
+        [experiment_id], max_results=5000,
+        filter_string=f"tags.{TAG_STUDY} = '{study.study_name}' and tags.{TAG_ROLE} = 'trial' "
+                      "and attributes.status = 'RUNNING'",
+    )
+    closed = 0
+    for run in runs:
+        try:
+            trial = states.get(int(run.data.tags.get(TAG_TRIAL, "")))
+        except ValueError:
+            continue
+        if trial is None or trial.state in (TrialState.RUNNING, TrialState.WAITING):
+            continue
+        if trial.state == TrialState.FAIL:
+            why = trial.user_attrs.get("error") or trial.user_attrs.get("lost") or "worker lost"
+            tracking.log_tags(client, run.info.run_id, {tracking.TAGS["error"]: why})
+            client.set_terminated(run.info.run_id, "FAILED")
+        else:
+            client.set_terminated(run.info.run_id, "FINISHED")
+        closed += 1
+    return closed
 
 
 def summary_text(study: optuna.Study, info: dict[str, Any]) -> str:
@@ -124,8 +141,9 @@ def summary_text(study: optuna.Study, info: dict[str, Any]) -> str:
     failed = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL]
     if failed:
         lines += ["", "| failed trial | reason |", "|---|---|"]
-        lines += [f"| {t.number} | {t.user_attrs.get('error', 'worker lost (heartbeat)')} |"
-                  for t in failed]
+        for t in failed:
+            why = t.user_attrs.get("error") or t.user_attrs.get("lost") or "worker lost"
+            lines.append(f"| {t.number} | {why} |")
     return "\n".join(lines) + "\n"
 
 
@@ -137,22 +155,30 @@ def finalize(
     n_trials: int,
     info: dict[str, Any],
     interrupted: bool,
+    stopped: str = "",
 ) -> None:
     """Best value and params, Optuna's plots and the summary, logged to the parent run.
 
     Called by every process that ran a sweep when it stops, so the parent reflects the
     study at the last stop; params would be immutable in MLflow, so the best parameters
-    go to tags and a JSON artifact, which later sweeps may overwrite.
+    go to tags and a JSON artifact, which later sweeps may overwrite. The parent is never
+    left RUNNING: FINISHED once the study holds its trials, else KILLED (``interrupted``) or
+    FAILED, with ``stopped`` (why this process stopped) as its error tag.
     """
     counts = _counts(study)
     done = counts["complete"] + counts["pruned"]
     best_params = _log_best(study, client, run_id, counts, done)
-    lost = exhausted_retries(study)
+    lost = recovery.lost_for_good(study.get_trials(deepcopy=False))
     info = {**info, "trials requested (complete + pruned)": n_trials,
-            "retry budget exhausted for trials": lost or "none"}
+            "trials lost for good (number: retries used)":
+                ", ".join(f"{n}: {r}" for n, r in lost) or "none"}
     if lost:
-        log.warning("study %s: trials %s lost their worker and exhausted the retry budget",
-                    study.study_name, lost)
+        log.warning("study %s: trials %s lost their worker after using their retries",
+                    study.study_name, ", ".join(f"{n} ({r} retries)" for n, r in lost))
+    experiment_id = client.get_run(run_id).info.experiment_id
+    closed = reconcile_children(study, client, experiment_id)
+    if closed:
+        log.info("closed %d trial run(s) that their lost workers had left RUNNING", closed)
     client.log_text(run_id, json.dumps(best_params, indent=2, default=str), "best_params.json")
     client.log_text(run_id, tracking.mask_secrets(summary_text(study, info)), "summary.md")
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,10 +186,15 @@ def finalize(
         study.trials_dataframe().to_csv(csv, index=False)
         client.log_artifact(run_id, str(csv))
     _log_plots(study, client, run_id)
-    if interrupted:
-        client.set_terminated(run_id, "KILLED")
-    elif done >= n_trials:
+    if done >= n_trials:
         client.set_terminated(run_id, "FINISHED", end_time=int(time.time() * 1000))
+    elif interrupted:
+        tracking.log_tags(client, run_id, {tracking.TAGS["error"]: stopped or "interrupted"})
+        client.set_terminated(run_id, "KILLED")
+    else:
+        tracking.log_tags(client, run_id, {tracking.TAGS["error"]: stopped or (
+            f"stopped with {done}/{n_trials} trials finished")})
+        client.set_terminated(run_id, "FAILED")
 
 
 def _log_best(study: optuna.Study, client: MlflowClient, run_id: str,

@@ -44,6 +44,8 @@ class SweepSettings:
     heartbeat_interval: int = 10
     grace_period: Any = None  # null -> 3 x heartbeat_interval
     max_retry: int = 2  # retries of a trial whose worker died
+    # Worker processes a sweep replaces when they die (OOM killer, SIGKILL, a crash), in all.
+    max_restarts: int = 10
     max_failures: Any = None  # stop after this many failed trials (null -> n_trials)
     # Extra tags for the MLflow parent run.
     parent_tags: dict[str, Any] = field(default_factory=dict)
@@ -58,14 +60,29 @@ class SweepSettings:
     start_number: int = field(default=0, metadata=_PREPARED)  # trials before this sweep began
 
     @classmethod
-    def from_config(cls, values: Mapping[str, Any]) -> "SweepSettings":
-        """From ``hydra.sweeper.*`` (a DictConfig or a dict); Hydra's ``_target_`` is dropped."""
+    def from_config(cls, values: Mapping[str, Any], *,
+                    where: str = "hydra.sweeper") -> "SweepSettings":
+        """From ``hydra.sweeper.*`` (a DictConfig or a dict), checked (:meth:`checked`);
+        Hydra's ``_target_`` is dropped."""
         from omegaconf import OmegaConf
 
         # Hydra hands each setting over as its own node (a DictConfig for mappings)
         plain = OmegaConf.to_container(OmegaConf.create(dict(values)), resolve=True)
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in dict(plain).items() if k in names})
+        plain.pop("_target_", None)
+        return cls.checked(plain, where=where)
+
+    @classmethod
+    def checked(cls, values: Mapping[str, Any], *, where: str = "",
+                source: str = "") -> "SweepSettings":
+        """Settings a user wrote, refused with a :class:`~bench.errors.ConfigError` that names
+        the setting (``where`` is the key path they live under) when a name is unknown or a
+        value is not what the sweep needs, before any study or run is opened."""
+        from bench import schema
+
+        schema.check(dict(values), settings_schema(), path=where, source=source)
+        # null for a mapping of extras means none
+        return cls(**{k: v for k, v in values.items()
+                      if not (v is None and k in ("sampler_kwargs", "parent_tags", "params"))})
 
     @property
     def effective_grace_period(self) -> int:
@@ -77,6 +94,68 @@ class SweepSettings:
     @classmethod
     def from_json(cls, text: str) -> "SweepSettings":
         return cls(**json.loads(text))
+
+
+def setting_checks() -> dict[str, Any]:
+    """The check of every setting a user may write, by name; a study's ``tuning`` reuses
+    those it shares. Built on call so that importing this module stays cheap."""
+    from bench import schema as s
+
+    positive_seconds = s.number(above=0)
+    return {
+        "space": s.text(nonempty=True),
+        "study_name": s.optional(s.text(nonempty=True)),
+        "storage": s.optional(s.text(nonempty=True)),
+        "n_trials": s.integer(minimum=1),
+        "n_jobs": s.integer(minimum=1),
+        # names and options are checked together, by check_strategy
+        "sampler": s.text(nonempty=True),
+        "sampler_kwargs": s.optional(s.mapping_of()),
+        "pruner": s.either(s.optional(s.text(nonempty=True)), s.mapping_of(),
+                           expected="a pruner name or a mapping with 'name' and its options"),
+        "seed": s.integer(),
+        "devices": _devices,
+        "heartbeat_interval": positive_seconds,
+        "grace_period": s.optional(positive_seconds),
+        "max_retry": s.optional(s.integer(minimum=0)),
+        "max_failures": s.optional(s.integer(minimum=1)),
+        "parent_tags": s.optional(s.mapping_of()),
+        "params": s.optional(s.mapping_of(s.text(nonempty=True))),
+        "poll_interval": positive_seconds,
+    }
+
+
+def settings_schema():
+    """Every field a user sets may be written, no other; a field without a check of its own
+    is held to its declared type, so a new setting is checked from the day it is added."""
+    from bench import schema as s
+
+    by_type = {int: s.integer(), float: s.number(), str: s.text(), bool: s.boolean}
+    checks = setting_checks()
+    fields = {f.name: checks.get(f.name, by_type.get(f.type, s.anything))
+              for f in dataclasses.fields(SweepSettings) if not f.metadata.get("prepared")}
+    return s.Keys(fields, whole=check_strategy)
+
+
+def check_strategy(values: Mapping[str, Any]) -> None:
+    """The sampler with its options and the pruner with its, as Optuna's classes take them."""
+    from bench.sweep.strategy import check_strategy as check
+
+    check(values)
+
+
+def _devices(value: Any) -> None:
+    from bench.schema import Invalid, is_int
+
+    ok = (value is None or value in ("auto", "shared")
+          or (is_int(value) and value >= 0)
+          or (isinstance(value, str) and all(d.strip().isdigit() for d in value.split(",")))
+          or (isinstance(value, list) and value and all(
+              (is_int(d) and d >= 0) or (isinstance(d, str) and d.strip().isdigit())
+              for d in value)))
+    if not ok:
+        raise Invalid(f"{value!r} is not allowed", "expected null, 'auto', 'shared', a GPU id "
+                      "or a list of GPU ids (repeats allowed, e.g. [0, 0, 1, 1])")
 
 
 def hydra_schema_fields() -> list[tuple[str, Any, Any]]:

@@ -23,6 +23,7 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from bench import schema
 from bench.config import SWEEPS_DIR
 from bench.errors import ConfigError
 
@@ -113,29 +114,85 @@ def apply(cfg: DictConfig, values: dict[str, Any]) -> DictConfig:
 
 
 def _param(name: str, spec: Any, source: str) -> Param:
-    where = f"{source}: params.{name}"
+    """One parameter of a space file, checked whole before any trial: a malformed range
+    otherwise fails inside Optuna in every trial, and the sweep stops on failures."""
+    where = f"params.{name}"
     if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected a mapping with 'type', got {spec!r}")
+        raise ConfigError(f"{where}: {spec!r} is not allowed in {source}; expected a mapping "
+                          f"with 'type', one of {list(TYPES)}")
     kind = spec.get("type")
     if kind not in TYPES:
-        raise ConfigError(f"{where}.type: {kind!r} is not allowed; expected one of {list(TYPES)}")
+        raise ConfigError(f"{where}.type: {kind!r} is not allowed in {source}; expected one of "
+                          f"{list(TYPES)}")
+    schema.check(spec, _param_schema(kind), path=where, source=source)
     when = {k: tuple(v) if isinstance(v, list | tuple) else (v,)
             for k, v in (spec.get("when") or {}).items()}
     if kind == "categorical":
-        choices = spec.get("choices")
-        if not choices:
-            raise ConfigError(f"{where}.choices: expected a non-empty list")
+        choices = spec["choices"]
         encoded = any(isinstance(c, list | dict) for c in choices)
         if encoded:
             choices = [json.dumps(c) for c in choices]
         return Param(name, kind, choices=tuple(choices), when=when, encoded=encoded)
-    low, high = spec.get("low"), spec.get("high")
-    if low is None or high is None or not low < high:
-        raise ConfigError(f"{where}: expected numbers low < high, got low={low!r} high={high!r}")
-    log = bool(spec.get("log", False))
-    if log and low <= 0:
-        raise ConfigError(f"{where}.low: {low!r} must be > 0 when log: true")
-    return Param(name, kind, low=low, high=high, log=log, step=spec.get("step"), when=when)
+    return Param(name, kind, low=spec["low"], high=spec["high"], log=bool(spec.get("log", False)),
+                 step=spec.get("step"), when=when)
+
+
+def _param_schema(kind: str) -> schema.Keys:
+    s = schema
+    fields: dict[str, Any] = {"type": s.one_of(TYPES), "when": s.optional(_when)}
+    if kind == "categorical":
+        fields["choices"] = s.list_of(_choice, nonempty=True, distinct=True,
+                                      what="a list of choices")
+        return s.Keys(fields, whole=_has("choices", "a non-empty list of choices"))
+    bound = s.integer() if kind == "int" else s.number()
+    fields |= {"low": bound, "high": bound, "log": s.boolean,
+               "step": s.optional(s.integer(minimum=1) if kind == "int" else s.number(above=0))}
+    return s.Keys(fields, whole=range_check(kind))
+
+
+def range_check(kind: str):
+    """The bounds Optuna accepts for a ``kind`` (float or int) parameter: low below high,
+    and with ``log: true`` a positive low (at least 1 for an int) and no step."""
+    def check(spec: Mapping[str, Any]) -> None:
+        for key in ("low", "high"):
+            _has(key, f"{'an integer' if kind == 'int' else 'a number'} ({kind} range)")(spec)
+        low, high = spec["low"], spec["high"]
+        if not low < high:
+            raise schema.Invalid(f"low={low!r} is not below high={high!r}", "expected low < high")
+        if spec.get("log"):
+            if low <= 0 or (kind == "int" and low < 1):
+                raise schema.Invalid(f"{low!r} is not allowed with log: true",
+                                     f"expected low {'>= 1' if kind == 'int' else '> 0'}",
+                                     key="low")
+            if spec.get("step") is not None:
+                raise schema.Invalid("step cannot be combined with log: true",
+                                     "expected one of them", key="step")
+    return check
+
+
+def _has(key: str, expected: str):
+    def check(spec: Mapping[str, Any]) -> None:
+        if spec.get(key) is None:
+            raise schema.Invalid("missing", f"expected {expected}", key=key)
+    return check
+
+
+def _choice(value: Any) -> None:
+    if isinstance(value, Mapping | list) or value is None or isinstance(value, int | float | str):
+        return
+    raise schema.Invalid(f"{value!r} is not allowed", "expected a number, a string, true/false, "
+                         "null, or a list or mapping of them")
+
+
+def _when(value: Any) -> None:
+    """``{dotted.key: value or [values]}``: the parameter is sampled only for those configs."""
+    if not isinstance(value, Mapping):
+        raise schema.Invalid(f"{value!r} is not allowed",
+                             "expected a mapping of config keys to a value or a list of values")
+    for k, v in value.items():
+        if isinstance(v, Mapping) or (isinstance(v, list | tuple) and not v):
+            raise schema.Invalid(f"{v!r} is not allowed",
+                                 "expected a value or a non-empty list of values", key=str(k))
 
 
 def resolve_path(space: str | Path) -> Path:
@@ -181,9 +238,14 @@ def _load_file(space: str | Path) -> Space:
             "or a path to a YAML file"
         )
     raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    if not isinstance(raw, dict) or not isinstance(raw.get("params"), dict):
-        raise ConfigError(f"{path}: expected a mapping with a 'params' mapping")
-    params = tuple(_param(k, v, str(path)) for k, v in raw["params"].items())
+    if not isinstance(raw, dict) or not isinstance(raw.get("params"), dict) or not raw["params"]:
+        raise ConfigError(f"{path}: expected a mapping with a non-empty 'params' mapping")
+    schema.check(raw, schema.Keys({
+        "family": schema.text(nonempty=True),
+        "cells": schema.list_of(schema.text(nonempty=True), what="a list of model.cell values"),
+        "params": schema.anything,  # each parameter by its own type, below
+    }), source=str(path))
+    params = tuple(_param(str(k), v, str(path)) for k, v in raw["params"].items())
     cells = raw.get("cells") or ()
     return Space(path.stem, str(raw.get("family", path.stem)), params, tuple(cells), str(path))
 
@@ -208,7 +270,12 @@ def from_sweep_overrides(arguments: list[str]) -> tuple[list[str], list[Param]]:
         if isinstance(value, IntervalSweep):
             low, high = value.start, value.end
             is_int = isinstance(low, int) and isinstance(high, int)
-            extra.append(Param(name, "int" if is_int else "float", low=low, high=high, log=log))
+            kind = "int" if is_int else "float"
+            try:
+                range_check(kind)({"low": low, "high": high, "log": log})
+            except schema.Invalid as exc:
+                raise ConfigError(f"{ov.input_line}: {exc.what}; {exc.expected}") from None
+            extra.append(Param(name, kind, low=low, high=high, log=log))
         elif isinstance(value, RangeSweep):
             choices = tuple(ov.sweep_iterator())
             extra.append(Param(name, "categorical", choices=choices))

@@ -11,15 +11,13 @@ provide are added here:
 * password hygiene: the URL that travels in configs, MLflow params and logs is the masked
   one (``postgresql://user:***@host/db``); the password itself is carried by the
   environment variable ``BENCH_STORAGE_PASSWORD`` (or libpq's ``PGPASSWORD``/``.pgpass``),
-  which child processes and SLURM jobs inherit.
+  which child processes and SLURM jobs inherit (the rules: :mod:`bench.passwords`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import re
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -28,12 +26,18 @@ import optuna
 from filelock import FileLock
 from optuna.storages import RDBStorage
 
-from bench.tracking import absolute_sqlite, launch_dir, mask_secrets, sqlite_file
+from bench import passwords
+from bench.tracking import (
+    absolute_sqlite,
+    launch_dir,
+    mask_secrets,
+    postgres_driver,
+    schema_lock,
+    sqlite_file,
+)
 
-PASSWORD_ENV = "BENCH_STORAGE_PASSWORD"
+PASSWORD_ENV = passwords.STORAGE_ENV
 DEFAULT_FILE = "optuna.db"
-_MASK = "***"
-_USERINFO = re.compile(r"^(?P<head>[^:/]+(?:\+[^:/]+)?://[^/:@\s]+:)(?P<pw>[^@\s]*)(?P<tail>@.*)$")
 _local_locks: dict[str, threading.Lock] = {}
 
 
@@ -46,41 +50,24 @@ def resolve(url: str | None) -> str:
     (:func:`bench.tracking.absolute_sqlite`, the rule every SQLite store follows)."""
     if not url:
         return f"sqlite:///{(launch_dir() / DEFAULT_FILE).resolve()}"
-    return absolute_sqlite(_postgres_driver(url))
-
-
-def _postgres_driver(url: str) -> str:
-    """SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3; fall back to psycopg2 if that
-    is the driver installed (the ``postgres`` extra), so plain URLs keep working."""
-    m = re.match(r"^postgres(?:ql)?://", url)
-    if not m:
-        return url
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return "postgresql+psycopg2://" + url[m.end():]
-    return url
+    return absolute_sqlite(postgres_driver(url))
 
 
 def hide_password(url: str) -> str:
     """Moves a password found in ``url`` into the environment and returns the masked URL."""
-    m = _USERINFO.match(url)
-    if not m or m.group("pw") in ("", _MASK):
-        return url
-    os.environ[PASSWORD_ENV] = m.group("pw")
-    return f"{m.group('head')}{_MASK}{m.group('tail')}"
+    return passwords.hide(url, PASSWORD_ENV)
 
 
 def reveal(url: str) -> str:
-    """The connectable URL: the masked password is replaced from ``BENCH_STORAGE_PASSWORD``."""
-    m = _USERINFO.match(url)
-    if not m or m.group("pw") != _MASK:
-        return url
-    pw = os.environ.get(PASSWORD_ENV)
-    if pw is None:
-        # libpq still finds PGPASSWORD or ~/.pgpass when the URL carries no password.
-        return f"{m.group('head')[:-1]}{m.group('tail')}"
-    return f"{m.group('head')}{pw}{m.group('tail')}"
+    """The connectable URL: a masked password, or none where the URL names a user, comes
+    from ``BENCH_STORAGE_PASSWORD``; without it libpq's ``PGPASSWORD`` or ``~/.pgpass``."""
+    return passwords.reveal(url, PASSWORD_ENV)
+
+
+def shell_form(url: str) -> tuple[str, str]:
+    """The storage as an argument to paste into a shell (``optuna-dashboard ...``), with the
+    password as ``$BENCH_STORAGE_PASSWORD``, and a note saying so (or "")."""
+    return passwords.shell_form(url, PASSWORD_ENV)
 
 
 def open_storage(
@@ -90,7 +77,12 @@ def open_storage(
     grace_period: int | None = None,
     stale_callback: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
 ) -> RDBStorage:
-    """An RDB storage with heartbeats; ``url`` may be masked (see :func:`reveal`)."""
+    """An RDB storage with heartbeats; ``url`` may be masked (see :func:`reveal`).
+
+    Optuna creates a fresh SQLite file's tables while it opens it; two sweeps started
+    together on the same new file would both create them, so that happens under the
+    file's schema lock (:func:`bench.tracking.schema_lock`).
+    """
     real = reveal(url)
     engine_kwargs: dict = {}
     path = sqlite_file(real)
@@ -100,7 +92,7 @@ def open_storage(
         engine_kwargs["connect_args"] = {"timeout": 120}
     elif real.startswith(("postgresql", "mysql")):
         engine_kwargs["pool_pre_ping"] = True
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), schema_lock(path):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return RDBStorage(
             real,

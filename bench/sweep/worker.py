@@ -51,7 +51,7 @@ from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from bench import tracking
-from bench.sweep import devices, interrupt, parent
+from bench.sweep import devices, interrupt, parent, recovery
 from bench.sweep import space as space_mod
 from bench.sweep.optuna_compat import heartbeat, trial_id
 from bench.sweep.settings import SweepSettings
@@ -60,6 +60,7 @@ from bench.sweep.strategy import make_pruner, make_sampler, worker_seed
 
 log = logging.getLogger("bench.sweep")
 TAGS = tracking.TAGS
+STOPPED_ON_FAILURES = 3   # a worker's exit code after max_failures
 
 
 @dataclass
@@ -74,7 +75,9 @@ class WorkerReport:
 
     @property
     def exit_code(self) -> int:
-        return 130 if self.interrupted else (3 if self.stopped_on_failures else 0)
+        if self.interrupted:
+            return interrupt.exit_code()
+        return STOPPED_ON_FAILURES if self.stopped_on_failures else 0
 
 
 class PruningCallback(PyTorchLightningPruningCallback):
@@ -94,30 +97,17 @@ class PruningCallback(PyTorchLightningPruningCallback):
             self._trial.set_user_attr(tracking.RUN_ID_ATTR, run_id)
 
 
-class LostTrialHandler:
-    """Runs when a trial's heartbeat went stale: close its MLflow run, queue a retry."""
-
-    def __init__(self, settings: SweepSettings):
-        self.settings = settings
-        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=settings.max_retry)
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        s = self.settings
-        history = RetryHeartbeatStaleTrialCallback.retry_history(trial)
-        will_retry = s.max_retry is None or len(history) < s.max_retry
-        log.warning(
-            "trial %d lost its worker (no heartbeat for %ss): marked FAIL, %s",
-            trial.number, s.effective_grace_period,
-            "queued again" if will_retry else
-            f"not retried (retry budget {s.max_retry} exhausted)",
-        )
-        if s.tracking_uri and s.experiment_id:
-            try:
-                parent.close_child(tracking.client_for(s.tracking_uri), s.experiment_id,
-                                   study.study_name, trial.number, "worker lost: no heartbeat")
-            except Exception as exc:  # the retry matters more than the MLflow status
-                log.warning("could not close the MLflow run of trial %d: %s", trial.number, exc)
-        self.retry(study, trial)
+def close_lost_runs(settings: SweepSettings, numbers: list[int], why: str) -> None:
+    """Best effort: the MLflow runs of lost trials closed FAILED (a sweep's end closes any
+    left RUNNING, see :func:`bench.sweep.parent.reconcile_children`)."""
+    if not (numbers and settings.tracking_uri and settings.experiment_id):
+        return
+    try:
+        client = tracking.client_for(settings.tracking_uri)
+        for n in numbers:
+            parent.close_child(client, settings.experiment_id, settings.study_name, n, why)
+    except Exception as exc:  # the retry is queued already; the MLflow status can wait
+        log.warning("could not close the MLflow runs of lost trials %s: %s", numbers, mask(str(exc)))
 
 
 # -- payload: how worker processes and launcher jobs receive the sweep ---------------------
@@ -170,7 +160,6 @@ def open_study(settings: SweepSettings, worker: int,
         settings.storage,
         heartbeat_interval=settings.heartbeat_interval or None,
         grace_period=settings.effective_grace_period,
-        stale_callback=LostTrialHandler(settings),
     )
     study = optuna.load_study(
         study_name=settings.study_name,
@@ -208,27 +197,37 @@ def _loop(settings: SweepSettings, base: DictConfig, worker: int, space: space_m
 
 def next_trial(study: optuna.Study, storage: RDBStorage,
                settings: SweepSettings) -> tuple[optuna.Trial | None, str]:
-    """Under the study lock: a new trial, or why none (``done``/``wait``/``failures``)."""
-    if settings.heartbeat_interval:
-        optuna.storages.fail_stale_trials(study)
+    """Under the study lock: a new trial, or why none (``done``/``wait``/``failures``).
+
+    Trials whose heartbeat went stale are queued again first (:mod:`bench.sweep.recovery`),
+    so a lost trial counts as room for a new one only once its retry is in the queue."""
+    lost: list[int] = []
     with study_lock(storage, settings.study_name):
+        stale = recovery.stale_trial_ids(study, storage)
+        if stale:
+            lost = recovery.requeue(study, storage, settings, stale,
+                                    f"no heartbeat for {settings.effective_grace_period}s",
+                                    locked=True)
         trials = study.get_trials(deepcopy=False)
         done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         failures = sum(t.state == TrialState.FAIL and "error" in t.user_attrs
                        and t.number >= settings.start_number for t in trials)
-        if done >= settings.n_trials:
-            return None, "done"
         limit = settings.max_failures if settings.max_failures is not None else settings.n_trials
-        if failures >= limit:
-            return None, "failures"
-        if done + running >= settings.n_trials:
+        trial, why = None, "run"
+        if done >= settings.n_trials:
+            why = "done"
+        elif failures >= limit:
+            why = "failures"
+        elif done + running >= settings.n_trials:
             # Room only if a running trial fails; without heartbeats nobody would notice.
-            return None, "wait" if settings.heartbeat_interval else "done"
-        trial = study.ask()
-        if settings.heartbeat_interval:
-            storage.record_heartbeat(trial_id(trial))
-        return trial, "run"
+            why = "wait" if settings.heartbeat_interval else "done"
+        else:
+            trial = study.ask()
+            if settings.heartbeat_interval:
+                storage.record_heartbeat(trial_id(trial))
+    close_lost_runs(settings, lost, "worker lost: no heartbeat")
+    return trial, why
 
 
 # -- one trial ------------------------------------------------------------------------------
@@ -304,9 +303,9 @@ def _train_and_tell(study: optuna.Study, storage: RDBStorage, trial: optuna.Tria
         log.info("trial %d pruned (%s)", trial.number, exc)
         return "PRUNED"
     except (KeyboardInterrupt, SystemExit):
-        frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-        if frozen.state == TrialState.FAIL and "error" not in frozen.user_attrs:
-            RetryHeartbeatStaleTrialCallback(max_retry=settings.max_retry)(study, frozen)
+        # queued again before it is marked failed, so a second signal cannot lose it
+        recovery.requeue(study, storage, settings, [trial_id(trial)],
+                         f"stopped by {interrupt.signal_name()}")
         log.warning("trial %d interrupted: marked FAIL and queued again for the next run",
                     trial.number)
         raise

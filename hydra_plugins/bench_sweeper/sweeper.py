@@ -61,8 +61,11 @@ class BenchOptunaSweeper(Sweeper):
         try:
             study = run_sweep(base, settings)
         except KeyboardInterrupt:
-            log.warning("sweep interrupted; the study is saved: run the same command to resume")
-            sys.exit(130)
+            from bench.sweep import interrupt
+
+            log.warning("sweep stopped by %s; the study is saved: run the same command to "
+                        "resume", interrupt.signal_name())
+            sys.exit(interrupt.exit_code())
         _log_best(study)
         return study
 

@@ -49,6 +49,15 @@ def test_fresh_clone_resumes_from_the_committed_record(tmp_path, monkeypatch):
     cut = (rec["kind"] == "final") & (rec["arch"] == "gru-single") & (rec["seed"] == "1")
     assert cut.sum() == 1
     rec[~cut].to_csv(b / "reports" / "smoke" / "record.csv", index=False, lineterminator="\n")
+    # A report of the cut record says the study is unfinished and leaves the dataset out.
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(b / "reports" / "smoke" / "record.csv", partial / "record.csv")
+    build_from_record(partial / "record.csv", partial)
+    text = (partial / "README.md").read_text()
+    assert "**The study is not finished**: 5 of 6 planned final runs" in text
+    assert "In progress: `synthetic` (5/6)" in text and "No final runs yet." in text
+
     monkeypatch.chdir(b)
     uri_b = f"sqlite:///{b / 'mlflow.db'}"
     study = load(SMOKE, [f"tracking_uri={uri_b}", *OVERRIDES])
@@ -85,7 +94,7 @@ def test_fresh_clone_resumes_from_the_committed_record(tmp_path, monkeypatch):
     assert sorted(finals["seed"]) == ["0", "1"]
     assert len(merged[merged["kind"] == "trial"]) == len(rec[rec["kind"] == "trial"])
     text = (out / "README.md").read_text()
-    assert "over 3 session(s)" in text
+    assert "over 3 session(s)" in text and "not finished" not in text
     again = tmp_path / "again"
     shutil.copytree(out, again)
     build_from_record(again / "record.csv", again)

@@ -62,16 +62,17 @@ def load(storage: str, name: str) -> optuna.Study:
 
 
 def tune_script(workdir: Path, call: str, name: str = "tune_job.py") -> Path:
-    """A script calling ``bench.sweep.tune(...)``; Ctrl-C exits 130 like the CLI."""
+    """A script calling ``bench.sweep.tune(...)``; a stop exits 128 + signal like the CLI."""
     script = workdir / name
     script.write_text(textwrap.dedent(f"""
         import logging, sys
         logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
         import bench.sweep
+        from bench.sweep import interrupt
         try:
             bench.sweep.tune({call})
         except KeyboardInterrupt:
-            sys.exit(130)
+            sys.exit(interrupt.exit_code())
     """))
     return script
 

@@ -1,0 +1,104 @@
+"""Chaos: workers of two sweep processes sharing one study are SIGKILLed again and again;
+the sweeps replace them and still end, without a re-run, with exactly ``n_trials`` finished
+trials, none doubled, nothing RUNNING in Optuna or MLflow, and one FINISHED parent run."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+import pytest
+from optuna.trial import TrialState
+from sweep_helpers import (
+    BASE,
+    children,
+    enter_workdir,
+    load,
+    parents,
+    runs_of,
+    sqlite,
+    start,
+    tune_script,
+    wait_for,
+)
+
+from bench.sweep import recovery
+
+pytestmark = pytest.mark.slow
+N_TRIALS = 8
+KILLS = 5
+TRIAL = ["trainer.max_epochs=6", "trainer.limit_train_batches=null",
+         "trainer.early_stopping_patience=null", "dataset.n_samples=2000"]
+
+
+def _mid_training(storage: str) -> list:
+    try:
+        trials = load(storage, "chaos").get_trials(deepcopy=False)
+    except KeyError:
+        return []
+    return [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
+            and "pid" in t.user_attrs]
+
+
+def test_kill_loop_on_two_sweeps_ends_with_exactly_n_trials(tmp_path, monkeypatch):
+    workdir = enter_workdir(tmp_path, monkeypatch)
+    storage, uri = sqlite(workdir, "optuna.db"), sqlite(workdir, "mlflow.db")
+    overrides = [*BASE, *TRIAL, f"tracking.uri={uri}"]
+    call = (f"{overrides!r}, 'recurrent', study_name='chaos', storage={storage!r}, "
+            f"n_trials={N_TRIALS}, n_jobs=2, pruner='none', seed={{seed}}, "
+            "heartbeat_interval=1, grace_period=5, max_retry=3")
+    first = start(tune_script(workdir, call.format(seed=0), "a.py"), workdir)
+    procs = [first]
+    rng = random.Random(0)
+    killed: list[int] = []
+    try:
+        wait_for(lambda: _mid_training(storage), 150, "a first trial training", first)
+        procs.append(start(tune_script(workdir, call.format(seed=1), "b.py"), workdir))
+        while len(killed) < KILLS and any(p.poll() is None for p in procs):
+            victims = [t for t in _mid_training(storage) if t.user_attrs["pid"] not in killed]
+            if victims:
+                pid = rng.choice(victims).user_attrs["pid"]
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except ProcessLookupError:
+                    pass
+            time.sleep(rng.uniform(1.0, 3.0))
+        outs = [p.communicate(timeout=600)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert len(killed) >= 3, f"only {len(killed)} kills landed"
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out[-4000:]
+    assert any("replaced" in out for out in outs)
+
+    trials = load(storage, "chaos").get_trials()
+    states = [t.state for t in trials]
+    assert states.count(TrialState.COMPLETE) == N_TRIALS
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    lost = [t for t in trials if t.state == TrialState.FAIL]
+    assert lost and all(recovery.LOST_ATTR in t.user_attrs for t in lost)
+    # Every lost trial was retried exactly once, by a trial with its parameters.
+    retries = {}
+    for t in trials:
+        history = recovery.retry_history(t)
+        if history:
+            assert history[-1] not in retries, f"trial {history[-1]} retried twice"
+            retries[history[-1]] = t
+    assert sorted(retries) == sorted(t.number for t in lost)
+    assert all(retries[t.number].params == t.params for t in lost)
+    assert recovery.lost_for_good(trials) == []
+
+    runs = runs_of(uri, "chaos")
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    (parent,) = parents(runs)
+    assert parent.info.status == "FINISHED"
+    per_trial: dict[int, list] = {}
+    for r in children(runs):
+        per_trial.setdefault(int(r.data.tags["optuna_trial"]), []).append(r)
+    assert all(len(v) == 1 for v in per_trial.values())
+    assert all(per_trial[t.number][0].info.status == "FAILED" for t in lost)

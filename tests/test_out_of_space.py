@@ -1,0 +1,174 @@
+"""A full disk: one message naming the file and the file system, a non-zero exit, the MLflow
+run closed FAILED when its store can still be written (and said so when it cannot), and no
+truncated checkpoint under a checkpoint's name.
+
+The full-disk tests use a real 1 MiB tmpfs, filled; they need root to mount it and are
+skipped (with the reason) where it cannot be mounted.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from _support import ROOT
+from lightning.pytorch.callbacks import Callback
+from mlflow.tracking import MlflowClient
+
+from bench import errors
+from bench.train import AtomicCheckpointIO, run
+
+
+def _fill(folder: Path, keep_kib: int = 0) -> None:
+    """Leaves about ``keep_kib`` KiB free on the file system of ``folder``."""
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    with open(folder / "filler", "wb") as f:
+        try:
+            f.write(b"\0" * max(free - keep_kib * 1024, 0))
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("full-disk test: mounting a tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"full-disk test: cannot mount a tmpfs here ({mounted.stderr.strip()})")
+    yield disk
+    if subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+# -- the message ---------------------------------------------------------------------------
+
+
+def test_a_full_disk_anywhere_is_one_known_message(tmp_path):
+    target = tmp_path / "outputs" / "config.yaml"
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+    assert errors.is_known(full)
+    text = errors.message(full)
+    assert text.splitlines()[0] == (f"error: out of space writing a file {target}: the file "
+                                    f"system at {errors.mount_point(tmp_path)} is full; free "
+                                    "space there")
+    assert len(text.splitlines()) == 2
+    # SQLite's wording, as the driver raises it under another error
+    try:
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.OperationalError as e:
+            raise RuntimeError("the store failed") from e
+    except RuntimeError as e:
+        assert errors.is_known(e) and "out of space writing an SQLite database" in errors.message(e)
+    assert not errors.is_known(OSError(errno.EACCES, "Permission denied", str(target)))
+    assert not errors.is_known(RuntimeError("database is locked"))
+
+
+class FailsWriting(Callback):
+    """An ENOSPC at the file-write boundary of the checkpoint, as the OS reports it."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.path = Path(trainer.default_root_dir) / "checkpoints" / "best-x.ckpt"
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+
+
+def test_a_run_that_hits_a_full_disk_ends_in_one_error_and_a_failed_record(make_cfg,
+                                                                          mlflow_uri):
+    hit = FailsWriting()
+    with pytest.raises(errors.OutOfSpaceError) as e:
+        run(make_cfg("dataset=synthetic"), callbacks=[hit])
+    client = MlflowClient(mlflow_uri)
+    (rec,) = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
+    assert rec.info.status == "FAILED"
+    assert "No space left on device" in rec.data.tags["error"]
+    assert str(e.value) == (
+        f"out of space writing the checkpoint {hit.path}: the file system at "
+        f"{errors.mount_point(hit.path)} is full; free space there or point TMPDIR "
+        f"at a disk with room. The MLflow run {rec.info.run_id} was closed FAILED.")
+    assert errors.is_known(e.value) and "\n" not in str(e.value)
+
+
+# -- a real full disk ----------------------------------------------------------------------
+
+
+def test_a_checkpoint_save_that_fills_the_disk_keeps_the_last_whole_one(small_disk):
+    path = small_disk / "checkpoints" / "best-x.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"w": torch.arange(1000.0)}, path)
+    _fill(small_disk, keep_kib=64)
+    with pytest.raises(OSError) as e:
+        io.save_checkpoint({"w": torch.zeros(100_000)}, path)  # 400 KB
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["best-x.ckpt"]
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(1000.0))
+
+
+def bench_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != errors.FULL_ERROR_ENV}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, "-m", "bench", "trainer=smoke", "dataset=synthetic",
+                           *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _runs(store: Path) -> list:
+    client = MlflowClient(f"sqlite:///{store}")
+    exp = client.get_experiment_by_name("synthetic")
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+def test_a_run_folder_on_a_full_disk(small_disk, tmp_path):
+    """The run's folder (Hydra's, with its checkpoints) fills up; the store is elsewhere."""
+    store = tmp_path / "mlflow.db"
+    _fill(small_disk, keep_kib=32)
+    p = bench_cli(f"tracking.uri=sqlite:///{store}", cwd=small_disk)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == errors.EXIT_CODE
+    assert len(lines) < 15 and "Traceback" not in p.stderr, p.stderr
+    assert lines[0].startswith("error: out of space writing ")
+    assert f"{small_disk}/" in lines[0] and f"file system at {small_disk} is full" in lines[0]
+    if "No MLflow run was started" not in lines[0]:
+        (rec,) = _runs(store)
+        assert rec.info.status == "FAILED"
+        assert f"The MLflow run {rec.info.run_id} was closed FAILED." in lines[0]
+    # no half-written checkpoint: none left over, and any under the final name loads
+    assert list(small_disk.rglob("*.partial")) == []
+    for ckpt in small_disk.rglob("best-*.ckpt"):
+        torch.load(ckpt, weights_only=True)
+
+
+@pytest.mark.parametrize("keep_kib", [40, 100])
+def test_a_store_on_a_full_disk(small_disk, keep_kib):
+    """The store fills up too: the run is closed FAILED if it still can be, or the message
+    says it shows RUNNING (or Lightning's FINISHED) and how to close it."""
+    store = small_disk / "mlflow.db"
+    made = subprocess.run([sys.executable, "-c", "from bench import tracking; tracking."
+                           f"open_experiment('sqlite:///{store}', 'synthetic')"],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert made.returncode == 0
+    _fill(small_disk, keep_kib=keep_kib)
+    p = bench_cli(f"tracking.uri=sqlite:///{store}", cwd=small_disk)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == errors.EXIT_CODE
+    assert len(lines) < 15 and "Traceback" not in p.stderr, p.stderr
+    assert lines[0].startswith("error: out of space writing ")
+    assert f"file system at {small_disk} is full" in lines[0]
+    if "No MLflow run was started" in lines[0]:
+        return
+    (rec,) = _runs(store)
+    if f"The MLflow run {rec.info.run_id} was closed FAILED." in lines[0]:
+        assert rec.info.status == "FAILED"
+    else:
+        assert (f"The MLflow run {rec.info.run_id} could not be closed: the store at {store} "
+                f"is full; it shows {rec.info.status} until it is closed") in lines[0]
+        assert f".set_terminated('{rec.info.run_id}', 'FAILED')" in lines[0]
+

@@ -1,0 +1,303 @@
+"""Passwords in store URLs: never in a run folder, a printed line or the MLflow record, and
+every documented way of giving one still connects.
+
+The `server` tests use the PostgreSQL and MLflow server of ``.ci/services.sh``; the tracking
+server is reached through a small proxy that demands HTTP basic auth, so a run that lost its
+password on the way fails instead of passing unnoticed.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import optuna
+import pytest
+from _support import ROOT
+from lightning.pytorch.callbacks import Callback
+from mlflow.tracking import MlflowClient
+
+from bench import errors, passwords
+from bench.sweep import storage as storage_mod
+
+# Variables a password may travel by; a test starts from none of them set.
+_PASSWORD_VARS = (passwords.STORAGE_ENV, passwords.TRACKING_ENV, passwords.MLFLOW_USER_ENV,
+                  passwords.MLFLOW_PASSWORD_ENV, "PGPASSWORD")
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in _PASSWORD_VARS and k != errors.FULL_ERROR_ENV}
+    env.update({"PYTHONPATH": str(ROOT), "COLUMNS": "200", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    env.update(extra)
+    return env
+
+
+def _bench(*args: str, cwd: Path, module: str = "bench", **env: str):
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=_clean_env(**env),
+                          capture_output=True, text=True, timeout=600)
+
+
+def _pg() -> tuple[str, str]:
+    """The test PostgreSQL's URL and its password, or skip with the reason."""
+    url = os.environ.get("BENCH_TEST_PG_URL")
+    if not url:
+        pytest.skip("server test: BENCH_TEST_PG_URL unset; run `. .ci/services.sh` first")
+    return url, url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"^(\w+://[^:/@]+):[^@]*@", r"\1@", url)
+
+
+def _assert_nowhere(secret: str, folder: Path, *texts: str) -> None:
+    """Not in any file under ``folder`` (run folders, stores, artifacts), nor in ``texts``."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path
+    for text in texts:
+        assert secret not in text
+
+
+def _assert_not_recorded(secret: str, client: MlflowClient, run_id: str, dest: Path) -> None:
+    run = client.get_run(run_id)
+    assert secret not in repr(run.data.params) + repr(run.data.tags)
+    dest.mkdir()
+    client.download_artifacts(run_id, "", str(dest))
+    names = {p.name for p in dest.rglob("*") if p.is_file()}
+    assert "config.yaml" in names
+    _assert_nowhere(secret, dest)
+
+
+def _run_id(stdout: str) -> str:
+    return re.search(r"^MLflow run (\w+)$", stdout, re.M).group(1)
+
+
+def _hint(stdout: str) -> str:
+    return next(line for line in stdout.splitlines() if line.startswith("compare runs with:"))
+
+
+# ------------------------------------------------------------------------ no servers
+
+
+def test_a_password_survives_masking_whatever_its_characters(monkeypatch):
+    for name in _PASSWORD_VARS:
+        monkeypatch.delenv(name, raising=False)
+    secret = "p@ss/w:rd%"
+    url = "postgresql+psycopg2://bench:p%40ss%2Fw%3Ard%25@db.example:5432/optuna"
+    masked = storage_mod.hide_password(url)
+    assert masked == "postgresql+psycopg2://bench:***@db.example:5432/optuna"
+    assert os.environ[storage_mod.PASSWORD_ENV] == secret
+    assert storage_mod.reveal(masked) == url
+    # the documented form: a user in the URL, the password in the environment
+    assert storage_mod.reveal("postgresql://bench@db.example/optuna") == (
+        "postgresql://bench:p%40ss%2Fw%3Ard%25@db.example/optuna")
+    # what to paste into a shell: the variable, never the password
+    arg, note = storage_mod.shell_form(masked)
+    assert arg == '"postgresql+psycopg2://bench:$BENCH_STORAGE_PASSWORD@db.example:5432/optuna"'
+    assert storage_mod.PASSWORD_ENV in note
+    # without the variable, libpq's PGPASSWORD or ~/.pgpass supplies it
+    monkeypatch.delenv(storage_mod.PASSWORD_ENV)
+    assert storage_mod.reveal(masked) == "postgresql+psycopg2://bench@db.example:5432/optuna"
+
+
+def test_a_password_in_another_override_is_refused_before_hydra_saves_it(tmp_path):
+    p = _bench("dataset=synthetic", "data_dir=https://u:S3CRET-x@files.example/data", cwd=tmp_path)
+    assert p.returncode == errors.EXIT_CODE
+    assert p.stderr.startswith("error: data_dir: this value carries a password")
+    assert "S3CRET-x" not in p.stdout + p.stderr
+    assert list(tmp_path.iterdir()) == []  # no outputs/ folder
+
+
+class _FailsNamingAStore(Callback):
+    def __init__(self, secret: str):
+        self.secret = secret
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        raise RuntimeError(f"cannot reach postgresql://bench:{self.secret}@db.example/optuna")
+
+
+def test_a_failure_naming_a_password_is_recorded_masked(make_cfg, mlflow_uri, tmp_path):
+    from bench.train import run
+
+    secret = "S3CRET-" + uuid.uuid4().hex[:8]
+    with pytest.raises(RuntimeError, match="cannot reach"):
+        run(make_cfg("dataset=synthetic"), callbacks=[_FailsNamingAStore(secret)])
+    client = MlflowClient(mlflow_uri)
+    (rec,) = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
+    assert rec.info.status == "FAILED"
+    assert "postgresql://bench:***@db.example" in rec.data.tags["error"]
+    error_txt = client.download_artifacts(rec.info.run_id, "error.txt", str(tmp_path))
+    text = Path(error_txt).read_text()
+    assert "Traceback" in text and "postgresql://bench:***@db.example/optuna" in text
+    assert secret not in text
+    _assert_not_recorded(secret, client, rec.info.run_id, tmp_path / "artifacts")
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_a_database_tracking_store_password_stays_off_disk_screen_and_record(tmp_path):
+    pg_url, secret = _pg()
+    # plain postgresql:// (as a user writes it), the password on the command line
+    mlflow_db = pg_url.rsplit("/", 1)[0] + "/bench_mlflow"
+    experiment = f"secrets-{uuid.uuid4().hex[:8]}"
+    p = _bench("dataset=synthetic", "trainer=smoke", f"tracking.uri={mlflow_db}",
+               f"tracking.experiment={experiment}",
+               f"tracking.artifact_root={(tmp_path / 'mlartifacts').as_uri()}", cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    run_dirs = list((tmp_path / "outputs").glob("*/*/.hydra"))
+    assert len(run_dirs) == 1
+    assert "bench:***@127.0.0.1" in (run_dirs[0] / "overrides.yaml").read_text()
+    _assert_nowhere(secret, tmp_path, p.stdout, p.stderr)
+    # the hint can be pasted: the shell supplies the password
+    assert '--backend-store-uri "postgresql+psycopg2://bench:$BENCH_TRACKING_PASSWORD@' in (
+        _hint(p.stdout))
+    client = MlflowClient(mlflow_db.replace("postgresql://", "postgresql+psycopg2://"))
+    run_id = _run_id(p.stdout)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    _assert_not_recorded(secret, client, run_id, tmp_path / "downloaded")
+
+
+class _BasicAuthProxy(ThreadingHTTPServer):
+    """Forwards to the MLflow server what carries the expected basic auth; 401 otherwise."""
+
+    def __init__(self, target: str, user: str, password: str):
+        self.target = target.rstrip("/")
+        self.expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        self.accepted, self.refused = 0, []
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    server: _BasicAuthProxy
+    _HOP = {"host", "authorization", "connection", "content-length", "transfer-encoding",
+            "keep-alive", "server", "date"}
+
+    def _body(self) -> bytes | None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                data += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+            return data
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else None
+
+    def _forward(self):
+        body = self._body()
+        if self.headers.get("Authorization") != self.server.expected:
+            self.server.refused.append(self.path)
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.server.accepted += 1
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in self._HOP}
+        req = urllib.request.Request(self.server.target + self.path, data=body, headers=headers,
+                                     method=self.command)
+        try:
+            with urllib.request.urlopen(req, timeout=120) as resp:
+                status, got, data = resp.status, resp.headers, resp.read()
+        except urllib.error.HTTPError as e:
+            status, got, data = e.code, e.headers, e.read()
+        self.send_response(status)
+        for k, v in got.items():
+            if k.lower() not in self._HOP:
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_a_tracking_server_password_is_sent_but_never_shown(tmp_path):
+    target = os.environ.get("BENCH_TEST_MLFLOW_URL")
+    if not target:
+        pytest.skip("server test: BENCH_TEST_MLFLOW_URL unset; run `. .ci/services.sh` first")
+    secret = "S3CRET-" + uuid.uuid4().hex[:8]
+    proxy = _BasicAuthProxy(target, "alice", secret)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        port = proxy.server_address[1]
+        p = _bench("dataset=synthetic", "trainer=smoke",
+                   f"tracking.uri=http://alice:{secret}@127.0.0.1:{port}",
+                   f"tracking.experiment=secrets-{uuid.uuid4().hex[:8]}", cwd=tmp_path)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert p.returncode == 0, p.stdout + p.stderr
+    # every MLflow request carried the password (MLflow's credentials); only the probe that
+    # the server is up goes without, and any answer satisfies it
+    assert proxy.accepted > 0 and set(proxy.refused) <= {"/health"}
+    _assert_nowhere(secret, tmp_path, p.stdout, p.stderr)
+    assert _hint(p.stdout).startswith(f"compare runs with: open http://127.0.0.1:{port}/#/")
+    client = MlflowClient(target)
+    run_id = _run_id(p.stdout)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    _assert_not_recorded(secret, client, run_id, tmp_path / "downloaded")
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_a_sweep_storage_password_from_the_command_line_is_masked(tmp_path):
+    pg_url, secret = _pg()
+    name = f"secrets-{uuid.uuid4().hex[:8]}"
+    p = _bench("-m", "dataset=synthetic", "trainer=smoke", "+sweep=default",
+               "hydra.sweeper.n_trials=1", f"hydra.sweeper.study_name={name}",
+               f"hydra.sweeper.storage={pg_url}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
+               f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    _assert_nowhere(secret, tmp_path, out)  # multirun/, every job's .hydra/, mlflow.db
+    # the dashboard line finds the password in the shell, as the note says
+    assert ('optuna-dashboard "postgresql+psycopg2://bench:$BENCH_STORAGE_PASSWORD@127.0.0.1:'
+            in out), out
+    assert f"(with {passwords.STORAGE_ENV} set to the password)" in out
+    study = optuna.load_study(study_name=name, storage=storage_mod.resolve(pg_url))
+    assert len(study.get_trials()) == 1
+
+
+@pytest.mark.server
+def test_a_storage_url_with_a_user_takes_the_password_from_the_environment(monkeypatch,
+                                                                           tmp_path):
+    pg_url, secret = _pg()
+    for var in _PASSWORD_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv(storage_mod.PASSWORD_ENV, secret)
+    documented = _without_password(pg_url)  # postgresql://bench@127.0.0.1:5432/bench_optuna
+    name = f"secrets-{uuid.uuid4().hex[:8]}"
+    study = optuna.create_study(study_name=name, storage=storage_mod.open_storage(
+        storage_mod.resolve(documented)))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    # the report reads the same storage the same way
+    from bench.report.record import _trials
+
+    assert [t["status"] for t in _trials(documented, name)] == ["COMPLETE"]
+    # and the study runner, plain postgresql:// included, from the command line
+    p = _bench(str(ROOT / "tests" / "study" / "study_smoke.yaml"), "--dry-run", "--no-record",
+               f"tuning.storage={documented}", module="bench.study", cwd=tmp_path,
+               **{storage_mod.PASSWORD_ENV: secret})
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "tune synthetic/gru-single: would run 3 trials" in p.stdout
+    assert secret not in p.stdout + p.stderr
