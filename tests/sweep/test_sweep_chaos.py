@@ -1,6 +1,7 @@
-"""Chaos: workers of two sweep processes sharing one study are SIGKILLed again and again;
-the sweeps replace them and still end, without a re-run, with exactly ``n_trials`` finished
-trials, none doubled, nothing RUNNING in Optuna or MLflow, and one FINISHED parent run."""
+"""Chaos: workers of two sweep processes sharing one study are SIGKILLed again and again,
+and one whole sweep process too; the surviving sweep replaces its workers and still ends,
+without a re-run, with exactly ``n_trials`` finished trials, none doubled, nothing RUNNING in
+Optuna or MLflow, and one FINISHED parent run."""
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ from sweep_helpers import (
 from bench.sweep import recovery
 
 pytestmark = pytest.mark.slow
-N_TRIALS = 8
+N_TRIALS = 12
 KILLS = 5
-TRIAL = ["trainer.max_epochs=6", "trainer.limit_train_batches=null",
+TRIAL = ["trainer.max_epochs=8", "trainer.limit_train_batches=null",
          "trainer.early_stopping_patience=null", "dataset.n_samples=2000"]
 
 
@@ -40,6 +41,21 @@ def _mid_training(storage: str) -> list:
         return []
     return [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
             and "pid" in t.user_attrs]
+
+
+def _study_exists(storage: str) -> bool:
+    try:
+        load(storage, "chaos")
+        return True
+    except KeyError:
+        return False
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def test_kill_loop_on_two_sweeps_ends_with_exactly_n_trials(tmp_path, monkeypatch):
@@ -53,12 +69,21 @@ def test_kill_loop_on_two_sweeps_ends_with_exactly_n_trials(tmp_path, monkeypatc
     procs = [first]
     rng = random.Random(0)
     killed: list[int] = []
+    orphaned = None
     try:
-        wait_for(lambda: _mid_training(storage), 150, "a first trial training", first)
+        wait_for(lambda: _study_exists(storage), 150, "the study", first)
         procs.append(start(tune_script(workdir, call.format(seed=1), "b.py"), workdir))
         while len(killed) < KILLS and any(p.poll() is None for p in procs):
             victims = [t for t in _mid_training(storage) if t.user_attrs["pid"] not in killed]
-            if victims:
+            of_b = [t for t in victims if _parent_pid(t.user_attrs["pid"]) == procs[1].pid]
+            if len(killed) >= 2 and procs[1].poll() is None and of_b:
+                # a whole sweep, while one of its workers trains: the workers stop with it
+                procs[1].send_signal(signal.SIGKILL)
+                killed.append(procs[1].pid)
+                orphaned = of_b[0]
+            elif len(killed) == 2:
+                pass   # wait for the second sweep's workers to be training
+            elif victims:
                 pid = rng.choice(victims).user_attrs["pid"]
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -72,9 +97,9 @@ def test_kill_loop_on_two_sweeps_ends_with_exactly_n_trials(tmp_path, monkeypatc
             if p.poll() is None:
                 p.kill()
     assert len(killed) >= 3, f"only {len(killed)} kills landed"
-    for p, out in zip(procs, outs, strict=True):
-        assert p.returncode == 0, out[-4000:]
-    assert any("replaced" in out for out in outs)
+    assert first.returncode == 0, outs[0][-4000:]
+    assert procs[1].returncode == -signal.SIGKILL
+    assert "replaced" in outs[0]
 
     trials = load(storage, "chaos").get_trials()
     states = [t.state for t in trials]
@@ -101,4 +126,8 @@ def test_kill_loop_on_two_sweeps_ends_with_exactly_n_trials(tmp_path, monkeypatc
     for r in children(runs):
         per_trial.setdefault(int(r.data.tags["optuna_trial"]), []).append(r)
     assert all(len(v) == 1 for v in per_trial.values())
-    assert all(per_trial[t.number][0].info.status == "FAILED" for t in lost)
+    # closed FAILED when the worker was killed, KILLED when it stopped with its sweep
+    assert all(per_trial[t.number][0].info.status in ("FAILED", "KILLED") for t in lost)
+    stopped = trials[orphaned.number]
+    assert stopped.state == TrialState.FAIL, "the killed sweep's worker ran on without it"
+    assert stopped.user_attrs[recovery.LOST_ATTR] == "stopped by SIGTERM"
