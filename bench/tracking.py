@@ -491,3 +491,33 @@ def open_ui_hint(uri: str, experiment_id: str | None = None) -> str:
     url = ui_url(f"http://127.0.0.1:{UI_PORT}", experiment_id)
     return " ".join(filter(None, [
         f"mlflow ui --backend-store-uri {address}   then open {url}", note]))
+
+
+# A tracking store that hiccups (a server restarting, a proxy's 502/503, a rate limit, an
+# SQLite file locked by another writer for longer than its timeout) says nothing about the
+# configuration a trial was testing. MLflow retries each HTTP request a few times already;
+# an error that outlasts those retries is still no reason to count the trial as failed.
+_TRANSIENT_TYPES = ("ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout",
+                    "MaxRetryError", "NewConnectionError", "ProtocolError",
+                    "RemoteDisconnected", "ConnectionResetError", "ConnectionRefusedError")
+_TRANSIENT_TEXT = re.compile(
+    r"error code (429|5\d\d)\b|Max retries exceeded|Connection (refused|reset|aborted)|"
+    r"database is locked|TEMPORARILY_UNAVAILABLE|Service Unavailable|Bad Gateway|"
+    r"Gateway Time-?out|Too Many Requests", re.IGNORECASE)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it was raised from) is a passing failure of the
+    tracking store or its network, rather than of the run itself."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__name__ in _TRANSIENT_TYPES:
+            return True
+        store_error = isinstance(e, MlflowException | OSError) or type(e).__module__.startswith(
+            ("requests", "urllib3", "sqlalchemy", "sqlite3"))
+        if store_error and _TRANSIENT_TEXT.search(str(e)):
+            return True
+        e = e.__cause__ or e.__context__
+    return False

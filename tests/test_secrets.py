@@ -8,21 +8,17 @@ password on the way fails instead of passing unnoticed.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import optuna
 import pytest
-from _support import ROOT
+from _support import ROOT, MlflowProxy
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
@@ -171,64 +167,6 @@ def test_a_database_tracking_store_password_stays_off_disk_screen_and_record(tmp
     _assert_not_recorded(secret, client, run_id, tmp_path / "downloaded")
 
 
-class _BasicAuthProxy(ThreadingHTTPServer):
-    """Forwards to the MLflow server what carries the expected basic auth; 401 otherwise."""
-
-    def __init__(self, target: str, user: str, password: str):
-        self.target = target.rstrip("/")
-        self.expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        self.accepted, self.refused = 0, []
-        super().__init__(("127.0.0.1", 0), _ProxyHandler)
-
-
-class _ProxyHandler(BaseHTTPRequestHandler):
-    server: _BasicAuthProxy
-    _HOP = {"host", "authorization", "connection", "content-length", "transfer-encoding",
-            "keep-alive", "server", "date"}
-
-    def _body(self) -> bytes | None:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            data = b""
-            while size := int(self.rfile.readline().split(b";")[0], 16):
-                data += self.rfile.read(size)
-                self.rfile.readline()
-            self.rfile.readline()
-            return data
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else None
-
-    def _forward(self):
-        body = self._body()
-        if self.headers.get("Authorization") != self.server.expected:
-            self.server.refused.append(self.path)
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        self.server.accepted += 1
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in self._HOP}
-        req = urllib.request.Request(self.server.target + self.path, data=body, headers=headers,
-                                     method=self.command)
-        try:
-            with urllib.request.urlopen(req, timeout=120) as resp:
-                status, got, data = resp.status, resp.headers, resp.read()
-        except urllib.error.HTTPError as e:
-            status, got, data = e.code, e.headers, e.read()
-        self.send_response(status)
-        for k, v in got.items():
-            if k.lower() not in self._HOP:
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.mark.server
 @pytest.mark.slow
 def test_a_tracking_server_password_is_sent_but_never_shown(tmp_path):
@@ -236,7 +174,7 @@ def test_a_tracking_server_password_is_sent_but_never_shown(tmp_path):
     if not target:
         pytest.skip("server test: BENCH_TEST_MLFLOW_URL unset; run `. .ci/services.sh` first")
     secret = "S3CRET-" + uuid.uuid4().hex[:8]
-    proxy = _BasicAuthProxy(target, "alice", secret)
+    proxy = MlflowProxy(target, "alice", secret)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
         port = proxy.server_address[1]

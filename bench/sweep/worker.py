@@ -50,7 +50,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
-from bench import tracking
+from bench import errors, tracking
 from bench.sweep import devices, interrupt, parent, recovery
 from bench.sweep import space as space_mod
 from bench.sweep.optuna_compat import heartbeat, trial_id
@@ -310,6 +310,13 @@ def _train_and_tell(study: optuna.Study, storage: RDBStorage, trial: optuna.Tria
                     trial.number)
         raise
     except Exception as exc:
+        if tracking.is_transient(exc):
+            # the store hiccuped, not the configuration: queued again, not a failure that
+            # counts towards max_failures (the retry budget still bounds it)
+            why = f"tracking error: {errors.short_reason(exc)}"
+            recovery.requeue(study, storage, settings, [trial_id(trial)], mask(why))
+            log.warning("trial %d: %s", trial.number, mask(why))
+            return "REQUEUED"
         _set_attrs(trial, error=mask(f"{type(exc).__name__}: {exc}")[:1000])
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         log.warning("trial %d failed: %s: %s", trial.number, type(exc).__name__,
