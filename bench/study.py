@@ -110,6 +110,9 @@ class Cell:
 class Study:
     definition: DictConfig
     path: str = ""
+    # A share of the datasets for this process (``--datasets``): several study processes on
+    # disjoint shares keep every core busy through the retrains, which run one at a time.
+    only: tuple[str, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -134,7 +137,8 @@ class Study:
         return tracking.resolve_uri(uri)
 
     def enabled_datasets(self) -> list[str]:
-        return [k for k, v in self.definition.datasets.items() if v.get("enabled", True)]
+        return [k for k, v in self.definition.datasets.items() if v.get("enabled", True)
+                and (self.only is None or k in self.only)]
 
     def tuning_seeds(self, dataset: str) -> list[int]:
         """Sampler seeds the dataset is tuned with: the definition's ``tuning.seed`` first, then
@@ -627,6 +631,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "(e.g. seeds=3 tuning.n_trials=4)")
     ap.add_argument("--dry-run", action="store_true",
                     help="print what is done and what would run, run nothing")
+    ap.add_argument("--datasets", default=None,
+                    help="comma-separated share of the definition's datasets for this process; "
+                    "run several processes on disjoint shares (same stores) to use more cores")
     rec = ap.add_mutually_exclusive_group()
     rec.add_argument("--record", type=Path, default=None,
                      help="a committed tidy record whose finished runs and tuning trials count "
@@ -637,6 +644,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         study = load(args.definition, args.overrides)
+        if args.datasets:
+            only = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+            unknown = [d for d in only if d not in study.definition.datasets]
+            if unknown:
+                raise StudyError(f"--datasets: {unknown} not in {args.definition}; expected "
+                                 f"some of {list(study.definition.datasets)}")
+            study = replace(study, only=only)
         committed = None if args.no_record else Committed.load(
             args.record or Path("reports") / study.name / RECORD_NAME, study.name)
         if args.record is not None and committed is None:

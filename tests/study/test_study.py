@@ -173,3 +173,18 @@ def test_tiny_study_runs_resumes_without_redo_and_reports(tmp_path, monkeypatch)
     assert "| `gru-single` | 2 | 2 | 0 | 0 |" in text  # the tuning budget per cell
     for f in ("README.md", "results.csv", "record.csv"):
         assert (a / f).read_bytes() == (b / f).read_bytes()
+
+
+def test_a_share_of_the_datasets_runs_only_those(tmp_path, capsys, monkeypatch):
+    from dataclasses import replace
+
+    from bench.study import main
+
+    monkeypatch.chdir(tmp_path)
+    study = load(ROOT / "sweeps" / "study_panel.yaml")
+    share = replace(study, only=("lynx", "nile"))
+    assert {c.dataset for c in share.cells()} == {"lynx", "nile"}
+    assert len(share.cells()) == 2 * 11
+    with pytest.raises(SystemExit):
+        main([str(ROOT / "sweeps" / "study_panel.yaml"), "--datasets", "lynx,nil", "--dry-run"])
+    assert "--datasets: ['nil'] not in" in capsys.readouterr().err
