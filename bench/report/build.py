@@ -261,6 +261,25 @@ def _tuning(data: StudyData, ds: str, primary: int | None) -> tuple[str, list[st
     return "\n\n".join(out), notes
 
 
+def _union_length(spans: list[tuple[float, float]]) -> float:
+    """Length of the union of sorted intervals: sessions running side by side count once."""
+    total, end = 0.0, -math.inf
+    for a, b in spans:
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+def _most_at_once(spans: list[tuple[float, float]]) -> int:
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
 def _what_was_run(data: StudyData, datasets: list[str], study: str) -> str:
     r = data.runs
     lines = ["## What was run", ""]
@@ -279,10 +298,15 @@ def _what_was_run(data: StudyData, datasets: list[str], study: str) -> str:
         hw = sorted(set(s["hardware"].dropna()) | set(r.get("hardware", pd.Series()).dropna()))
         if hw:
             lines.append("- **Hardware**: " + "; ".join(hw))
-        wall = (s["end_ms"] - s["start_ms"]).dropna()
-        if len(wall):
+        spans = sorted((float(a), float(b)) for a, b in zip(s["start_ms"], s["end_ms"],
+                                                               strict=True)
+                       if pd.notna(a) and pd.notna(b))
+        if spans:
+            wall, at_once = _union_length(spans), _most_at_once(spans)
             lines.append(f"- **Wall time** of the study command(s): "
-                         f"{_seconds(float(wall.sum()) / 1000)} over {len(s)} session(s)")
+                         f"{_seconds(wall / 1000)} over {len(s)} session(s)"
+                         + (f", up to {at_once} at once (disjoint shares of the datasets)"
+                            if at_once > 1 else ""))
     others = data.all_runs[data.all_runs["kind"].isin(["final", "baseline", "trial"])]
     compute = (others["end_ms"] - others["start_ms"]).dropna()
     trials = int((data.all_runs["kind"] == "trial").sum())
