@@ -201,9 +201,11 @@ def from_store(uri: str, study: str, *, storage: str | None = None) -> pd.DataFr
     df.loc[tuned & df["tuning_seed"].isna(), "tuning_seed"] = primary
 
     # Tuning trials from Optuna (parameters, distributions, intermediate values), merged onto
-    # the trials' MLflow runs by run id.
-    cells = (df.loc[tuned, ["optuna_study", "tag:optuna_storage", "dataset", "arch",
-                            "tuning_seed"]].drop_duplicates("optuna_study"))
+    # the trials' MLflow runs by run id: of every tuned cell, and of every tuning cell still
+    # without retrains (a study resumed from the record then goes on tuning, not over).
+    tuning = df["kind"].eq("tune") & df["optuna_study"].fillna("").astype(bool)
+    cells = (df.loc[tuned | tuning, ["optuna_study", "tag:optuna_storage", "dataset", "arch",
+                                     "tuning_seed"]].drop_duplicates("optuna_study"))
     trial_rows = []
     for name, st, ds, arch, tseed in cells.itertuples(index=False):
         st = storage or st

@@ -8,9 +8,11 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from bench.errors import StudyError
+from bench.report import record
 from bench.report.build import build, build_from_record
 from bench.resume import Committed
 from bench.study import Runner, load
@@ -41,6 +43,20 @@ def test_fresh_clone_resumes_from_the_committed_record(tmp_path, monkeypatch):
     build("smoke", uri_a, a / "reports" / "smoke")
     rec = pd.read_csv(a / "reports" / "smoke" / "record.csv", dtype=str, keep_default_na=False)
     assert set(rec["kind"]) == {"session", "tune", "trial", "final", "baseline"}
+
+    # A cell tuned but not yet retrained (here: its retrains deleted from the store) still
+    # has its trials in the record, so a resumed study goes on from them.
+    client = MlflowClient(uri_a)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    for r in client.search_runs(exps, "tags.phase = 'final'"):
+        client.delete_run(r.info.run_id)
+    tuned_only = record.from_store(uri_a, "smoke")
+    assert (tuned_only["kind"] == "final").sum() == 0
+    trials = tuned_only[(tuned_only["kind"] == "trial")
+                        & (tuned_only["optuna_study"] == "smoke.synthetic.gru-single")]
+    assert len(trials) == 2 and trials["trial_params"].notna().all()   # from Optuna
+    for r in client.search_runs(exps, "tags.phase = 'final'", run_view_type=ViewType.ALL):
+        client.restore_run(r.info.run_id)
 
     # The sitting was cut off after gru-single's first seed: its second final run is not in
     # what was committed. A fresh clone (machine B) has the record and no stores.
