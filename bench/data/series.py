@@ -48,6 +48,7 @@ from bench.data.download import Located, Source, load_verified, sources_from_cfg
 SCALERS = ("standard", "minmax", "none")
 TRANSFORMS = ("level", "return")
 SPLIT_BY = ("rows", "fraction", "date")
+SPLIT_NAMES = ("train", "val", "test")
 CONTEXTS = ("within_split", "past")
 MISSING = ("error", "drop", "interpolate")
 TIME_ORDERS = ("sort", "strict")
@@ -305,126 +306,20 @@ def stack(df: pd.DataFrame, columns, name: str, where: str) -> pd.DataFrame:
 
 def load_table(cfg, data_dir: Path) -> Table:
     """Reads and validates the file, returns the processed, unscaled series."""
-    if cfg.get("statsmodels"):
-        df, where = statsmodels_frame(cfg)
-        if cfg.get("expected_rows") is not None:
-            checks.check_rows(df, cfg.get("expected_rows"), where)
-    else:
-        sources, root, subdir = _sources(cfg, data_dir)
-
-        def parse(loc: Located) -> tuple[pd.DataFrame, str]:
-            df, where = read_file(loc, cfg)
-            if cfg.get("expected_columns"):
-                checks.check_schema(df, list(cfg.expected_columns), where)
-            checks.check_rows(df, cfg.get("expected_rows"), where)
-            check_date_span(df, cfg, where)
-            return df, where
-
-        (df, where), _ = load_verified(f"dataset {cfg.get('name')!r}", sources, root, subdir,
-                                       parse)
-    if cfg.get("stack_columns"):
-        df = stack(df, cfg.stack_columns, str(cfg.get("stack_name") or "value"), where)
+    df, where = _read_frame(cfg, data_dir)
     rows_in_file = len(df)
     if len(df) == 0:
         raise DataError(f"{where}: no data rows; expected a header and at least one row")
-
-    date_col = cfg.get("date_column")
-    dates = None
-    if date_col:
-        checks.require_columns(df, [date_col], where, "date_column")
-        dates = checks.parse_dates(df, date_col, cfg.get("date_format"), where)
-        df, dates = in_time_order(df, dates, cfg, where)
-        start, end = (list(cfg.get("date_range") or []) + [None, None])[:2]
-        lo, hi = _date_bound(start, "dataset.date_range[0]"), _date_bound(end, "dataset.date_range[1]")
-        mask = pd.Series(True, index=df.index)
-        if lo is not None:
-            mask &= dates >= lo
-        if hi is not None:
-            mask &= dates <= hi
-        if not mask.any():
-            raise ConfigError(
-                f"dataset.date_range: [{start}, {end}] selects no rows of {where}; the file "
-                f"covers {dates.min()} to {dates.max()}"
-            )
-        df, dates = df[mask], dates[mask]
-    elif cfg.get("date_range"):
-        raise ConfigError("dataset.date_range: set, but dataset.date_column is null; expected "
-                          "the name of the date column")
+    df, dates = _rows_in_date_range(df, cfg, where)
     rows_selected = len(df)
+    df, dates, dropped = _drop_flagged_rows(df, dates, cfg, where)
+    column, transform, units = _target_column(df, cfg, where)
+    features, derived_names = _feature_names(df, cfg)
+    num, missing, interpolated = _numeric_frame(df, cfg, features, derived_names, column, where)
+    level, tgt, target_name = _target_series(num, column, transform)
+    first_full = _first_full_row(num, derived_names, level, transform)
 
-    dropped = 0
-    for i, rule in enumerate(cfg.get("drop_rows") or []):
-        col = rule.get("column")
-        checks.require_columns(df, [col], where, f"drop_rows[{i}].column")
-        values = checks.to_numeric(df, [col], where, f"drop_rows[{i}].column")[col]
-        hit = values == float(rule.get("equals"))
-        dropped += int(hit.sum())
-        df = df[~hit]
-        if dates is not None:
-            dates = dates[~hit]
-
-    # target
-    presets = cfg.get("target_presets") or {}
-    target = cfg.get("target")
-    preset = presets.get(target)
-    if preset is not None:
-        column, transform = preset.get("column"), preset.get("transform", "level")
-    else:
-        column, transform = target, cfg.get("target_transform", "level")
-    units = (preset or {}).get("units") or (
-        "fraction" if transform == "return" else cfg.get("units"))
-    if not column:
-        raise ConfigError("dataset.target: missing; expected the target column's name"
-                          + (f" or one of {list(presets)}" if presets else ""))
-    if transform not in TRANSFORMS:
-        raise ConfigError(f"dataset.target_transform: {transform!r}; expected one of "
-                          f"{list(TRANSFORMS)}")
-    checks.require_columns(df, [column], where, "target")
-
-    features = cfg.get("features")
-    derived_names = [d.get("name") for d in (cfg.get("derived") or [])]
-    if features is None:
-        excluded = {checks.LINE, date_col}
-        features = [c for c in df.columns if c not in excluded] + derived_names
-    features = [str(f) for f in features]
-    if not features:
-        raise ConfigError("dataset.features: empty; expected at least one input column")
-    raw_needed = [c for c in features if c not in derived_names]
-    checks.require_columns(df, raw_needed, where, "features")
-    numeric_cols = list(dict.fromkeys(raw_needed + [column] + [
-        d.get("column") for d in (cfg.get("derived") or [])]))
-    checks.require_columns(df, numeric_cols, where, "derived[].column")
-    num = checks.to_numeric(df, numeric_cols, where, "features")
-    checks.check_not_empty_columns(num, numeric_cols, where, "features")
-    missing = cfg.get("missing", "error")
-    if missing not in MISSING:
-        raise ConfigError(f"dataset.missing: {missing!r}; expected one of {list(MISSING)}")
-    interpolated = 0
-    if missing == "interpolate":
-        # gaps filled linearly between their neighbours (in row order: rows are equally
-        # spaced in time), the ends held at the nearest value; counted in the notes
-        interpolated = int(num[numeric_cols].isna().sum().sum())
-        num[numeric_cols] = num[numeric_cols].interpolate(limit_direction="both")
-    num = _derive(num, cfg.get("derived"), where)
-
-    level = num[column]
-    if transform == "return":
-        # R_t = (C_t - C_{t-1}) / C_{t-1}: a function of rows t-1 and t only.
-        tgt = (level - level.shift(1)) / level.shift(1)
-        target_name = f"return({column})"
-    else:
-        tgt = level
-        target_name = column
-
-    # leading rows that rolling means / returns leave undefined
     defined = num[features].notna().all(axis=1) & tgt.notna()
-    lead_gap = num[derived_names].isna().any(axis=1) if derived_names else pd.Series(
-        False, index=num.index)
-    if transform == "return":
-        lead_gap |= level.shift(1).isna() & level.notna()
-    first_full = int(np.argmax(~lead_gap.to_numpy())) if len(num) else 0
-    if lead_gap.all():
-        first_full = len(num)
     keep = np.arange(len(num)) >= first_full
     lines = df[checks.LINE].to_numpy()
     if missing == "drop":
@@ -447,6 +342,164 @@ def load_table(cfg, data_dir: Path) -> Table:
     )
 
 
+def _read_frame(cfg, data_dir: Path) -> tuple[pd.DataFrame, str]:
+    """The raw table and where it came from, validated before any row is touched so a wrong
+    file fails with its own name in the message."""
+    if cfg.get("statsmodels"):
+        df, where = statsmodels_frame(cfg)
+        if cfg.get("expected_rows") is not None:
+            checks.check_rows(df, cfg.get("expected_rows"), where)
+    else:
+        sources, root, subdir = _sources(cfg, data_dir)
+
+        def parse(loc: Located) -> tuple[pd.DataFrame, str]:
+            df, where = read_file(loc, cfg)
+            if cfg.get("expected_columns"):
+                checks.check_schema(df, list(cfg.expected_columns), where)
+            checks.check_rows(df, cfg.get("expected_rows"), where)
+            check_date_span(df, cfg, where)
+            return df, where
+
+        (df, where), _ = load_verified(f"dataset {cfg.get('name')!r}", sources, root, subdir,
+                                       parse)
+    if cfg.get("stack_columns"):
+        df = stack(df, cfg.stack_columns, str(cfg.get("stack_name") or "value"), where)
+    return df, where
+
+
+def _rows_in_date_range(df: pd.DataFrame, cfg, where: str
+                        ) -> tuple[pd.DataFrame, pd.Series | None]:
+    """Rows in time order within ``date_range``, with their dates; a series without a date
+    column keeps its rows as they are and has no dates."""
+    date_col = cfg.get("date_column")
+    dates = None
+    if date_col:
+        checks.require_columns(df, [date_col], where, "date_column")
+        dates = checks.parse_dates(df, date_col, cfg.get("date_format"), where)
+        df, dates = in_time_order(df, dates, cfg, where)
+        start, end = (list(cfg.get("date_range") or []) + [None, None])[:2]
+        lo, hi = _date_bound(start, "dataset.date_range[0]"), _date_bound(end, "dataset.date_range[1]")
+        mask = pd.Series(True, index=df.index)
+        if lo is not None:
+            mask &= dates >= lo
+        if hi is not None:
+            mask &= dates <= hi
+        if not mask.any():
+            raise ConfigError(
+                f"dataset.date_range: [{start}, {end}] selects no rows of {where}; the file "
+                f"covers {dates.min()} to {dates.max()}"
+            )
+        df, dates = df[mask], dates[mask]
+    elif cfg.get("date_range"):
+        raise ConfigError("dataset.date_range: set, but dataset.date_column is null; expected "
+                          "the name of the date column")
+    return df, dates
+
+
+def _drop_flagged_rows(df: pd.DataFrame, dates: pd.Series | None, cfg, where: str
+                       ) -> tuple[pd.DataFrame, pd.Series | None, int]:
+    """Rows without the ``drop_rows`` flags, their dates, and how many went (for the notes)."""
+    dropped = 0
+    for i, rule in enumerate(cfg.get("drop_rows") or []):
+        col = rule.get("column")
+        checks.require_columns(df, [col], where, f"drop_rows[{i}].column")
+        values = checks.to_numeric(df, [col], where, f"drop_rows[{i}].column")[col]
+        hit = values == float(rule.get("equals"))
+        dropped += int(hit.sum())
+        df = df[~hit]
+        if dates is not None:
+            dates = dates[~hit]
+    return df, dates, dropped
+
+
+def _target_column(df: pd.DataFrame, cfg, where: str) -> tuple[str, str, str | None]:
+    """The target's column, transform and units; a preset names all three so a dataset can
+    offer several targets under one short name."""
+    presets = cfg.get("target_presets") or {}
+    target = cfg.get("target")
+    preset = presets.get(target)
+    if preset is not None:
+        column, transform = preset.get("column"), preset.get("transform", "level")
+    else:
+        column, transform = target, cfg.get("target_transform", "level")
+    units = (preset or {}).get("units") or (
+        "fraction" if transform == "return" else cfg.get("units"))
+    if not column:
+        raise ConfigError("dataset.target: missing; expected the target column's name"
+                          + (f" or one of {list(presets)}" if presets else ""))
+    if transform not in TRANSFORMS:
+        raise ConfigError(f"dataset.target_transform: {transform!r}; expected one of "
+                          f"{list(TRANSFORMS)}")
+    checks.require_columns(df, [column], where, "target")
+    return column, transform, units
+
+
+def _feature_names(df: pd.DataFrame, cfg) -> tuple[list[str], list[str]]:
+    """The input columns and the derived ones among them; without ``features`` every column
+    but the line number and the date is an input."""
+    features = cfg.get("features")
+    derived_names = [d.get("name") for d in (cfg.get("derived") or [])]
+    if features is None:
+        excluded = {checks.LINE, cfg.get("date_column")}
+        features = [c for c in df.columns if c not in excluded] + derived_names
+    features = [str(f) for f in features]
+    if not features:
+        raise ConfigError("dataset.features: empty; expected at least one input column")
+    return features, derived_names
+
+
+def _numeric_frame(df: pd.DataFrame, cfg, features: list[str], derived_names: list[str],
+                   column: str, where: str) -> tuple[pd.DataFrame, str, int]:
+    """The numeric columns with derived features added, the ``missing`` policy, and how many
+    values it interpolated (for the notes)."""
+    raw_needed = [c for c in features if c not in derived_names]
+    checks.require_columns(df, raw_needed, where, "features")
+    numeric_cols = list(dict.fromkeys(raw_needed + [column] + [
+        d.get("column") for d in (cfg.get("derived") or [])]))
+    checks.require_columns(df, numeric_cols, where, "derived[].column")
+    num = checks.to_numeric(df, numeric_cols, where, "features")
+    checks.check_not_empty_columns(num, numeric_cols, where, "features")
+    missing = cfg.get("missing", "error")
+    if missing not in MISSING:
+        raise ConfigError(f"dataset.missing: {missing!r}; expected one of {list(MISSING)}")
+    interpolated = 0
+    if missing == "interpolate":
+        # gaps filled linearly between their neighbours (in row order: rows are equally
+        # spaced in time), the ends held at the nearest value; counted in the notes
+        interpolated = int(num[numeric_cols].isna().sum().sum())
+        num[numeric_cols] = num[numeric_cols].interpolate(limit_direction="both")
+    num = _derive(num, cfg.get("derived"), where)
+    return num, missing, interpolated
+
+
+def _target_series(num: pd.DataFrame, column: str, transform: str
+                   ) -> tuple[pd.Series, pd.Series, str]:
+    """The target column's level, the transformed target and its name."""
+    level = num[column]
+    if transform == "return":
+        # R_t = (C_t - C_{t-1}) / C_{t-1}: a function of rows t-1 and t only.
+        tgt = (level - level.shift(1)) / level.shift(1)
+        target_name = f"return({column})"
+    else:
+        tgt = level
+        target_name = column
+    return level, tgt, target_name
+
+
+def _first_full_row(num: pd.DataFrame, derived_names: list[str], level: pd.Series,
+                    transform: str) -> int:
+    """The first row that rolling means and returns leave defined; the rows before it go under
+    every ``missing`` policy, because their values do not exist rather than being missing."""
+    lead_gap = num[derived_names].isna().any(axis=1) if derived_names else pd.Series(
+        False, index=num.index)
+    if transform == "return":
+        lead_gap |= level.shift(1).isna() & level.notna()
+    first_full = int(np.argmax(~lead_gap.to_numpy())) if len(num) else 0
+    if lead_gap.all():
+        first_full = len(num)
+    return first_full
+
+
 # -------------------------------------------------------------------------------- splits
 
 
@@ -466,47 +519,70 @@ def split_rows(cfg, table: Table) -> dict[str, tuple[int, int]]:
     n, by = len(table.target), sp.get("by", "rows")
     if by not in SPLIT_BY:
         raise ConfigError(f"dataset.split.by: {by!r}; expected one of {list(SPLIT_BY)}")
-    names = ["train", "val", "test"]
-    out: dict[str, tuple[int, int]] = {}
     if by == "rows":
-        for name in names:
-            if sp.get(name) is not None:
-                out[name] = _row_range(sp[name], n, f"dataset.split.{name}")
+        out = _ranges_by_rows(sp, n)
     elif by == "fraction":
-        start = 0.0
-        for name in names:
-            f = sp.get(name)
-            if f is None:
-                continue
-            if not 0 < float(f) <= 1:
-                raise ConfigError(f"dataset.split.{name}: {f!r}; expected a fraction in (0, 1]")
-            lo, hi = round(start * n), round(min(start + float(f), 1.0) * n)
-            out[name] = (lo, hi)
-            start += float(f)
-        if start > 1 + 1e-9:
-            raise ConfigError(f"dataset.split: fractions sum to {start:g}; expected at most 1")
+        out = _ranges_by_fraction(sp, n)
     else:
-        dates = table.dates
-        for name in names:
-            rng = sp.get(name)
-            if rng is None:
-                continue
-            lo_d = _date_bound(rng[0], f"dataset.split.{name}[0]")
-            hi_d = _date_bound(rng[1], f"dataset.split.{name}[1]")
-            mask = np.ones(n, dtype=bool)
-            if lo_d is not None:
-                mask &= (dates >= lo_d).to_numpy()
-            if hi_d is not None:
-                mask &= (dates <= hi_d).to_numpy()
-            idx = np.flatnonzero(mask)
-            if len(idx) == 0:
-                raise ConfigError(f"dataset.split.{name}: {list(rng)} selects no rows; the series "
-                                  f"covers {dates.min()} to {dates.max()}")
-            out[name] = (int(idx[0]), int(idx[-1]) + 1)
+        out = _ranges_by_date(sp, n, table.dates)
     for name in ("train", "test"):
         if name not in out:
             raise ConfigError(f"dataset.split.{name}: missing; expected a row range, fraction or "
                               "date range")
+    out = _with_val_from_train(sp, out)
+    _check_split_order(out, n)
+    return out
+
+
+def _ranges_by_rows(sp, n: int) -> dict[str, tuple[int, int]]:
+    """The ranges as given in row numbers, cut at the series' end."""
+    return {name: _row_range(sp[name], n, f"dataset.split.{name}")
+            for name in SPLIT_NAMES if sp.get(name) is not None}
+
+
+def _ranges_by_fraction(sp, n: int) -> dict[str, tuple[int, int]]:
+    """Consecutive ranges from fractions of the series, in split order from its start."""
+    out: dict[str, tuple[int, int]] = {}
+    start = 0.0
+    for name in SPLIT_NAMES:
+        f = sp.get(name)
+        if f is None:
+            continue
+        if not 0 < float(f) <= 1:
+            raise ConfigError(f"dataset.split.{name}: {f!r}; expected a fraction in (0, 1]")
+        lo, hi = round(start * n), round(min(start + float(f), 1.0) * n)
+        out[name] = (lo, hi)
+        start += float(f)
+    if start > 1 + 1e-9:
+        raise ConfigError(f"dataset.split: fractions sum to {start:g}; expected at most 1")
+    return out
+
+
+def _ranges_by_date(sp, n: int, dates: pd.Series) -> dict[str, tuple[int, int]]:
+    """The rows from the first to the last whose date falls in each split's date range."""
+    out: dict[str, tuple[int, int]] = {}
+    for name in SPLIT_NAMES:
+        rng = sp.get(name)
+        if rng is None:
+            continue
+        lo_d = _date_bound(rng[0], f"dataset.split.{name}[0]")
+        hi_d = _date_bound(rng[1], f"dataset.split.{name}[1]")
+        mask = np.ones(n, dtype=bool)
+        if lo_d is not None:
+            mask &= (dates >= lo_d).to_numpy()
+        if hi_d is not None:
+            mask &= (dates <= hi_d).to_numpy()
+        idx = np.flatnonzero(mask)
+        if len(idx) == 0:
+            raise ConfigError(f"dataset.split.{name}: {list(rng)} selects no rows; the series "
+                              f"covers {dates.min()} to {dates.max()}")
+        out[name] = (int(idx[0]), int(idx[-1]) + 1)
+    return out
+
+
+def _with_val_from_train(sp, out: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """The ranges with validation cut from the end of training when ``val_from_train`` asks,
+    so validation stays later in time than every training row."""
     vft = sp.get("val_from_train")
     if vft:
         if "val" in out:
@@ -518,6 +594,13 @@ def split_rows(cfg, table: Table) -> dict[str, tuple[int, int]]:
         out["train"], out["val"] = (lo, cut), (cut, hi)
     if "val" not in out:
         raise ConfigError("dataset.split.val: missing; expected a val range or val_from_train")
+    return out
+
+
+def _check_split_order(out: dict[str, tuple[int, int]], n: int) -> None:
+    """Refuses empty splits and splits out of time order: a later split that overlaps an
+    earlier one would test on rows the model trained or was selected on."""
+    names = list(SPLIT_NAMES)
     order = [out[k] for k in names]
     for (name, (lo, hi)) in zip(names, order, strict=True):
         if hi <= lo:
@@ -528,7 +611,6 @@ def split_rows(cfg, table: Table) -> dict[str, tuple[int, int]]:
         if lo_b < hi_a:
             raise ConfigError(f"dataset.split: {b} starts at row {lo_b}, before {a} ends at row "
                               f"{hi_a}; expected train, val, test in time order without overlap")
-    return out
 
 
 # ---------------------------------------------------------------------------- scaling

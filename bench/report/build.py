@@ -684,16 +684,11 @@ def build_from_record(
     """Writes README.md, results.csv and figures into ``out`` from the tidy record alone;
     ``fetch`` copies run artifacts (prediction plots) when the MLflow store is at hand."""
     data = study_data(record.read(path))
-    study = data.study
     out.mkdir(parents=True, exist_ok=True)
     figs = Figures(out / "figures")
-    all_runs = data.runs
     primary = _primary_tuning_seed(data)
-    runs = all_runs[all_runs["tuning_seed"].isna() | (all_runs["tuning_seed"] == primary)] \
-        if primary is not None else all_runs
-    progress = _progress(data, all_runs)
-    if progress is not None and progress.partial:
-        runs = runs[runs["dataset"].isin(progress.complete)]
+    progress = _progress(data, data.runs)
+    runs = _reported_runs(data.runs, primary, progress)
     datasets = sorted(runs["dataset"].unique()) if len(runs) else []
     results_table(data).to_csv(out / "results.csv", index=False, lineterminator="\n")
 
@@ -704,38 +699,82 @@ def build_from_record(
     sens = sensitivity.run(all_specs, opts, side) if all_specs else None
     per_ds = [_dataset_section(data, runs[runs["dataset"] == ds], all_specs[ds],
                                an.comparisons[ds], an, figs, fetch, primary) for ds in datasets]
-    v = an.verdict
-    verdict_text = [v.text, ""]
+    cells = _convergence_cells(runs)
+    summary: list[str] = []
+    across_text = _across(an, all_specs, alpha, figs, summary)
+    verdict_text = _verdict_lines(data.study, runs, an, progress, side, cells, summary, sens,
+                                  alpha, test)
+    doc = _readme_lines(data, datasets, verdict_text, per_ds, cells, across_text, sens)
+    figs.prune()
+    text = record.relative_paths(tracking.mask_secrets("\n".join(doc)))
+    (out / "README.md").write_text(text, encoding="utf-8")
+    return out
+
+
+def _reported_runs(all_runs: pd.DataFrame, primary: int | None,
+                   progress: Progress | None) -> pd.DataFrame:
+    """The final runs the tables use: a repeated tuning would otherwise count its cell twice,
+    and a dataset still running would enter the verdict with only some of its seeds."""
+    runs = all_runs[all_runs["tuning_seed"].isna() | (all_runs["tuning_seed"] == primary)] \
+        if primary is not None else all_runs
     if progress is not None and progress.partial:
-        verdict_text = [progress.text(study), "", *verdict_text]
-    if an.no_skill:
-        verdict_text.append("Left out of the verdict for **no skill** (no candidate beats the "
-                            "no-skill reference by more than the ROPE; their ranks are noise):")
-        for ds in an.no_skill:
-            c = an.comparisons[ds]
-            u = _dataset_meta(runs, ds)[2]
-            best = c.table.set_index("arch").loc[c.anchor]
-            verdict_text.append(
-                f"- {ds}: best candidate `{c.anchor}` {u.fmt(best['mean'])} against the reference "
-                f"{u.fmt(c.reference)}, skill {_skill_fmt(best['skill'])}.")
-        verdict_text.append("")
-    if side:
-        verdict_text += ["Not in the verdict (run for a reference claim only): "
-                         + ", ".join(f"`{d}`" for d in side) + ".", ""]
+        runs = runs[runs["dataset"].isin(progress.complete)]
+    return runs
+
+
+def _convergence_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """Convergence per cell of the learned models; the naive baseline does not train."""
     learned = runs[runs["arch"] != "naive"] if len(runs) else runs
-    cells = convergence.table(learned)
+    return convergence.table(learned)
+
+
+def _no_skill_lines(runs: pd.DataFrame, an: Analysis) -> list[str]:
+    """Says which datasets the verdict leaves out, with the numbers that justify it."""
+    if not an.no_skill:
+        return []
+    lines = ["Left out of the verdict for **no skill** (no candidate beats the "
+             "no-skill reference by more than the ROPE; their ranks are noise):"]
+    for ds in an.no_skill:
+        c = an.comparisons[ds]
+        u = _dataset_meta(runs, ds)[2]
+        best = c.table.set_index("arch").loc[c.anchor]
+        lines.append(
+            f"- {ds}: best candidate `{c.anchor}` {u.fmt(best['mean'])} against the reference "
+            f"{u.fmt(c.reference)}, skill {_skill_fmt(best['skill'])}.")
+    lines.append("")
+    return lines
+
+
+def _convergence_line(cells: pd.DataFrame) -> str:
+    """A rank partly measures convergence speed where a cell did not converge; the verdict
+    says which."""
     ok, judged, unknown = convergence.summary(cells)
     not_conv = cells[cells["cell_converged"].map(lambda v: v is False or v is np.False_)]
-    verdict_text.append(
+    return (
         f"Convergence: {ok} of {judged} judged cells converged"
         + (f" ({unknown} could not be judged: no per-epoch curve recorded)" if unknown else "")
         + ("; not converged: " + ", ".join(f"{r.dataset} `{r.arch}`"
                                            for r in not_conv.itertuples())
            + " (their ranks partly measure convergence speed)" if len(not_conv) else "")
         + " (see *Convergence*).")
+
+
+def _verdict_lines(
+    study: str, runs: pd.DataFrame, an: Analysis, progress: Progress | None, side: list[str],
+    cells: pd.DataFrame, summary: list[str], sens: sensitivity.Sensitivity | None,
+    alpha: float, test: str,
+) -> list[str]:
+    """The verdict with every caveat that bounds it, from the tables the README prints."""
+    v = an.verdict
+    verdict_text = [v.text, ""]
+    if progress is not None and progress.partial:
+        verdict_text = [progress.text(study), "", *verdict_text]
+    verdict_text += _no_skill_lines(runs, an)
+    if side:
+        verdict_text += ["Not in the verdict (run for a reference claim only): "
+                         + ", ".join(f"`{d}`" for d in side) + ".", ""]
+    verdict_text.append(_convergence_line(cells))
     verdict_text.append("")
-    summary: list[str] = []
-    across_text = _across(an, all_specs, alpha, figs, summary)
     verdict_text += [*summary, ""] if summary else []
     if sens is not None:
         verdict_text.append(
@@ -749,7 +788,15 @@ def build_from_record(
         "it is in the top group (not significantly worse than the anchor, "
         f"{stats.TEST_NAMES[test]}, Holm correction, alpha = {alpha}) on every dataset with skill, "
         "and no other candidate is.")
+    return verdict_text
 
+
+def _readme_lines(
+    data: StudyData, datasets: list[str], verdict_text: list[str], per_ds: list[str],
+    cells: pd.DataFrame, across_text: str, sens: sensitivity.Sensitivity | None,
+) -> list[str]:
+    """The README's lines in reading order: the verdict first, the evidence after it."""
+    study = data.study
     doc = [
         f"# Study `{study}`: is there a single best recurrent model?",
         "",
@@ -777,7 +824,7 @@ def build_from_record(
         "",
         _sensitivity_section(sens) if sens is not None else "",
         "",
-        _variance_section(all_runs),
+        _variance_section(data.runs),
         "",
         _claims_section(data),
         "",
@@ -792,10 +839,7 @@ def build_from_record(
         "- `figures/`: learning curves, prediction plots, the critical-difference diagram.",
         "",
     ]
-    figs.prune()
-    text = record.relative_paths(tracking.mask_secrets("\n".join(doc)))
-    (out / "README.md").write_text(text, encoding="utf-8")
-    return out
+    return doc
 
 
 def _store_fetch(uri: str) -> Fetch:
