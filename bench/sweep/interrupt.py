@@ -92,8 +92,8 @@ def deferred():
     """Flag-setting handlers for the duration (main thread only). Nested uses share the
     outermost one's flag, so a stop requested before an inner run starts is not lost."""
     global _depth
-    if _depth == 0:
-        _requested.clear()
+    if _depth == 0:   # a new top-level run or sweep: an earlier, handled stop is forgotten
+        reset()
     _depth += 1
     try:
         with _handlers(_defer):
