@@ -222,9 +222,10 @@ def from_store(uri: str, study: str, *, storage: str | None = None) -> pd.DataFr
         # integer columns such as end_ms, which combine_first would otherwise cast back to int
         merged = tr.combine_first(base.loc[base.index.intersection(tr.index)].astype(object))
         merged["kind"] = "trial"
-        df = pd.concat([base.drop(index=base.index.intersection(tr.index)), merged]).reset_index(
-            names="run_id")
+        df = pd.concat([base.drop(index=base.index.intersection(tr.index)), merged]).copy() \
+            .reset_index(names="run_id")
 
+    df = df.copy()   # one block again after the column-by-column build (pandas warns otherwise)
     # Each dataset's ROPE, resolved once and written down.
     ropes = {}
     for ds, g in df[df["kind"].isin(RUN_KINDS)].groupby("dataset", sort=True):
