@@ -65,14 +65,11 @@ def _gone(pid: int) -> bool:
     return status.exists() and "zombie" in status.read_text()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_single_run_stopped_by_a_signal_exits_128_plus_signal(tmp_path, sig):
-    uri = sqlite(tmp_path, "mlflow.db")
+def _stopped_mid_run(args: list[str], cwd: Path, uri: str, sig: int):
+    """Starts ``python <args>``, sends ``sig`` once a run is mid-training; (process, output)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench", *BASE, *SLOW_TRIAL, f"tracking.uri={uri}",
-         "trainer.enable_progress_bar=false"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: _running_run(uri), 150, "a run in the middle of training", proc)
         proc.send_signal(sig)
@@ -80,6 +77,15 @@ def test_single_run_stopped_by_a_signal_exits_128_plus_signal(tmp_path, sig):
     finally:
         if proc.poll() is None:
             proc.kill()
+    return proc, out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_single_run_stopped_by_a_signal_exits_128_plus_signal(tmp_path, sig):
+    uri = sqlite(tmp_path, "mlflow.db")
+    proc, out = _stopped_mid_run(
+        ["-m", "bench", *BASE, *SLOW_TRIAL, f"tracking.uri={uri}",
+         "trainer.enable_progress_bar=false"], tmp_path, uri, sig)
     assert proc.returncode == EXPECTED[sig], out
     (run,) = _all_runs(uri)
     assert run.info.status == "KILLED"
@@ -186,19 +192,11 @@ def test_a_process_killed_between_queueing_and_failing_loses_nothing(tmp_path):
 def test_study_stopped_by_sigterm_exits_143_and_closes_its_session(tmp_path):
     uri = sqlite(tmp_path, "mlflow.db")
     slow = ",".join(["trainer=smoke", *SLOW_TRIAL])
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.study", str(ROOT / "tests/study/study_smoke.yaml"),
+    proc, out = _stopped_mid_run(
+        ["-m", "bench.study", str(ROOT / "tests/study/study_smoke.yaml"),
          f"tracking_uri={uri}", "seeds=1", "tuning.n_trials=0", "architectures.cells=[gru]",
          f"overrides=[{slow}]", "datasets.synthetic_series.enabled=false", "--no-record"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(lambda: _running_run(uri), 150, "a final run in the middle of training", proc)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        tmp_path, uri, signal.SIGTERM)
     assert proc.returncode == 143, out
     assert "stopped by SIGTERM" in out and "Resume with: python -m bench.study" in out
     runs = _all_runs(uri)
