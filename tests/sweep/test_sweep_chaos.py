@@ -30,6 +30,10 @@ from bench.sweep import recovery
 pytestmark = pytest.mark.slow
 N_TRIALS = 12
 KILLS = 5
+# Above the number of losses the test can cause, so that every lost trial has a retry: the
+# kills favour retries (queued trials run first), and a chain of four losses would otherwise
+# use up a budget of three, rightly leaving the fourth without one.
+MAX_RETRY = KILLS + 2
 TRIAL = ["trainer.max_epochs=8", "trainer.limit_train_batches=null",
          "trainer.early_stopping_patience=null", "dataset.n_samples=2000"]
 
@@ -64,7 +68,7 @@ def test_kill_loop_on_two_sweeps_ends_with_exactly_n_trials(tmp_path, monkeypatc
     overrides = [*BASE, *TRIAL, f"tracking.uri={uri}"]
     call = (f"{overrides!r}, 'recurrent', study_name='chaos', storage={storage!r}, "
             f"n_trials={N_TRIALS}, n_jobs=2, pruner='none', seed={{seed}}, "
-            "heartbeat_interval=1, grace_period=5, max_retry=3")
+            f"heartbeat_interval=1, grace_period=5, max_retry={MAX_RETRY}")
     first = start(tune_script(workdir, call.format(seed=0), "a.py"), workdir)
     procs = [first]
     rng = random.Random(0)
@@ -114,7 +118,8 @@ def test_kill_loop_on_two_sweeps_ends_with_exactly_n_trials(tmp_path, monkeypatc
         if history:
             assert history[-1] not in retries, f"trial {history[-1]} retried twice"
             retries[history[-1]] = t
-    assert sorted(retries) == sorted(t.number for t in lost)
+    histories = {t.number: recovery.retry_history(t) for t in trials}
+    assert sorted(retries) == sorted(t.number for t in lost), histories
     assert all(retries[t.number].params == t.params for t in lost)
     assert recovery.lost_for_good(trials) == []
 
