@@ -1,7 +1,7 @@
 """Resuming a study on a machine that lacks its stores, from the committed tidy record.
 
 A study that outlasts one sitting is carried between machines by its tidy record
-(``reports/<study>/record.csv``), not by its MLflow and Optuna stores, which are local files.
+(``reports/<study>/record/``), not by its MLflow and Optuna stores, which are local files.
 The record holds every finished final run and every tuning trial with its parameters, search
 distributions, objective and per-epoch objective, so the study runner can treat it as a third
 store: a final run the record holds is done, and a tuning cell whose Optuna study is missing
@@ -49,7 +49,7 @@ class Committed:
         """The record at ``path`` (None when there is none); a record of another study, or a
         file that is not a record, stops the study before any work."""
         p = Path(path)
-        if not p.is_file():
+        if not (p.is_file() or p.is_dir()):
             return None
         try:
             df = record_mod.read(p)

@@ -23,7 +23,7 @@ Resuming is by construction rather than by bookkeeping: a tuning cell is skipped
 study already holds the budgeted number of finished trials, and a final run is skipped when
 MLflow holds a FINISHED run with the same study, phase, dataset, architecture and seed tags. A
 crash or Ctrl-C therefore loses at most the runs that were in flight. On a machine without the
-stores (a fresh clone, another node), the committed tidy record ``reports/<study>/record.csv``
+stores (a fresh clone, another node), the committed tidy record ``reports/<study>/record/``
 stands in for them (:mod:`bench.resume`): its final runs count as done and its tuning trials
 rebuild a missing Optuna study, so a study can run over several sittings and machines.
 """
@@ -47,7 +47,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench import schema, tracking
 from bench.config import compose
 from bench.errors import ConfigError, StudyError
-from bench.report.record import RECORD_NAME
+from bench.report.record import locate
 from bench.resume import Committed
 from bench.tracking import TAGS
 
@@ -637,7 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec = ap.add_mutually_exclusive_group()
     rec.add_argument("--record", type=Path, default=None,
                      help="a committed tidy record whose finished runs and tuning trials count "
-                     "as done (default: reports/<study>/record.csv when it exists)")
+                     "as done (default: reports/<study>/record/ when it exists)")
     rec.add_argument("--no-record", action="store_true",
                      help="resume from the MLflow and Optuna stores only")
     args = ap.parse_intermixed_args(argv)
@@ -651,10 +651,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise StudyError(f"--datasets: {unknown} not in {args.definition}; expected "
                                  f"some of {list(study.definition.datasets)}")
             study = replace(study, only=only)
-        committed = None if args.no_record else Committed.load(
-            args.record or Path("reports") / study.name / RECORD_NAME, study.name)
+        path = args.record or locate(Path("reports") / study.name)
+        committed = None if args.no_record or path is None else Committed.load(path, study.name)
         if args.record is not None and committed is None:
-            raise StudyError(f"--record {args.record}: file not found")
+            raise StudyError(f"--record {args.record}: not found (a record folder or CSV file)")
     except StudyError as exc:
         ap.error(str(exc))
     command = shlex.join(["python", "-m", "bench.study", *argv])

@@ -1,5 +1,6 @@
-"""``python -m bench.report --study <name>`` (MLflow and Optuna -> ``reports/<name>/record.csv``
--> the report) or ``python -m bench.report --from <record.csv>`` (the record alone -> the report)."""
+"""``python -m bench.report --study <name>`` (MLflow and Optuna -> the tidy record
+``reports/<name>/record/`` -> the report) or ``python -m bench.report --from <record>`` (the
+record alone -> the report)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     src.add_argument("--study", help="the study name (MLflow tag study=<name>); writes "
                      f"<out>/{RECORD_NAME} first, then builds from it")
     src.add_argument("--from", dest="record", type=Path, default=None,
-                     help=f"a tidy record ({RECORD_NAME}); the report goes beside it unless --out")
+                     help=f"a tidy record (a {RECORD_NAME}/ folder, or a single CSV file); the "
+                     "report goes beside it unless --out")
     ap.add_argument("--tracking-uri", default=None,
                     help="MLflow store; default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
     ap.add_argument("--out", default=None, help="output folder; default reports/<study>")

@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="that report's README (for the definition, hardware and command)")
     ap.add_argument("--study", default=None, help="study name (default: the results' folder)")
     ap.add_argument("--out", type=Path, default=None,
-                    help=f"record to write (default: {record.RECORD_NAME} beside results.csv)")
+                    help=f"record folder to write (default: {record.RECORD_NAME}/ beside results.csv)")
     args = ap.parse_args(argv)
     text = args.readme.read_text(encoding="utf-8") if args.readme else ""
     df = rebuild(args.results, text, args.study)

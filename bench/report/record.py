@@ -1,10 +1,18 @@
-"""The tidy record: every run of a study in one CSV file that travels with the repository.
+"""The tidy record: every run of a study, in CSV files that travel with the repository.
 
 The MLflow store and the Optuna storage are local to the machine that ran the study; the report
 must be rebuildable without them. ``python -m bench.report --study NAME`` therefore first writes
-``reports/<study>/record.csv`` from the stores and then builds the report *from that file*, and
-``python -m bench.report --from reports/<study>/record.csv`` builds the same bytes from the file
-alone.
+the record ``reports/<study>/record/`` from the stores and then builds the report *from it*,
+and ``python -m bench.report --from reports/<study>/record`` builds the same bytes from the
+record alone.
+
+The record is a folder of shards, because a study of twenty-odd datasets writes tens of
+megabytes of curves: one file in git would be too big to review or diff, and every session
+would rewrite all of it. Each dataset has ``<dataset>.csv`` (tuning cells, final and baseline
+runs) and ``<dataset>.trials.csv`` (its tuning trials); rows of no dataset (the study's
+sessions) are in ``_study.csv``. A shard lists only the columns it has values in; reading
+concatenates the shards, so the split changes no value. A single CSV file (the layout before
+shards) is still read wherever a record is.
 
 One row per run. ``kind`` is ``session`` (one ``python -m bench.study`` invocation, with the
 study definition as run), ``tune`` (a tuning cell's parent run), ``trial`` (one tuning trial:
@@ -13,7 +21,9 @@ its parameters, search distributions, objective and per-epoch objective), ``fina
 (:data:`BASE_COLUMNS`); then ``tag:*``, ``param:*`` (the flattened config), ``metric:*``
 (last logged values) and ``curve:*`` (per-epoch values as a JSON list), each sorted. Paths are
 written relative to the project (a store at ``/home/x/bench/mlflow.db`` is ``mlflow.db``), so
-no file names a machine.
+no file names a machine. Curve values that are float32 (as the trainer logs them) are written
+with float32's shortest decimal (``0.6931472``, not ``0.6931471824645996``): it reads back as
+the same float32, and halves the size of the curves.
 """
 
 from __future__ import annotations
@@ -35,7 +45,10 @@ from bench.tracking import TAGS, connectable
 # project, when run from a checkout), so no file names a folder of the machine.
 ROOT = Path.cwd().resolve()
 CONF_DATASETS = CONF_DIR / "dataset"
-RECORD_NAME = "record.csv"
+RECORD_NAME = "record"
+LEGACY_NAME = "record.csv"
+STUDY_SHARD = "_study.csv"
+TRIALS_SUFFIX = ".trials.csv"
 KINDS = ("session", "tune", "final", "baseline", "trial")
 RUN_KINDS = ("final", "baseline")
 BASE_COLUMNS = [
@@ -293,20 +306,85 @@ def merge(store: pd.DataFrame, committed: pd.DataFrame | None) -> pd.DataFrame:
     return tidy(both.reset_index(names="run_id"))
 
 
+def locate(folder: Path) -> Path | None:
+    """The record in a report folder: the shard folder, else a single-file record (the layout
+    before shards), else None."""
+    for p in (Path(folder) / RECORD_NAME, Path(folder) / LEGACY_NAME):
+        if p.is_dir() or p.is_file():
+            return p
+    return None
+
+
+def _compact_curve(text: object) -> object:
+    """A curve's JSON with float32 values in float32's shortest decimal (see the module)."""
+    if not isinstance(text, str) or not text.startswith("["):
+        return text
+    values = json.loads(text)
+    parts = []
+    for v in values:
+        f = np.float32(v)
+        parts.append(str(f) if math.isfinite(v) and float(f) == v else json.dumps(v))
+    return "[" + ", ".join(parts) + "]"
+
+
+def _shard_name(dataset: object, kind: str) -> str:
+    if not isinstance(dataset, str) or not dataset:
+        return STUDY_SHARD
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", dataset) or dataset.startswith("_"):
+        raise ValueError(f"dataset key {dataset!r} cannot name a record shard; expected "
+                         "letters, digits, '_', '.', '-', not starting with '_'")
+    return f"{dataset}{TRIALS_SUFFIX}" if kind == "trial" else f"{dataset}.csv"
+
+
 def write(df: pd.DataFrame, path: Path) -> Path:
+    """Writes the record as the shard folder ``path`` (see the module); shards of an earlier
+    write that this one has no rows for are removed, so the folder is exactly the record."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tidy(df).to_csv(path, index=False, lineterminator="\n")
+    if path.suffix == ".csv":
+        raise ValueError(f"{path}: a record is a folder of shards now; pass its folder "
+                         f"(e.g. {path.with_suffix('')})")
+    df = tidy(df)
+    for c in (c for c in df.columns if c.startswith("curve:")):
+        df[c] = df[c].map(_compact_curve)
+    names = [_shard_name(d, k) for d, k in zip(df["dataset"], df["kind"], strict=True)]
+    path.mkdir(parents=True, exist_ok=True)
+    written = set()
+    for name, shard in df.groupby(pd.Series(names, index=df.index), sort=True):
+        shard = shard[[c for c in df.columns if c in BASE_COLUMNS or shard[c].notna().any()]]
+        tmp = path / f".{name}.tmp"
+        shard.to_csv(tmp, index=False, lineterminator="\n")
+        os.replace(tmp, path / name)
+        written.add(name)
+    for old in path.glob("*.csv"):
+        if old.name not in written:
+            old.unlink()
+    legacy = path.parent / LEGACY_NAME
+    if legacy.is_file():
+        legacy.unlink()   # its rows were merged into the folder (see build)
     return path
 
 
-def read(path: Path) -> pd.DataFrame:
-    """The record with its types back: numbers as numbers, empty cells as missing."""
-    path = Path(path)
-    if not path.is_file():
-        raise LookupError(f"tidy record {path}: file not found (python -m bench.report --study "
-                          "NAME writes it)")
+def _read_csv(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "kind" not in df.columns:
+        raise LookupError(f"tidy record {path}: column 'kind' missing; not a bench record")
+    return df
+
+
+def read(path: Path) -> pd.DataFrame:
+    """The record (a shard folder, or a single CSV file) with its types back: numbers as
+    numbers, empty cells as missing."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.csv"))
+        if not files:
+            raise LookupError(f"tidy record {path}: no shards (*.csv) in the folder")
+        df = pd.concat([_read_csv(f) for f in files], ignore_index=True).fillna("")
+    elif path.is_file():
+        df = _read_csv(path)
+    else:
+        raise LookupError(f"tidy record {path}: not found (python -m bench.report --study "
+                          "NAME writes it)")
     missing = [c for c in ("kind", "dataset", "arch", "seed", "score") if c not in df.columns]
     if missing:
         raise LookupError(f"tidy record {path}: columns {missing} missing; not a bench record")

@@ -15,6 +15,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from bench import tracking
+from bench.report import record
 from bench.report.__main__ import main as report_main
 from bench.study import SESSION_EXPERIMENT
 
@@ -110,7 +111,7 @@ def test_report_verdict_tables_and_csv(store):
     assert len(res) == 3 * 4 * 5
     assert list(res.columns[:5]) == ["dataset", "dataset_name", "arch", "phase", "seed"]
     assert res["run_id"].is_unique
-    rec = pd.read_csv(out / "record.csv")
+    rec = record.read(out / "record")
     assert set(rec["kind"]) == {"session", "final", "baseline", "trial"}
     assert ((rec["kind"] == "final") & (rec["status"] == "FINISHED")).sum() == 3 * 3 * 5
     assert rec["run_id"].is_unique
@@ -120,8 +121,8 @@ def test_report_verdict_tables_and_csv(store):
     # The record alone rebuilds the same report, byte for byte (figures included).
     again = tmp / "again"
     again.mkdir()
-    shutil.copyfile(out / "record.csv", again / "record.csv")
-    assert report_main(["--from", str(again / "record.csv")]) == 0
+    shutil.copytree(out / "record", again / "record")
+    assert report_main(["--from", str(again / "record")]) == 0
     for f in ("README.md", "results.csv", "figures/cd_diagram.png", "figures/mnist_curves.png"):
         assert (again / f).read_bytes() == (out / f).read_bytes(), f
 
@@ -137,8 +138,8 @@ def test_report_regenerates_byte_identically_across_processes(store):
             cmd = ["--study", "hand", "--tracking-uri", uri, "--out", str(out)]
         else:
             out.mkdir()
-            shutil.copyfile(outs[0] / "record.csv", out / "record.csv")
-            cmd = ["--from", str(out / "record.csv")]
+            shutil.copytree(outs[0] / "record", out / "record")
+            cmd = ["--from", str(out / "record")]
         subprocess.run([sys.executable, "-m", "bench.report", *cmd],
                        check=True, cwd=ROOT, env=env, capture_output=True)
         outs.append(out)
@@ -155,7 +156,7 @@ def test_report_unknown_study_or_record_fails_clearly(store, capsys, tmp_path):
     assert report_main(["--study", "nope", "--tracking-uri", uri, "--out", str(tmp_path)]) == 2
     assert "no MLflow runs tagged study='nope'" in capsys.readouterr().err
     assert report_main(["--from", str(tmp_path / "missing.csv")]) == 2
-    assert "file not found" in capsys.readouterr().err
+    assert "missing.csv: not found" in capsys.readouterr().err
 
 
 def test_sessions_side_by_side_count_once_in_the_wall_time():

@@ -169,9 +169,9 @@ def test_tiny_study_runs_resumes_without_redo_and_reports(tmp_path, monkeypatch)
     # The report reads it all back, twice, identically.
     a, b = build("smoke", uri, tmp_path / "a"), build("smoke", uri, tmp_path / "b")
     text = (a / "README.md").read_text()
-    assert "## Across datasets" in text and (a / "record.csv").is_file()
+    assert "## Across datasets" in text and (a / "record" / "synthetic.csv").is_file()
     assert "| `gru-single` | 2 | 2 | 0 | 0 |" in text  # the tuning budget per cell
-    for f in ("README.md", "results.csv", "record.csv"):
+    for f in ("README.md", "results.csv", *(f"record/{p.name}" for p in (a / "record").iterdir())):
         assert (a / f).read_bytes() == (b / f).read_bytes()
 
 
