@@ -191,17 +191,41 @@ def out_of_space_text(what: str, path: str | os.PathLike | None, fix: str = "") 
             f"full; free space there{fix}")
 
 
-def out_of_space(exc: BaseException) -> OutOfSpaceError | None:
+def out_of_space(exc: BaseException, databases: dict[str, os.PathLike | None] | None = None,
+                 ) -> OutOfSpaceError | None:
     """``exc`` as one :class:`OutOfSpaceError` when a full disk caused it (for failures outside
-    a run, which names what it was writing itself); None when no full disk did."""
+    a run, which names what it was writing itself); None when no full disk did.
+
+    SQLite says only "database or disk is full"; ``databases`` (what -> file, e.g. the MLflow
+    store and the Optuna storage) lets the message name the one whose file system is full."""
     if isinstance(exc, OutOfSpaceError):
         return exc
     cause = out_of_space_cause(exc)
     if cause is None:
         return None
     if is_sqlite_full(cause):
-        return OutOfSpaceError(out_of_space_text("an SQLite database", None))
+        what, path = _fullest(databases or {})
+        return OutOfSpaceError(out_of_space_text(what, path))
     return OutOfSpaceError(out_of_space_text("a file", written_file(exc)))
+
+
+def _fullest(databases: dict[str, os.PathLike | None]) -> tuple[str, os.PathLike | None]:
+    """Of the database files, the one on the file system with least room left, when that
+    file system has under 1 MiB (then it is the full one)."""
+    free = {}
+    for what, path in databases.items():
+        if path is None:
+            continue
+        try:
+            st = os.statvfs(mount_point(path))
+        except OSError:
+            continue
+        free[what] = (st.f_bavail * st.f_frsize, path)
+    if free:
+        what, (room, path) = min(free.items(), key=lambda kv: kv[1][0])
+        if room < 1 << 20:
+            return what, path
+    return "an SQLite database", None
 
 
 def wants_traceback() -> bool:

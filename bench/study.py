@@ -672,10 +672,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"study {study.name} stopped by {interrupt.signal_name()}; finished work is "
               f"kept. Resume with: {tracking.mask_secrets(command)}", file=sys.stderr)
         return interrupt.exit_code()
-    except errors.BenchError as exc:
-        if errors.wants_traceback():
+    except Exception as exc:
+        # a known error, or a full disk hit outside any run (the study's own session record)
+        known = exc if isinstance(exc, errors.BenchError) else errors.out_of_space(exc, {
+            "the MLflow store": tracking.sqlite_file(study.tracking_uri),
+            "the Optuna storage": tracking.sqlite_file(study.storage or "")})
+        if known is None or errors.wants_traceback():
             raise
-        errors.report(exc)
+        errors.report(known)
         print(f"Resume with: {tracking.mask_secrets(command)}", file=sys.stderr)
         return errors.EXIT_CODE
     if failures:

@@ -35,19 +35,29 @@ def _fill(folder: Path, keep_kib: int = 0) -> None:
             assert e.errno == errno.ENOSPC
 
 
-@pytest.fixture
-def small_disk(tmp_path) -> Path:
+def _tmpfs(tmp_path: Path, size: str):
     disk = tmp_path / "disk"
     disk.mkdir()
     if os.geteuid() != 0:
         pytest.skip("full-disk test: mounting a tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"full-disk test: cannot mount a tmpfs here ({mounted.stderr.strip()})")
     yield disk
     if subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    yield from _tmpfs(tmp_path, "1m")
+
+
+@pytest.fixture
+def roomier_disk(tmp_path) -> Path:
+    """Room for an MLflow store's schema (about 1 MiB) and then some."""
+    yield from _tmpfs(tmp_path, "4m")
 
 
 # -- the message ---------------------------------------------------------------------------
@@ -172,3 +182,25 @@ def test_a_store_on_a_full_disk(small_disk, keep_kib):
                 f"is full; it shows {rec.info.status} until it is closed") in lines[0]
         assert f".set_terminated('{rec.info.run_id}', 'FAILED')" in lines[0]
 
+
+
+def test_a_study_whose_own_record_hits_a_full_disk(roomier_disk, tmp_path):
+    """The study's session run is written outside any training run; a full disk there is the
+    same one message, naming the store, with the command that resumes."""
+    store = roomier_disk / "mlflow.db"
+    made = subprocess.run([sys.executable, "-c", "from bench import tracking; tracking."
+                           f"open_experiment('sqlite:///{store}', 'study-sessions')"],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert made.returncode == 0
+    _fill(roomier_disk, keep_kib=60)
+    definition = ROOT / "tests" / "study" / "study_smoke.yaml"
+    p = subprocess.run([sys.executable, "-m", "bench.study", str(definition),
+                        f"tracking_uri=sqlite:///{store}",
+                        f"tuning.storage=sqlite:///{tmp_path}/o.db"],
+                       cwd=roomier_disk, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == errors.EXIT_CODE, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr and "[SQL:" not in p.stderr, p.stderr[-3000:]
+    assert (f"error: out of space writing the MLflow store {store}: the file system at "
+            f"{roomier_disk} is full") in p.stderr, p.stderr[-3000:]
+    assert p.stderr.strip().splitlines()[-1].startswith("Resume with: python -m bench.study")

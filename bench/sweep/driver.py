@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from bench import scratch, tracking
+from bench import errors, scratch, tracking
 from bench.config import compose
 from bench.errors import ConfigError, SweepError
 from bench.sweep import devices as devices_mod
@@ -350,7 +350,8 @@ def finish(prep: PreparedSweep, *, interrupted: bool, started: float,
         parent_mod.finalize(study, prep.client, s.parent_run_id, n_trials=s.n_trials,
                             info=info, interrupted=interrupted, stopped=stopped)
     except Exception as exc:  # the study is safe in its storage; the summary can be redone
-        log.warning("could not write the study summary to MLflow: %s", mask(str(exc)))
+        log.warning("could not write the study summary to MLflow: %s",
+                    mask(errors.short_reason(exc)))
         done = sum(t.state.name in ("COMPLETE", "PRUNED")
                    for t in study.get_trials(deepcopy=False))
         _close_parent(prep, "FINISHED" if done >= s.n_trials else
@@ -366,7 +367,7 @@ def _close_parent(prep: PreparedSweep, status: str, why: str) -> None:
         prep.client.set_terminated(prep.settings.parent_run_id, status)
     except Exception as exc:
         log.warning("could not close the MLflow parent run %s: %s",
-                    prep.settings.parent_run_id, mask(str(exc)))
+                    prep.settings.parent_run_id, mask(errors.short_reason(exc)))
 
 
 def resume_command() -> str:
