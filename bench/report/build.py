@@ -475,8 +475,15 @@ def _across(an: Analysis, all_specs: dict[str, DatasetSpec], alpha: float, figs:
             summary: list[str]) -> str:
     datasets = list(an.in_verdict)
     head = ["## Across datasets", ""]
-    if an.no_skill and an.options.exclude_no_skill:
-        head += [f"Left out (no skill): {', '.join(f'`{d}`' for d in an.no_skill)}.", ""]
+    left_out = list(an.no_skill) if an.options.exclude_no_skill else []
+    entered = (f"**{len(datasets)} of {len(datasets) + len(left_out)} dataset(s) enter the tests "
+               "across datasets**")
+    if left_out:
+        entered += (f"; {len(left_out)} left out for no skill (no candidate beats the no-skill "
+                    f"reference by more than the ROPE): {', '.join(f'`{d}`' for d in left_out)}.")
+    else:
+        entered += "; none is left out for no skill."
+    head += [entered, ""]
     if len(datasets) < 1:
         return "\n".join(head + ["No dataset is in the verdict: nothing to compare across datasets."])
     runs_skill, means = _skill_means(an, all_specs, datasets)
