@@ -14,8 +14,8 @@ The definition is merged onto :data:`DEFAULTS`, then the ``key=value`` overrides
 line onto it. ``baselines: {}`` or ``baselines: null`` (``baselines={}`` on the command line)
 means no baselines at all, where a merge would otherwise keep the default ones;
 ``baselines.mlp=null`` drops one. Every key and value is checked before any work (the keys of
-:data:`DEFAULTS`, and per dataset ``overrides``, ``enabled``, ``needs``, ``tuning_seeds``,
-``architectures``, ``baselines`` and ``verdict``): a misspelled key or a bad value stops the
+:data:`DEFAULTS`, and per dataset ``overrides``, ``enabled``, ``needs``, ``seeds``,
+``tuning_seeds``, ``architectures``, ``baselines`` and ``verdict``): a misspelled key or a bad value stops the
 study with a message naming the key, the file or override that wrote it and what was expected,
 because a silently ignored budget would run the default one and give a wrong result.
 
@@ -106,6 +106,11 @@ class Cell:
         return f"{base}.t{self.tuning_seed}" if self.repeat else base
 
 
+def _seed_list(value) -> list[int]:
+    """``seeds: 5`` is seeds 0-4; a list names them."""
+    return list(range(int(value))) if isinstance(value, int) else [int(x) for x in value]
+
+
 @dataclass
 class Study:
     definition: DictConfig
@@ -120,8 +125,13 @@ class Study:
 
     @property
     def seeds(self) -> list[int]:
-        s = self.definition.seeds
-        return list(range(int(s))) if isinstance(s, int) else [int(x) for x in s]
+        return _seed_list(self.definition.seeds)
+
+    def seeds_of(self, dataset: str) -> list[int]:
+        """The dataset's final-run seeds: its own ``seeds`` (more where runs take seconds, so
+        its tests have more power at little cost), else the study's."""
+        own = self.definition.datasets[dataset].get("seeds")
+        return self.seeds if own is None else _seed_list(own)
 
     @property
     def storage(self) -> str:
@@ -302,8 +312,12 @@ def _schema() -> schema.Keys:
     }
     baseline = s.Keys({"tune": s.boolean, "space": s.optional(s.text(nonempty=True)),
                        "overrides": overrides}, nullable=True, whole=_baseline_space)
+    seeds = s.either(s.integer(minimum=1),
+                     s.list_of(s.integer(minimum=0), nonempty=True, distinct=True),
+                     expected="a positive count or a non-empty list of distinct seeds")
     dataset = s.Keys({
         "overrides": overrides,
+        "seeds": seeds,
         "enabled": s.boolean,
         "needs": s.text(),
         "tuning_seeds": s.list_of(s.integer(), nonempty=True, distinct=True,
@@ -315,9 +329,7 @@ def _schema() -> schema.Keys:
     return s.Keys({
         "name": s.optional(_name),
         "description": s.optional(s.text()),
-        "seeds": s.either(s.integer(minimum=1),
-                          s.list_of(s.integer(minimum=0), nonempty=True, distinct=True),
-                          expected="a positive count or a non-empty list of distinct seeds"),
+        "seeds": seeds,
         "tracking_uri": s.optional(s.text(nonempty=True)),
         "overrides": overrides,
         "match_params": s.either(s.optional(s.boolean), s.integer(minimum=1),
@@ -523,7 +535,7 @@ class Runner:
 
     def finals(self, cell: Cell, tuned=None) -> int:
         done = self.finished_runs(cell)
-        todo = [s for s in self.study.seeds if s not in done]
+        todo = [s for s in self.study.seeds_of(cell.dataset) if s not in done]
         label = f"{cell.dataset}/{cell.arch}" + (f" (tuning seed {cell.tuning_seed})"
                                                  if cell.repeat else "")
         self.echo(f"  {cell.phase} {label}: seeds done {sorted(done)}, to run {todo}")
@@ -585,7 +597,11 @@ class Runner:
         """Runs every cell; returns the number of failed final runs (0 when all went well)."""
         s = self.study
         cells = s.cells()
-        self.echo(f"study {s.name}: {len(cells)} cells x {len(s.seeds)} seeds; MLflow "
+        more = {d: len(s.seeds_of(d)) for d in s.enabled_datasets()
+                if s.seeds_of(d) != s.seeds}
+        seeds = f"{len(s.seeds)} seeds" + "".join(
+            f", {n} on {d}" for d, n in sorted(more.items()))
+        self.echo(f"study {s.name}: {len(cells)} cells x {seeds}; MLflow "
                   f"{tracking.mask_secrets(self.uri)}; Optuna {tracking.mask_secrets(s.storage)}")
         for ds, why in s.skipped_datasets().items():
             self.echo(f"  {ds}: skipped ({why})")
@@ -603,7 +619,7 @@ class Runner:
                 tuned = self.tune_cell(cell) if cell.space is not None else None
                 if cell.space is not None and tuned is None:  # dry run, tuning pending
                     self.echo(f"  {cell.phase} {cell.dataset}/{cell.arch}: after tuning, "
-                              f"seeds {s.seeds}")
+                              f"seeds {s.seeds_of(cell.dataset)}")
                     continue
                 failures += self.finals(cell, tuned)
             status = "FINISHED"

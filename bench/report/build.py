@@ -280,19 +280,43 @@ def _most_at_once(spans: list[tuple[float, float]]) -> int:
     return most
 
 
+def _seed_range(seeds: list[int]) -> str:
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{len(seeds)} ({seeds[0]}-{seeds[-1]})"
+    return f"{len(seeds)} ({', '.join(map(str, seeds))})"
+
+
+def _seeds_text(runs: pd.DataFrame, datasets: list[str]) -> str:
+    """The seed sets of the reported datasets: the most common one, then the datasets that
+    ran another (more seeds where runs take seconds)."""
+    if not len(runs):
+        return "none"
+    by_ds = {d: tuple(sorted(int(s) for s in runs.loc[runs["dataset"] == d, "seed"].unique()))
+             for d in (datasets or sorted(runs["dataset"].unique()))}
+    sets = pd.Series(list(by_ds.values()))
+    common = sets.value_counts(sort=True).index[0] if len(sets) else ()
+    text = _seed_range(list(common))
+    others: dict[tuple, list[str]] = {}
+    for d, s in by_ds.items():
+        if s != common:
+            others.setdefault(s, []).append(d)
+    for s, ds in sorted(others.items(), key=lambda kv: (len(kv[0]), kv[0])):
+        text += f"; {_seed_range(list(s))} on " + ", ".join(f"`{d}`" for d in sorted(ds))
+    return text
+
+
 def _what_was_run(data: StudyData, datasets: list[str], study: str) -> str:
     r = data.runs
     lines = ["## What was run", ""]
     defn = data.definition
     archs = sorted(r["arch"].unique()) if len(r) else []
-    seeds = sorted(int(s) for s in r["seed"].unique()) if len(r) else []
     lines.append(f"- **Datasets** ({len(datasets)}): " + ", ".join(
         f"`{d}` ({_dataset_meta(r, d)[2].label()}, {_dataset_meta(r, d)[1]})" for d in datasets))
     lines.append(f"- **Architectures** ({len(archs)}): " + ", ".join(f"`{a}`" for a in archs))
     lines.append(_budget_line(defn))
-    lines.append(f"- **Seeds** per architecture: {len(seeds)} ({', '.join(map(str, seeds))}); "
-                 "each final run is tested once, on the test split, after restoring its best "
-                 "validation checkpoint.")
+    lines.append(f"- **Seeds** per architecture: {_seeds_text(r, datasets)}; each final run is "
+                 "tested once, on the test split, after restoring its best validation "
+                 "checkpoint.")
     s = data.sessions
     if len(s):
         hw = sorted(set(s["hardware"].dropna()) | set(r.get("hardware", pd.Series()).dropna()))
@@ -926,12 +950,13 @@ def _progress(data: StudyData, runs: pd.DataFrame) -> Progress | None:
         return None
     try:
         plan = Study(d)
-        cells, seeds = plan.cells(), plan.seeds
+        cells = plan.cells()
     except Exception:   # a definition from an older layout: no plan to compare with
         return None
     planned: dict[str, int] = {}
     recorded: dict[str, int] = {}
     for c in cells:
+        seeds = plan.seeds_of(c.dataset)
         planned[c.dataset] = planned.get(c.dataset, 0) + len(seeds)
         m = (runs["dataset"] == c.dataset) & (runs["arch"] == c.arch) & runs["seed"].isin(seeds)
         if c.space is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -62,6 +63,46 @@ def test_tuning_repeated_with_several_sampler_seeds():
     assert len(load(SMOKE).cells()) == 8
     with pytest.raises(StudyError, match="tuning_seeds"):
         load(SMOKE, ["datasets.synthetic.tuning_seeds=[]"])
+
+
+def test_more_seeds_on_a_dataset_where_runs_take_seconds(tmp_path):
+    s = load(SMOKE, ["seeds=2", "datasets.synthetic.seeds=4"])
+    assert s.seeds_of("synthetic") == [0, 1, 2, 3] and s.seeds_of("synthetic_series") == [0, 1]
+    assert load(SMOKE, ["datasets.synthetic.seeds=[7,9]"]).seeds_of("synthetic") == [7, 9]
+    lines: list[str] = []
+    Runner(s, dry_run=True, echo=lines.append).run("dry")
+    assert lines[0].startswith("study smoke: 8 cells x 2 seeds, 4 on synthetic;")
+    assert "  baseline synthetic/naive: seeds done [], to run [0, 1, 2, 3]" in lines
+    assert "  baseline synthetic_series/naive: seeds done [], to run [0, 1]" in lines
+    with pytest.raises(StudyError, match="datasets.synthetic.seeds"):
+        load(SMOKE, ["datasets.synthetic.seeds=0"])
+
+    # The report plans (and waits for) the dataset's own seeds.
+    from omegaconf import OmegaConf
+
+    from bench.report import record
+    from bench.report.build import build_from_record
+
+    definition = OmegaConf.to_yaml(load(SMOKE, [
+        "seeds=2", "datasets.synthetic.seeds=3", "architectures.cells=[gru]", "baselines={}",
+    ]).definition)
+    rows = [{"kind": "session", "study": "smoke", "run_id": "s", "definition": definition}]
+    for ds, n in (("synthetic", 2), ("synthetic_series", 2)):
+        for seed in range(n):
+            rows.append({"kind": "final", "study": "smoke", "dataset": ds, "dataset_name": ds,
+                         "arch": "gru-single", "seed": seed, "status": "FINISHED",
+                         "metric": "accuracy", "direction": "maximize", "rope": 0.01,
+                         "rope_source": "config", "score": 0.9 + 0.01 * seed,
+                         "run_id": f"{ds}{seed}"})
+    build_from_record(record.write(pd.DataFrame(rows), tmp_path / "record"), tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert "**The study is not finished**: 4 of 5 planned final runs" in text
+    assert "In progress: `synthetic` (2/3)" in text
+    from bench.report.build import _seeds_text
+
+    runs = pd.DataFrame([{"dataset": d, "seed": s} for d, n in (("x", 5), ("y", 10), ("z", 5))
+                         for s in range(n)])
+    assert _seeds_text(runs, ["x", "y", "z"]) == "5 (0-4); 10 (0-9) on `y`"
 
 
 def test_finished_runs_are_told_apart_by_tuning_seed(tmp_path):
