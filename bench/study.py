@@ -15,9 +15,10 @@ line onto it. ``baselines: {}`` or ``baselines: null`` (``baselines={}`` on the 
 means no baselines at all, where a merge would otherwise keep the default ones;
 ``baselines.mlp=null`` drops one. Every key and value is checked before any work (the keys of
 :data:`DEFAULTS`, and per dataset ``overrides``, ``enabled``, ``needs``, ``seeds``,
-``tuning_seeds``, ``architectures``, ``baselines`` and ``verdict``): a misspelled key or a bad value stops the
-study with a message naming the key, the file or override that wrote it and what was expected,
-because a silently ignored budget would run the default one and give a wrong result.
+``tuning_seeds``, ``architectures``, ``baselines`` and ``verdict``): a misspelled key or a bad
+value stops the study with a message naming the key, the file or override that wrote it and
+what was expected, because a silently ignored budget would run the default one and give a wrong
+result.
 
 Resuming is by construction rather than by bookkeeping: a tuning cell is skipped when its Optuna
 study already holds the budgeted number of finished trials, and a final run is skipped when
@@ -597,10 +598,9 @@ class Runner:
         """Runs every cell; returns the number of failed final runs (0 when all went well)."""
         s = self.study
         cells = s.cells()
-        more = {d: len(s.seeds_of(d)) for d in s.enabled_datasets()
-                if s.seeds_of(d) != s.seeds}
         seeds = f"{len(s.seeds)} seeds" + "".join(
-            f", {n} on {d}" for d, n in sorted(more.items()))
+            f", {len(own)} on {d}" for d in sorted(s.enabled_datasets())
+            if (own := s.seeds_of(d)) != s.seeds)
         self.echo(f"study {s.name}: {len(cells)} cells x {seeds}; MLflow "
                   f"{tracking.mask_secrets(self.uri)}; Optuna {tracking.mask_secrets(s.storage)}")
         for ds, why in s.skipped_datasets().items():
@@ -692,7 +692,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a known error, or a full disk hit outside any run (the study's own session record)
         known = exc if isinstance(exc, errors.BenchError) else errors.out_of_space(exc, {
             "the MLflow store": tracking.sqlite_file(study.tracking_uri),
-            "the Optuna storage": tracking.sqlite_file(study.storage or "")})
+            "the Optuna storage": tracking.sqlite_file(study.storage)})
         if known is None or errors.wants_traceback():
             raise
         errors.report(known)

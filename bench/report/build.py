@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,8 +294,7 @@ def _seeds_text(runs: pd.DataFrame, datasets: list[str]) -> str:
         return "none"
     by_ds = {d: tuple(sorted(int(s) for s in runs.loc[runs["dataset"] == d, "seed"].unique()))
              for d in (datasets or sorted(runs["dataset"].unique()))}
-    sets = pd.Series(list(by_ds.values()))
-    common = sets.value_counts(sort=True).index[0] if len(sets) else ()
+    common = Counter(by_ds.values()).most_common(1)[0][0]
     text = _seed_range(list(common))
     others: dict[tuple, list[str]] = {}
     for d, s in by_ds.items():

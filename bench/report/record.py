@@ -364,13 +364,6 @@ def write(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if "kind" not in df.columns:
-        raise LookupError(f"tidy record {path}: column 'kind' missing; not a bench record")
-    return df
-
-
 def read(path: Path) -> pd.DataFrame:
     """The record (a shard folder, or a single CSV file) with its types back: numbers as
     numbers, empty cells as missing."""
@@ -379,9 +372,10 @@ def read(path: Path) -> pd.DataFrame:
         files = sorted(path.glob("*.csv"))
         if not files:
             raise LookupError(f"tidy record {path}: no shards (*.csv) in the folder")
-        df = pd.concat([_read_csv(f) for f in files], ignore_index=True).fillna("")
+        df = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False) for f in files],
+                       ignore_index=True).fillna("")
     elif path.is_file():
-        df = _read_csv(path)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
     else:
         raise LookupError(f"tidy record {path}: not found (python -m bench.report --study "
                           "NAME writes it)")
