@@ -117,7 +117,9 @@ class Study:
     definition: DictConfig
     path: str = ""
     # A share of the datasets for this process (``--datasets``): several study processes on
-    # disjoint shares keep every core busy through the retrains, which run one at a time.
+    # disjoint shares keep every core busy through the retrains, which run one at a time. The
+    # share runs in the order given, so a sitting of limited length can finish the quick
+    # datasets before it starts the slow ones.
     only: tuple[str, ...] | None = None
 
     @property
@@ -148,8 +150,9 @@ class Study:
         return tracking.resolve_uri(uri)
 
     def enabled_datasets(self) -> list[str]:
-        return [k for k, v in self.definition.datasets.items() if v.get("enabled", True)
-                and (self.only is None or k in self.only)]
+        """In the definition's order, or in the share's when one is given."""
+        order = self.definition.datasets if self.only is None else self.only
+        return [k for k in order if self.definition.datasets[k].get("enabled", True)]
 
     def tuning_seeds(self, dataset: str) -> list[int]:
         """Sampler seeds the dataset is tuned with: the definition's ``tuning.seed`` first, then
@@ -648,8 +651,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true",
                     help="print what is done and what would run, run nothing")
     ap.add_argument("--datasets", default=None,
-                    help="comma-separated share of the definition's datasets for this process; "
-                    "run several processes on disjoint shares (same stores) to use more cores")
+                    help="comma-separated share of the definition's datasets for this process, run "
+                    "in this order; run several processes on disjoint shares (same stores) to "
+                    "use more cores")
     rec = ap.add_mutually_exclusive_group()
     rec.add_argument("--record", type=Path, default=None,
                      help="a committed tidy record whose finished runs and tuning trials count "
