@@ -372,13 +372,14 @@ def read(path: Path) -> pd.DataFrame:
         files = sorted(path.glob("*.csv"))
         if not files:
             raise LookupError(f"tidy record {path}: no shards (*.csv) in the folder")
-        df = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False) for f in files],
-                       ignore_index=True).fillna("")
     elif path.is_file():
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        files = [path]
     else:
         raise LookupError(f"tidy record {path}: not found (python -m bench.report --study "
                           "NAME writes it)")
+    # shards list only their own columns: the concatenation's gaps are empty cells too
+    df = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False) for f in files],
+                   ignore_index=True).fillna("")
     missing = [c for c in ("kind", "dataset", "arch", "seed", "score") if c not in df.columns]
     if missing:
         raise LookupError(f"tidy record {path}: columns {missing} missing; not a bench record")
