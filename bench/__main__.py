@@ -18,7 +18,7 @@ import hydra
 from omegaconf import DictConfig
 
 from bench import errors, passwords
-from bench.config import CONF_DIR
+from bench.config import CONF_DIR, register_sweeper
 
 _SHOW_TRACEBACK = False  # set by cli() from --verbose / HYDRA_FULL_ERROR
 
@@ -105,6 +105,7 @@ def cli() -> None:
     # Hydra prints its own report of any exception unless this is set; set, the exception
     # reaches this function, which decides between one message and Hydra's report.
     os.environ[errors.FULL_ERROR_ENV] = "1"
+    register_sweeper()
     try:
         main()
     except (KeyboardInterrupt, SystemExit) as exc:

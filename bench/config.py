@@ -41,6 +41,30 @@ LOSSES = ("cross_entropy", "mae", "mse")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
 
+def register_sweeper() -> None:
+    """Make sure Hydra knows ``hydra/sweeper=bench_optuna`` however bench was installed.
+
+    Hydra 1.3 finds plugins by listing the ``hydra_plugins`` namespace with ``pkgutil``.
+    An editable install (``pip install -e .``, setuptools >= 64) exposes the project's
+    ``hydra_plugins/bench_sweeper`` through an import hook that ``pkgutil`` cannot list, so
+    outside the checkout (where the current directory is not the project) every sweep ended
+    with "Could not find 'hydra/sweeper/bench_optuna'". The package is still importable, so
+    when the scan missed it, it is imported (which stores its config) and registered through
+    Hydra's public ``Plugins.register``. A wheel install, or a run from the checkout, finds
+    it by the scan and this does nothing.
+    """
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    plugins = Plugins.instance()
+    if any(c.__name__ == "BenchOptunaSweeper" for c in plugins.discover(Sweeper)):
+        return
+    import hydra_plugins.bench_sweeper.config  # noqa: F401  stores hydra/sweeper=bench_optuna
+    from hydra_plugins.bench_sweeper.sweeper import BenchOptunaSweeper
+
+    plugins.register(BenchOptunaSweeper)
+
+
 def compose(overrides: Sequence[str]) -> DictConfig:
     """The run config for ``overrides``, as ``python -m bench <overrides>`` composes it.
 
@@ -51,6 +75,7 @@ def compose(overrides: Sequence[str]) -> DictConfig:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    register_sweeper()
     if GlobalHydra.instance().is_initialized():
         return hydra_compose(config_name="config", overrides=list(overrides))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

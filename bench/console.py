@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 from rich.console import Console
 from rich.table import Table
@@ -32,6 +33,25 @@ _LIGHTNING_LOGGERS = (
 )
 
 
+# Warnings that say nothing a user can act on.
+_KNOWN_WARNINGS = (
+    r".*does not have many workers.*",  # batches are gathered in the main process, on purpose
+    r".*isinstance\(treespec, LeafSpec\).*",  # Lightning's own use of a torch API it must update
+)
+
+
+def drop_known_warnings() -> None:
+    """Filter the warnings above; called when a run starts, not when a module is imported.
+
+    Optuna's and the sweep's ``warnings.catch_warnings()`` blocks restore the filters they
+    found, so a filter added by an import that happened inside one was lost again and the
+    warning came back on every later run of the process. ``filterwarnings`` replaces an
+    identical filter, so calling this once per run does not grow the list.
+    """
+    for pattern in _KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.getMessage()).lstrip().startswith(_NOISE)
@@ -43,9 +63,13 @@ _FILTER = _DropNoise()
 def quiet_third_party() -> None:
     """Lightning's messages go through Hydra's handlers once, without the adverts.
 
-    Hydra's logging config already writes to the console and the job's log file, so
-    Lightning's own console handler is dropped (each message would appear twice).
+    Hydra's logging config (or the caller's ``basicConfig``) already writes to the console,
+    so Lightning's own console handlers are dropped (each message would appear twice).
+    Lightning installs them when it is first imported, so it is imported here first: a
+    caller that trains later (the study runner) would otherwise get them back.
     """
+    import lightning.pytorch  # noqa: F401
+
     for name in _LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
         if name in ("lightning", "lightning.pytorch"):

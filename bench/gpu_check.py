@@ -33,6 +33,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from bench.console import drop_known_warnings
+
 CELLS = ("rnn", "lstm", "gru")
 TOPOLOGIES = ("single", "stacked", "bidirectional", "stacked_bidirectional")
 IMPLS = ("fused", "cell")
@@ -40,8 +42,7 @@ PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 BASE = ["dataset=synthetic", "trainer=smoke", "model.hidden_size=8", "optim.name=sgd",
         "optim.lr=0.01"]
 
-warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+drop_known_warnings()
 
 
 @dataclass

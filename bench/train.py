@@ -16,7 +16,6 @@ import shutil
 import tempfile
 import time
 import traceback
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,15 +29,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import data, errors, plots, scratch, tracking
 from bench.config import validate
+from bench.console import drop_known_warnings
 from bench.data.module import BenchDataModule
 from bench.models import arch_name, build_model, n_params
 from bench.task import BenchTask, NonFiniteLoss, apply_fp32_policy
 
 __all__ = ["NonFiniteLoss", "RunResult", "run"]
 
-# Batches are gathered by one vectorised index in the main process, on purpose.
-warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 @dataclass
@@ -241,6 +238,7 @@ def run(
     of the MLflow run, instead of a chain of tracebacks from each write that failed after
     it. A scratch folder the run made is removed in every outcome.
     """
+    drop_known_warnings()
     built = _Built()
     try:
         return _run(cfg, built, callbacks, tags, parent_run_id)

@@ -212,6 +212,20 @@ def test_an_experiment_made_without_a_kind_gets_one_and_a_chosen_kind_stays(mlfl
 # ---------------------------------------------------------------------------- terminal
 
 
+def test_a_study_prints_each_lightning_line_once_without_adverts_or_known_warnings(tmp_path):
+    smoke = ROOT / "tests" / "study" / "study_smoke.yaml"
+    p = bench_cli(str(smoke), "seeds=1", "tuning.n_trials=1", "architectures.cells=[gru]",
+                  "datasets.synthetic_series.enabled=false",
+                  f"tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", cwd=tmp_path,
+                  module="bench.study")
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    # 5 runs (gru and mlp tuned with one trial each, then gru, mlp and naive retrained):
+    # Lightning's device line once for each, not once more through its own handler
+    assert out.count("GPU available:") == 5, out
+    assert "INFO: " not in out and "Tip" not in out and "LeafSpec" not in out, out
+
+
 def test_terminal_shows_the_bar_the_table_in_units_and_a_one_line_hint(tmp_path):
     fixtures = ROOT / "tests" / "fixtures"
     p = bench_cli("dataset=sbux", "trainer=smoke", "trainer.enable_progress_bar=true",

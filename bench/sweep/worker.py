@@ -51,6 +51,7 @@ from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from bench import errors, tracking
+from bench.console import quiet_third_party
 from bench.sweep import devices, interrupt, parent, recovery
 from bench.sweep import space as space_mod
 from bench.sweep.optuna_compat import heartbeat, trial_id
@@ -379,8 +380,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stop_with_parent()
     logging.basicConfig(level=logging.INFO, format="[worker %(process)d] %(message)s")
+    quiet_third_party()
     report = run_payload(argv[0], int(argv[1]))
-    print("BENCH_WORKER_REPORT " + json.dumps(dataclasses.asdict(report)), flush=True)
+    # the parent reads the exit code; this line is for the person watching the sweep
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(report.states.items())) or "none"
+    how = (" (interrupted)" if report.interrupted else
+           " (stopped: too many failed trials)" if report.stopped_on_failures else "")
+    log.info("worker %d done%s; trials it ran: %s", report.worker, how, states)
     return report.exit_code
 
 

@@ -129,9 +129,11 @@ def test_a_trial_reaches_its_run_as_arguments(tmp_path, monkeypatch):
 
 
 def test_command_line_sweep_with_two_workers(tmp_path, monkeypatch):
-    """`python -m bench -m ... +sweep=default`: Hydra finds the plugin, the sweeper starts
-    two worker processes, the study and MLflow agree."""
+    """`python -m bench -m ... +sweep=default` from a folder outside the checkout, with bench
+    installed as the README installs it (editable): Hydra finds the plugin, the sweeper
+    starts two worker processes, the study and MLflow agree."""
     workdir = enter_workdir(tmp_path, monkeypatch)
+    import importlib.metadata
     import os
     import subprocess
     import sys
@@ -142,11 +144,20 @@ def test_command_line_sweep_with_two_workers(tmp_path, monkeypatch):
     cmd = [sys.executable, "-m", "bench", "-m", *BASE, f"tracking.uri={mlflow_uri}",
            "+sweep=default", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
            "hydra.sweeper.study_name=cli", "hydra.sweeper.pruner.name=none"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
+    try:   # installed: nothing on the path points into the checkout, as for a user
+        importlib.metadata.distribution("bench")
+        env.pop("PYTHONPATH", None)
+    except importlib.metadata.PackageNotFoundError:
+        env["PYTHONPATH"] = str(ROOT)
     env.pop("BENCH_OPTUNA_STORAGE", None)
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True,
                           timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    # each worker ends with one line a person reads, not a machine's JSON
+    assert out.count(" done; trials it ran: ") == 2, out
+    assert "BENCH_WORKER_REPORT" not in out and "LeafSpec" not in out
     study = load(sqlite(workdir, "optuna.db"), "cli")
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
