@@ -77,10 +77,6 @@ def quiet_third_party() -> None:
             logger.propagate = True
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
-    # a new SQLite store announces its table creation and migrations; a store that fails
-    # says so through StorageError instead
-    for name in ("mlflow.store.db.utils", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def progress_bar():

@@ -60,6 +60,10 @@ def _not_store_full(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger("mlflow.store.db.utils").addFilter(_not_store_full)
+# A new SQLite store announces its table creation and migrations, on the first run or sweep
+# in a folder; whoever opens a store (a run, a sweep's parent, the study) keeps it quiet.
+for _name in ("mlflow.store.db.utils", "alembic"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 PARENT_TAG = "mlflow.parentRunId"
 # Tag names: the contract between the runs, the sweeps and studies that start them, and the
