@@ -46,11 +46,10 @@ def _run(cfg: DictConfig) -> float:
         _discard_run_dir()
         raise
 
-    from bench.console import print_summary, quiet_third_party
+    from bench.console import print_summary
     from bench.sweep import interrupt
     from bench.train import run
 
-    quiet_third_party()
     # Ctrl-C and SIGTERM stop the run between batches, where its MLflow run can be closed
     # KILLED; the exit code then says which signal it was (see cli()).
     with interrupt.deferred():

@@ -61,15 +61,18 @@ _FILTER = _DropNoise()
 
 
 def quiet_third_party() -> None:
-    """Lightning's messages go through Hydra's handlers once, without the adverts.
+    """Lightning's messages go through Hydra's handlers once, without the adverts or the
+    known warnings. :func:`bench.train.run` calls it as each run starts, so every entry point
+    (a single run, a sweep worker, the study) prints the same; calling it again is harmless.
 
     Hydra's logging config (or the caller's ``basicConfig``) already writes to the console,
     so Lightning's own console handlers are dropped (each message would appear twice).
     Lightning installs them when it is first imported, so it is imported here first: a
-    caller that trains later (the study runner) would otherwise get them back.
+    caller that had not imported it yet would otherwise get them back afterwards.
     """
     import lightning.pytorch  # noqa: F401
 
+    drop_known_warnings()
     for name in _LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
         if name in ("lightning", "lightning.pytorch"):

@@ -47,7 +47,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import schema, tracking
 from bench.config import compose
-from bench.console import quiet_third_party
 from bench.errors import ConfigError, StudyError
 from bench.report.record import locate
 from bench.resume import Committed
@@ -663,7 +662,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="resume from the MLflow and Optuna stores only")
     args = ap.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    quiet_third_party()   # every run's Lightning lines once, without the adverts
     try:
         study = load(args.definition, args.overrides)
         if args.datasets:

@@ -29,13 +29,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import data, errors, plots, scratch, tracking
 from bench.config import validate
-from bench.console import drop_known_warnings
+from bench.console import quiet_third_party
 from bench.data.module import BenchDataModule
 from bench.models import arch_name, build_model, n_params
 from bench.task import BenchTask, NonFiniteLoss, apply_fp32_policy
 
 __all__ = ["NonFiniteLoss", "RunResult", "run"]
-
 
 
 @dataclass
@@ -238,7 +237,7 @@ def run(
     of the MLflow run, instead of a chain of tracebacks from each write that failed after
     it. A scratch folder the run made is removed in every outcome.
     """
-    drop_known_warnings()
+    quiet_third_party()
     built = _Built()
     try:
         return _run(cfg, built, callbacks, tags, parent_run_id)

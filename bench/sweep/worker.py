@@ -51,7 +51,6 @@ from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from bench import errors, tracking
-from bench.console import quiet_third_party
 from bench.sweep import devices, interrupt, parent, recovery
 from bench.sweep import space as space_mod
 from bench.sweep.optuna_compat import heartbeat, trial_id
@@ -380,7 +379,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stop_with_parent()
     logging.basicConfig(level=logging.INFO, format="[worker %(process)d] %(message)s")
-    quiet_third_party()
     report = run_payload(argv[0], int(argv[1]))
     # the parent reads the exit code; this line is for the person watching the sweep
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(report.states.items())) or "none"
