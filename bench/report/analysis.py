@@ -1,8 +1,8 @@
 """One pass from a study's final runs to per-dataset comparisons, skill and the verdict.
 
 The same function computes the report's verdict and every row of the sensitivity table, so an
-alternative choice (anchor, test, alpha, the no-skill rule, the ROPE's width) changes exactly
-one input and nothing else.
+alternative choice (anchor, test, alpha, the no-skill rule, the ROPE's width, the datasets left
+out) changes exactly one input and nothing else.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Options:
     exclude_no_skill: bool = True
     rope_scale: float = 1.0
     decision: str = "test"              # test | bayes
+    leave_out: tuple[str, ...] = ()     # datasets kept out of the verdict (a sensitivity row)
 
     def but(self, **changes) -> Options:
         return replace(self, **changes)
@@ -89,7 +90,8 @@ def analyse(all_specs: Mapping[str, DatasetSpec], opts: Options = Options(),
     comps = {ds: compare(s, opts) for ds, s in all_specs.items()}
     main = [ds for ds in comps if ds not in side]
     no_skill = [ds for ds in main if not comps[ds].has_skill]
-    in_verdict = [ds for ds in main if not (opts.exclude_no_skill and ds in no_skill)]
+    in_verdict = [ds for ds in main if not (opts.exclude_no_skill and ds in no_skill)
+                  and ds not in opts.leave_out]
     candidates = sorted({a for ds in in_verdict for a in comps[ds].table.loc[
         comps[ds].table["candidate"], "arch"]})
     v = stats.verdict([comps[ds] for ds in in_verdict], candidates=candidates)

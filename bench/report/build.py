@@ -727,10 +727,11 @@ def build_from_record(
     all_specs = specs(runs) if len(runs) else {}
     opts = Options(alpha=alpha, test=test)
     an = analyse(all_specs, opts, side)
-    sens = sensitivity.run(all_specs, opts, side) if all_specs else None
+    cells = _convergence_cells(runs)
+    unconverged = sorted(set(convergence.not_converged(cells)["dataset"]) - set(side))
+    sens = sensitivity.run(all_specs, opts, side, unconverged) if all_specs else None
     per_ds = [_dataset_section(data, runs[runs["dataset"] == ds], all_specs[ds],
                                an.comparisons[ds], an, figs, fetch, primary) for ds in datasets]
-    cells = _convergence_cells(runs)
     summary: list[str] = []
     across_text = _across(an, all_specs, alpha, figs, summary)
     verdict_text = _verdict_lines(data.study, runs, an, progress, side, cells, summary, sens,
@@ -780,7 +781,7 @@ def _convergence_line(cells: pd.DataFrame) -> str:
     """A rank partly measures convergence speed where a cell did not converge; the verdict
     says which."""
     ok, judged, unknown = convergence.summary(cells)
-    not_conv = cells[cells["cell_converged"].map(lambda v: v is False or v is np.False_)]
+    not_conv = convergence.not_converged(cells)
     return (
         f"Convergence: {ok} of {judged} judged cells converged"
         + (f" ({unknown} could not be judged: no per-epoch curve recorded)" if unknown else "")

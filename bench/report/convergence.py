@@ -88,6 +88,13 @@ def summary(cells: pd.DataFrame) -> tuple[int, int, int]:
     return int(judged["cell_converged"].astype(bool).sum()), len(judged), len(cells) - len(judged)
 
 
+def not_converged(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells judged not converged; a cell that could not be judged is not among them."""
+    if not len(cells):
+        return cells
+    return cells[cells["cell_converged"].map(lambda v: v is False or v is np.False_)]
+
+
 def section(cells: pd.DataFrame, tail: float = TAIL) -> str:
     """The report's "Convergence" section in Markdown."""
     ok, judged, unknown = summary(cells)
@@ -101,7 +108,7 @@ def section(cells: pd.DataFrame, tail: float = TAIL) -> str:
            else "")
         + f". A run converged when early stopping ended it or its best validation epoch came "
         f"before the last {tail:.0%} of its epochs; a cell when at least half its seeds did.")
-    bad = cells[cells["cell_converged"].map(lambda v: v is False or v is np.False_)]
+    bad = not_converged(cells)
     if len(bad):
         lines += ["", "Cells whose budget did not converge (their ranks partly measure "
                   "convergence speed):", "", "| dataset | architecture | seeds converged | "

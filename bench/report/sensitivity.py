@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from bench.report.analysis import Analysis, DatasetSpec, Options, analyse
 
 
-def variants(base: Options) -> list[tuple[str, Options]]:
+def variants(base: Options, unconverged: Sequence[str] = ()) -> list[tuple[str, Options]]:
+    """The default and each alternative. ``unconverged``: datasets with a cell whose budget
+    did not converge; their ranks partly measure convergence speed, so one row asks whether
+    the verdict rests on them (no row when every cell converged)."""
     alt_alpha = 0.10 if base.alpha != 0.10 else 0.05
-    return [
+    rows = [
         ("default (as in the verdict)", base),
         ("anchor on the best of all, naive baseline included", base.but(anchor="overall")),
         ("paired t-test by seed", base.but(test="paired")),
@@ -25,6 +28,11 @@ def variants(base: Options) -> list[tuple[str, Options]]:
         ("ROPE doubled", base.but(rope_scale=base.rope_scale * 2)),
         ("Bayesian decision (out if P(worse by > ROPE) >= 0.95)", base.but(decision="bayes")),
     ]
+    if unconverged:
+        left = tuple(sorted(set(unconverged)))
+        rows.append((f"datasets with an unconverged cell left out ({', '.join(left)})",
+                     base.but(leave_out=left)))
+    return rows
 
 
 @dataclass
@@ -45,5 +53,7 @@ class Sensitivity:
         return not self.changers
 
 
-def run(all_specs: Mapping[str, DatasetSpec], base: Options, side: Sequence[str] = ()) -> Sensitivity:
-    return Sensitivity([(label, analyse(all_specs, opts, side)) for label, opts in variants(base)])
+def run(all_specs: Mapping[str, DatasetSpec], base: Options, side: Sequence[str] = (),
+        unconverged: Sequence[str] = ()) -> Sensitivity:
+    return Sensitivity([(label, analyse(all_specs, opts, side))
+                        for label, opts in variants(base, unconverged)])

@@ -112,6 +112,24 @@ def test_no_skill_datasets_leave_the_verdict_and_the_sensitivity_table_says_so()
     assert rows["alpha = 0.1"].verdict.single_best == "gru"
 
 
+def test_a_verdict_resting_on_an_unconverged_dataset_is_unstable():
+    specs = {
+        "d0": _spec("d0", {"gru": [0.95 + e for e in NOISE], "lstm": [0.90 + e for e in NOISE],
+                           "naive": [0.5] * 5}),
+        # lstm wins only where the budget stopped short
+        "short": _spec("short", {"gru": [0.80 + e for e in NOISE],
+                                 "lstm": [0.90 + e for e in NOISE], "naive": [0.5] * 5}),
+    }
+    # every cell converged: no row to add
+    assert not any("unconverged" in label for label, _ in sensitivity.variants(analysis.Options()))
+    sens = sensitivity.run(specs, analysis.Options(), unconverged=["short"])
+    label = "datasets with an unconverged cell left out (short)"
+    assert sens.baseline.verdict.single_best is None
+    rows = dict(sens.rows)
+    assert rows[label].in_verdict == ["d0"] and rows[label].verdict.single_best == "gru"
+    assert sens.changers == [label]
+
+
 def test_bayesian_decision_rule_uses_the_rope():
     # b trails a by 0.004 with little noise: inside a ROPE of 0.005, outside one of 0.001.
     a = [0.900 + e / 10 for e in NOISE]

@@ -142,6 +142,19 @@ def test_panel_definitions_tune_past_the_start_up_phase():
     assert {c.arch for c in panel.cells()} >= {"gru-bidirectional", "mlp", "naive"}
     gpu = load(ROOT / "sweeps" / "study_panel_gpu.yaml")
     assert set(gpu.enabled_datasets()) >= set(panel.enabled_datasets()) | {"plaid", "acsf1", "mnist"}
+    # full budgets: never fewer epochs than the CPU definition, more where it did not converge
+    cpu_epochs, gpu_epochs = _max_epochs(panel), _max_epochs(gpu)
+    assert all(gpu_epochs[d] >= n for d, n in cpu_epochs.items())
+    assert all(gpu_epochs[d] > cpu_epochs[d] for d in ("co2", "taylor", "tecator", "wineind"))
+
+
+def _max_epochs(study) -> dict[str, int]:
+    out = {}
+    for d in study.enabled_datasets():
+        for o in study.definition.datasets[d].overrides:
+            if o.startswith("trainer.max_epochs="):
+                out[d] = int(o.split("=", 1)[1])
+    return out
 
 
 @pytest.mark.slow
