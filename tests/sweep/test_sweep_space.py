@@ -94,6 +94,9 @@ def test_command_line_sweep_syntax_adds_dimensions():
         space_mod.load("recurrent", {"optim.lr": "0.1"})
 
 
+# Optuna flags its QMC sampler as experimental on every construction; a user who picks it sees
+# that, the test of the name table need not.
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_samplers_and_pruners_by_name():
     for name in SAMPLERS:
         if name == "cmaes":
