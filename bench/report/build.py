@@ -728,7 +728,7 @@ def build_from_record(
     opts = Options(alpha=alpha, test=test)
     an = analyse(all_specs, opts, side)
     cells = _convergence_cells(runs)
-    unconverged = sorted(set(convergence.not_converged(cells)["dataset"]) - set(side))
+    unconverged = set(convergence.not_converged(cells)["dataset"]) - set(side)
     sens = sensitivity.run(all_specs, opts, side, unconverged) if all_specs else None
     per_ds = [_dataset_section(data, runs[runs["dataset"] == ds], all_specs[ds],
                                an.comparisons[ds], an, figs, fetch, primary) for ds in datasets]

@@ -7,13 +7,13 @@ choices that change it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from bench.report.analysis import Analysis, DatasetSpec, Options, analyse
 
 
-def variants(base: Options, unconverged: Sequence[str] = ()) -> list[tuple[str, Options]]:
+def variants(base: Options, unconverged: Collection[str] = ()) -> list[tuple[str, Options]]:
     """The default and each alternative. ``unconverged``: datasets with a cell whose budget
     did not converge; their ranks partly measure convergence speed, so one row asks whether
     the verdict rests on them (no row when every cell converged)."""
@@ -29,7 +29,7 @@ def variants(base: Options, unconverged: Sequence[str] = ()) -> list[tuple[str, 
         ("Bayesian decision (out if P(worse by > ROPE) >= 0.95)", base.but(decision="bayes")),
     ]
     if unconverged:
-        left = tuple(sorted(set(unconverged)))
+        left = tuple(sorted(unconverged))
         rows.append((f"datasets with an unconverged cell left out ({', '.join(left)})",
                      base.but(leave_out=left)))
     return rows
@@ -54,6 +54,6 @@ class Sensitivity:
 
 
 def run(all_specs: Mapping[str, DatasetSpec], base: Options, side: Sequence[str] = (),
-        unconverged: Sequence[str] = ()) -> Sensitivity:
+        unconverged: Collection[str] = ()) -> Sensitivity:
     return Sensitivity([(label, analyse(all_specs, opts, side))
                         for label, opts in variants(base, unconverged)])
