@@ -4,7 +4,7 @@ Known errors (:mod:`bench.errors`) end the command with their one message, not w
 Hydra's "Error executing job" and a traceback; ``--verbose`` or ``HYDRA_FULL_ERROR=1``
 brings the traceback back. The config is checked before torch and Lightning are imported,
 and a run refused by its config leaves no ``outputs/`` folder behind. A password in a URL
-on the command line is masked before Hydra saves the command line (:mod:`bench.passwords`).
+on the command line is masked before Hydra saves the command line (:mod:`bench.stores`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from bench import errors, passwords
-from bench.config import CONF_DIR, register_sweeper
+from bench import errors, stores
+from bench.config import CONF_DIR
+from hydra_plugins.bench_sweeper import register as register_sweeper
 
 _SHOW_TRACEBACK = False  # set by cli() from --verbose / HYDRA_FULL_ERROR
 
@@ -46,8 +47,8 @@ def _run(cfg: DictConfig) -> float:
         _discard_run_dir()
         raise
 
+    from bench import interrupt
     from bench.console import print_summary
-    from bench.sweep import interrupt
     from bench.train import run
 
     # Ctrl-C and SIGTERM stop the run between batches, where its MLflow run can be closed
@@ -97,7 +98,7 @@ def cli() -> None:
     # Hydra saves the overrides and the composed config in the run folder before the run
     # starts: passwords leave them here, for the environment the run reads them back from.
     try:
-        sys.argv[1:] = passwords.mask_overrides(sys.argv[1:])
+        sys.argv[1:] = stores.mask_overrides(sys.argv[1:])
     except errors.ConfigError as exc:
         errors.report(exc)
         sys.exit(errors.EXIT_CODE)
@@ -127,7 +128,7 @@ def _exit_after_stop(exc: KeyboardInterrupt | SystemExit) -> None:
     """
     # Only a run that started can have recorded a signal; importing the module otherwise
     # would load Lightning on the way out of a refused config.
-    interrupt = sys.modules.get("bench.sweep.interrupt")
+    interrupt = sys.modules.get("bench.interrupt")
     signum = interrupt.received() if interrupt is not None else None
     if signum is None:
         if isinstance(exc, KeyboardInterrupt):

@@ -16,6 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig
 
 from bench.errors import ConfigError
+from bench.vocab import CELLS, OPTIMIZERS, RECURRENT_CELLS, TOPOLOGIES, is_stacked
 
 
 def _shipped(package: str) -> Path:
@@ -32,37 +33,6 @@ METRICS = {"classification": ("accuracy",), "regression": ("mae", "rmse", "r2")}
 DIRECTIONS = ("maximize", "minimize")
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "bf16-true", "16-true")
 DATASET_KEYS = ("name", "kind", "task", "metric", "direction", "loss", "batch_size")
-# The names a user may write. bench.models and bench.task own the code behind them but import
-# torch; a test holds these equal to theirs.
-RECURRENT_CELLS = ("rnn", "lstm", "gru")
-CELLS = (*RECURRENT_CELLS, "mlp", "naive")
-TOPOLOGIES = ("single", "stacked", "bidirectional", "stacked_bidirectional")
-LOSSES = ("cross_entropy", "mae", "mse")
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
-
-
-def register_sweeper() -> None:
-    """Make sure Hydra knows ``hydra/sweeper=bench_optuna`` however bench was installed.
-
-    Hydra 1.3 finds plugins by listing the ``hydra_plugins`` namespace with ``pkgutil``.
-    An editable install (``pip install -e .``, setuptools >= 64) exposes the project's
-    ``hydra_plugins/bench_sweeper`` through an import hook that ``pkgutil`` cannot list, so
-    outside the checkout (where the current directory is not the project) every sweep ended
-    with "Could not find 'hydra/sweeper/bench_optuna'". The package is still importable, so
-    when the scan missed it, it is imported (which stores its config) and registered through
-    Hydra's public ``Plugins.register``. A wheel install, or a run from the checkout, finds
-    it by the scan and this does nothing.
-    """
-    from hydra.core.plugins import Plugins
-    from hydra.plugins.sweeper import Sweeper
-
-    plugins = Plugins.instance()
-    if any(c.__name__ == "BenchOptunaSweeper" for c in plugins.discover(Sweeper)):
-        return
-    import hydra_plugins.bench_sweeper.config  # noqa: F401  stores hydra/sweeper=bench_optuna
-    from hydra_plugins.bench_sweeper.sweeper import BenchOptunaSweeper
-
-    plugins.register(BenchOptunaSweeper)
 
 
 def compose(overrides: Sequence[str]) -> DictConfig:
@@ -75,7 +45,6 @@ def compose(overrides: Sequence[str]) -> DictConfig:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    register_sweeper()
     if GlobalHydra.instance().is_initialized():
         return hydra_compose(config_name="config", overrides=list(overrides))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -123,7 +92,7 @@ def validate_model(m: DictConfig) -> None:
     _choice("model.topology", m.topology, TOPOLOGIES)
     _sizes("model.hidden_size", m.hidden_size)
     _positive_int("model.num_layers", m.num_layers)
-    stacked = str(m.topology).startswith("stacked")
+    stacked = is_stacked(m.topology)
     if isinstance(m.hidden_size, ListConfig) and len(m.hidden_size) > 1 and not stacked:
         raise ConfigError(
             f"model.hidden_size: a list of {len(m.hidden_size)} sizes needs a stacked "

@@ -145,7 +145,7 @@ def print_summary(cfg, result, console: Console | None = None) -> None:
     console.print(f"MLflow run {result.run_id}", highlight=False)
     # soft_wrap: the command stays on one line whatever the terminal's width, so it can be
     # copied and pasted as it is
-    uri = tracking.resolve_uri(cfg.tracking.uri)
-    hint = tracking.open_ui_hint(uri, getattr(result, "experiment_id", None))
+    store = result.store or tracking.store_of(cfg)
+    hint = tracking.open_ui_hint(store, result.experiment_id)
     console.print(f"compare runs with: {hint}", soft_wrap=True,
                   highlight=False, markup=False)

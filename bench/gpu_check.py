@@ -34,9 +34,8 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.console import drop_known_warnings
+from bench.vocab import RECURRENT_CELLS, TOPOLOGIES
 
-CELLS = ("rnn", "lstm", "gru")
-TOPOLOGIES = ("single", "stacked", "bidirectional", "stacked_bidirectional")
 IMPLS = ("fused", "cell")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 BASE = ["dataset=synthetic", "trainer=smoke", "model.hidden_size=8", "optim.name=sgd",
@@ -239,7 +238,7 @@ def check_dtypes_and_equivalence(quick: bool) -> list[Line]:
                                  logger=False, enable_checkpointing=False,
                                  enable_progress_bar=False)
         dtypes, worst = {}, 0.0
-        for cell, topology in itertools.product(CELLS, TOPOLOGIES):
+        for cell, topology in itertools.product(RECURRENT_CELLS, TOPOLOGIES):
             torch.manual_seed(0)
             fused = _model(cell, topology, "fused", info).to(device).eval()
             loop = _model(cell, topology, "cell", info).to(device).eval()
@@ -294,14 +293,14 @@ def check_runs(quick: bool) -> list[Line]:
     lines = []
     for precision in precisions:
         failed, t0 = [], time.perf_counter()
-        for cell, topology, impl in itertools.product(CELLS, TOPOLOGIES, IMPLS):
+        for cell, topology, impl in itertools.product(RECURRENT_CELLS, TOPOLOGIES, IMPLS):
             cfg = _cfg(f"model={cell}", f"model.topology={topology}", f"model.impl={impl}")
             try:
                 with _quiet():
                     _fit(cfg, precision)
             except Exception as exc:  # report every failing architecture, not only the first
                 failed.append(f"{cell}-{topology}-{impl}: {type(exc).__name__}: {exc}"[:200])
-        n = len(CELLS) * len(TOPOLOGIES) * len(IMPLS)
+        n = len(RECURRENT_CELLS) * len(TOPOLOGIES) * len(IMPLS)
         detail = (f"{n - len(failed)}/{n} cell x topology x impl trained 2 batches and "
                   f"validated ({time.perf_counter() - t0:.0f} s)")
         lines.append(Line("FAIL" if failed else "ok", f"runs under {precision}",

@@ -33,6 +33,7 @@ import torch
 from bench import tracking
 from bench.data.base import DatasetInfo, Prepared, WindowSplit
 from bench.data.module import BenchDataModule, IndexBatchSampler
+from bench.stores import StoreAddress
 
 JENA_ROWS, JENA_COLS = 420_551, 14
 LOOKBACK, STEP, DELAY, BATCH = 1440, 6, 144, 128
@@ -138,9 +139,8 @@ def bench_epoch(batches: int, repeats: int, hidden: int = 32) -> dict:
         init="pytorch", forget_bias=1.0, embedding_dim=8, param_budget=None))
     optim = {"name": "rmsprop", "lr": 1e-3, "weight_decay": 0.0}
     workdir = Path(tempfile.mkdtemp(prefix="bench-perf-"))
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    client = tracking.client_for(uri)
-    exp = tracking.ensure_experiment(client, "perf", tracking.default_artifact_root(uri))
+    store = StoreAddress.tracking(f"sqlite:///{workdir / 'mlflow.db'}")
+    client, exp = tracking.open_experiment(store, "perf")
 
     def harness() -> float:
         torch.manual_seed(0)
@@ -150,7 +150,7 @@ def bench_epoch(batches: int, repeats: int, hidden: int = 32) -> dict:
         history = EpochHistory()
         trainer = pl.Trainer(
             max_epochs=1, limit_train_batches=batches, limit_val_batches=0,
-            accelerator="cpu", devices=1, logger=MLFlowLogger("perf", tracking_uri=uri,
+            accelerator="cpu", devices=1, logger=MLFlowLogger("perf", tracking_uri=store.connect(),
                                                               run_id=run_id),
             callbacks=[history], enable_checkpointing=False, enable_model_summary=False,
             enable_progress_bar=True, log_every_n_steps=50, num_sanity_val_steps=0,

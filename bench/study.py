@@ -34,13 +34,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import shlex
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -50,14 +50,21 @@ from bench.config import compose
 from bench.errors import ConfigError, StudyError
 from bench.report.record import locate
 from bench.resume import Committed
+from bench.stores import StoreAddress, mask
 from bench.tracking import TAGS
+from bench.vocab import (
+    CELLS,
+    FINISHED_TRIAL_STATES,
+    RECURRENT_CELLS,
+    STUDY_TOPOLOGIES,
+    TOPOLOGIES,
+    count_finished,
+)
 
 log = logging.getLogger("bench.study")
 
 SESSION_EXPERIMENT = "bench-studies"
 
-RECURRENT = ("rnn", "lstm", "gru")
-FINISHED_TRIALS = ("COMPLETE", "PRUNED")
 
 DEFAULTS = {
     "name": None,
@@ -71,8 +78,8 @@ DEFAULTS = {
         "storage": None, "sampler_kwargs": None,
     },
     "architectures": {
-        "cells": list(RECURRENT),
-        "topologies": ["single", "stacked", "bidirectional"],
+        "cells": list(RECURRENT_CELLS),
+        "topologies": list(STUDY_TOPOLOGIES),
         "space": "recurrent",
         "budget_space": "recurrent_budget",
         "overrides": [],
@@ -136,18 +143,15 @@ class Study:
         own = self.definition.datasets[dataset].get("seeds")
         return self.seeds if own is None else _seed_list(own)
 
-    @property
-    def storage(self) -> str:
-        """The Optuna storage, connectable: the driver and password rules of a sweep's storage
-        (:mod:`bench.sweep.storage`), so that the study's own reads open what its sweeps open."""
-        from bench.sweep.storage import resolve, reveal
+    @cached_property
+    def storage(self) -> StoreAddress:
+        """The Optuna storage, by the rules of a sweep's (the study's sweeps are handed it),
+        so that the study's own reads open what its sweeps open."""
+        return StoreAddress.optuna(self.definition.tuning.storage)
 
-        return reveal(resolve(self.definition.tuning.storage or "sqlite:///optuna.db"))
-
-    @property
-    def tracking_uri(self) -> str:
-        uri = self.definition.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        return tracking.resolve_uri(uri)
+    @cached_property
+    def tracking_store(self) -> StoreAddress:
+        return StoreAddress.tracking(self.definition.tracking_uri)
 
     def enabled_datasets(self) -> list[str]:
         """In the definition's order, or in the share's when one is given."""
@@ -178,7 +182,7 @@ class Study:
         """
         d = self.definition
         common = [str(o) for o in d.overrides]
-        common += [f"study={self.name}", f"tracking.uri={_quote(self.tracking_uri)}"]
+        common += [f"study={self.name}", f"tracking.uri={_quote(str(self.tracking_store))}"]
         budget = d.match_params
         fixed_budget = None if isinstance(budget, bool) or budget is None else int(budget)
         tuned = int(d.tuning.n_trials) > 0   # 0: compare the configurations as given, untuned
@@ -296,7 +300,6 @@ def _schema() -> schema.Keys:
     """What a study definition may hold: :data:`DEFAULTS`'s keys, plus the per-dataset keys
     :meth:`Study.cells` and the report read. ``tuning`` shares its checks with a sweep's
     settings, since it becomes them."""
-    from bench.config import CELLS, TOPOLOGIES
     from bench.sweep.settings import check_strategy, setting_checks
 
     s = schema
@@ -308,7 +311,7 @@ def _schema() -> schema.Keys:
         "n_trials": s.integer(minimum=0),  # 0: the configurations as given, untuned
     }, whole=check_strategy)
     arch = {
-        "cells": s.list_of(s.one_of(RECURRENT), nonempty=True),
+        "cells": s.list_of(s.one_of(RECURRENT_CELLS), nonempty=True),
         "topologies": s.list_of(s.one_of(TOPOLOGIES), nonempty=True),
         "space": s.text(nonempty=True),
         "budget_space": s.text(nonempty=True),
@@ -439,8 +442,8 @@ class Runner:
         self.study = study
         self.dry_run = dry_run
         self.echo = echo
-        self.uri = study.tracking_uri
-        self.client = tracking.client_for(self.uri)
+        self.store = study.tracking_store
+        self.client = tracking.client_for(self.store)
         self.committed = committed
 
     # -- stores -------------------------------------------------------------------------------
@@ -478,14 +481,14 @@ class Runner:
     def finished_trials(self, cell: Cell) -> int:
         import optuna
 
-        path = tracking.sqlite_file(self.study.storage)
+        path = self.study.storage.sqlite_file
         if path is not None and not path.exists():
             return 0   # do not create the file just to look (a dry run must leave no trace)
         try:
-            st = optuna.load_study(study_name=cell.optuna_study, storage=self.study.storage)
+            st = optuna.load_study(study_name=cell.optuna_study, storage=self.study.storage.connect())
         except KeyError:
             return 0
-        return sum(t.state.name in FINISHED_TRIALS for t in st.get_trials(deepcopy=False))
+        return count_finished(t.state for t in st.get_trials(deepcopy=False))
 
     # -- steps --------------------------------------------------------------------------------
 
@@ -496,7 +499,7 @@ class Runner:
         n_trials = int(t.n_trials)
         if self.committed is not None and not self.dry_run:
             direction = str(final_config(cell, self.study.seeds[0]).dataset.direction)
-            self.committed.restore_study(cell.optuna_study, self.study.storage, direction)
+            self.committed.restore_study(cell.optuna_study, self.study.storage.connect(), direction)
         done = self.finished_trials(cell)
         if done >= n_trials:
             self.echo(f"  tune {cell.dataset}/{cell.arch}: done ({done}/{n_trials} trials)")
@@ -513,7 +516,7 @@ class Runner:
 
             tune(
                 list(cell.overrides), cell.space,
-                study_name=cell.optuna_study, storage=self.study.storage, n_trials=n_trials,
+                study_name=cell.optuna_study, storage=str(self.study.storage), n_trials=n_trials,
                 n_jobs=int(t.n_jobs), sampler=str(t.sampler),
                 # a pruner is a name or {name: ..., its options}; the sampler may take options
                 # too (e.g. TPE's n_startup_trials), as in a sweep's settings
@@ -523,7 +526,7 @@ class Runner:
                                 if t.get("sampler_kwargs") else None),
                 seed=cell.tuning_seed, parent_tags=self._tags(cell, "tune"),
             )
-        st = optuna.load_study(study_name=cell.optuna_study, storage=self.study.storage)
+        st = optuna.load_study(study_name=cell.optuna_study, storage=self.study.storage.connect())
         if not any(tr.state.name == "COMPLETE" for tr in st.get_trials(deepcopy=False)):
             raise StudyError(
                 f"{cell.optuna_study}: no trial completed (all pruned or failed); nothing to "
@@ -535,7 +538,7 @@ class Runner:
         if self.committed is None:
             return 0
         t = self.committed.trials(cell.optuna_study)
-        return int(t["status"].isin(FINISHED_TRIALS).sum())
+        return int(t["status"].isin(FINISHED_TRIAL_STATES).sum())
 
     def finals(self, cell: Cell, tuned=None) -> int:
         done = self.finished_runs(cell)
@@ -545,7 +548,7 @@ class Runner:
         self.echo(f"  {cell.phase} {label}: seeds done {sorted(done)}, to run {todo}")
         if self.dry_run or not todo:
             return 0
-        from bench.sweep import interrupt
+        from bench import interrupt
         from bench.train import run
 
         values = best_values(tuned, cell.space) if tuned is not None else None
@@ -575,7 +578,7 @@ class Runner:
         if cell.space is not None:
             tags[TAGS["tuning_seed"]] = str(cell.tuning_seed)
             tags[TAGS["optuna_study"]] = cell.optuna_study
-            tags[TAGS["optuna_storage"]] = tracking.mask_secrets(self.study.storage)
+            tags[TAGS["optuna_storage"]] = str(self.study.storage)
         return tags
 
     # -- session ------------------------------------------------------------------------------
@@ -583,18 +586,18 @@ class Runner:
     def _open_session(self, command: str) -> str:
         s = self.study
         exp = tracking.ensure_experiment(
-            self.client, SESSION_EXPERIMENT, tracking.default_artifact_root(self.uri)
+            self.client, SESSION_EXPERIMENT, tracking.default_artifact_root(self.store)
         )
         tags = {
             TAGS["study"]: s.name, TAGS["phase"]: "session", TAGS["command"]: command,
-            TAGS["hardware"]: tracking.hardware(), TAGS["tracking_uri"]: tracking.mask_secrets(self.uri),
-            TAGS["optuna_storage"]: tracking.mask_secrets(s.storage),
+            TAGS["hardware"]: tracking.hardware(), TAGS["tracking_uri"]: str(self.store),
+            TAGS["optuna_storage"]: str(s.storage),
             "git_sha": tracking.git_sha(),
         }
         run_id = tracking.start_run(self.client, exp, f"study-{s.name}", tags)
         resolved = OmegaConf.to_container(s.definition, resolve=True)
         tracking.log_params(self.client, run_id, tracking.flatten(resolved))
-        self.client.log_text(run_id, tracking.mask_secrets(OmegaConf.to_yaml(resolved)), "study.yaml")
+        self.client.log_text(run_id, mask(OmegaConf.to_yaml(resolved)), "study.yaml")
         return run_id
 
     def run(self, command: str = "") -> int:
@@ -605,7 +608,7 @@ class Runner:
             f", {len(own)} on {d}" for d in sorted(s.enabled_datasets())
             if (own := s.seeds_of(d)) != s.seeds)
         self.echo(f"study {s.name}: {len(cells)} cells x {seeds}; MLflow "
-                  f"{tracking.mask_secrets(self.uri)}; Optuna {tracking.mask_secrets(s.storage)}")
+                  f"{self.store}; Optuna {s.storage}")
         for ds, why in s.skipped_datasets().items():
             self.echo(f"  {ds}: skipped ({why})")
         if self.committed is not None:
@@ -615,7 +618,7 @@ class Runner:
         session = None if self.dry_run else self._open_session(command)
         status, failures, start = "FAILED", 0, time.perf_counter()
         try:
-            from bench.sweep import interrupt
+            from bench import interrupt
 
             for cell in cells:
                 interrupt.check()
@@ -678,8 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StudyError as exc:
         ap.error(str(exc))
     command = shlex.join(["python", "-m", "bench.study", *argv])
-    from bench import errors
-    from bench.sweep import interrupt
+    from bench import errors, interrupt
 
     try:
         # Ctrl-C / SIGTERM end the run or trial in flight at its next batch (closed KILLED,
@@ -690,22 +692,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if interrupt.received() is None and not isinstance(exc, KeyboardInterrupt):
             raise
         print(f"study {study.name} stopped by {interrupt.signal_name()}; finished work is "
-              f"kept. Resume with: {tracking.mask_secrets(command)}", file=sys.stderr)
+              f"kept. Resume with: {mask(command)}", file=sys.stderr)
         return interrupt.exit_code()
     except Exception as exc:
         # a known error, or a full disk hit outside any run (the study's own session record)
         known = exc if isinstance(exc, errors.BenchError) else errors.out_of_space(exc, {
-            "the MLflow store": tracking.sqlite_file(study.tracking_uri),
-            "the Optuna storage": tracking.sqlite_file(study.storage)})
+            "the MLflow store": study.tracking_store.sqlite_file,
+            "the Optuna storage": study.storage.sqlite_file})
         if known is None or errors.wants_traceback():
             raise
         errors.report(known)
-        print(f"Resume with: {tracking.mask_secrets(command)}", file=sys.stderr)
+        print(f"Resume with: {mask(command)}", file=sys.stderr)
         return errors.EXIT_CODE
     if failures:
         print(f"{failures} final run(s) failed; re-run the same command to retry them.")
     print(f"Report: python -m bench.report --study {study.name} --tracking-uri "
-          f"{tracking.mask_secrets(study.tracking_uri)}")
+          f"{study.tracking_store}")
     return 1 if failures else 0
 
 

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.vocab import is_finished
+
 ROOT = Path(__file__).resolve().parents[1]
 # Asynchronous successive halving: a trial goes on past epoch 1 and 3 only while it is in
 # the top third of the trials that reached that epoch; it suits workers that never wait.
@@ -54,7 +56,7 @@ def _sweep(label: str, overrides: list[str], workdir: Path, *, trials: int, n_jo
     )
     wall = time.perf_counter() - started
     ts = study.get_trials(deepcopy=False)
-    finished = [t for t in ts if t.state.name in ("COMPLETE", "PRUNED")]
+    finished = [t for t in ts if is_finished(t.state)]
     return {
         "label": label, "n_jobs": n_jobs, "pruner": pruner if isinstance(pruner, str)
         else json.dumps(pruner),

@@ -14,8 +14,7 @@ from torch import nn
 
 from bench.data.base import DatasetInfo
 
-LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "mae": nn.L1Loss, "mse": nn.MSELoss}
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
+LOSS_MODULES = {"cross_entropy": nn.CrossEntropyLoss, "mae": nn.L1Loss, "mse": nn.MSELoss}
 
 
 class NonFiniteLoss(RuntimeError):
@@ -57,7 +56,7 @@ class BenchTask(pl.LightningModule):
     def __init__(self, model: nn.Module, info: DatasetInfo, loss: str, optim: dict):
         super().__init__()
         self.model, self.info, self.optim = model, info, dict(optim)
-        self.loss_fn = LOSSES[loss]()
+        self.loss_fn = LOSS_MODULES[loss]()
         self.is_naive = getattr(model, "is_naive", False)
         for stage in ("val", "test"):
             setattr(self, f"{stage}_metrics", make_metrics(info).clone(prefix=f"{stage}/"))

@@ -1,9 +1,8 @@
-"""MLflow helpers: one place that knows the store, run layout, tags and params.
+"""MLflow helpers: one place that knows the run layout, tags and params.
 
-The tracking URI is always passed explicitly (Lightning's ``MLFlowLogger`` would otherwise
-read a default at import time), and a relative SQLite path is made absolute against the
-directory the user ran from, so every run of a sweep lands in the same store whatever
-its working directory.
+The store is always passed explicitly, as a :class:`~bench.stores.StoreAddress` (Lightning's
+``MLFlowLogger`` would otherwise read a default at import time); its rules (defaults, absolute
+SQLite paths, passwords) are :mod:`bench.stores`'s.
 
 An MLflow tracking server is probed once before the first experiment is opened, so a server
 that is down is one message within seconds, and MLflow's own HTTP retries are bounded here
@@ -12,12 +11,11 @@ that is down is one message within seconds, and MLflow's own HTTP retries are bo
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
@@ -27,7 +25,6 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from bench import passwords
 from bench.errors import (
     SQLITE_FULL,
     OutOfSpaceError,
@@ -36,6 +33,8 @@ from bench.errors import (
     out_of_space_text,
     short_reason,
 )
+from bench.stores import StoreAddress, mask, schema_lock
+from bench.vocab import is_recurrent, uses_num_layers
 
 # MLflow's HTTP client retries connection errors, 429 and 5xx with exponential backoff. Its
 # defaults (7 retries, backoff factor 2, 120 s timeout) ride out long rate limits but make a
@@ -99,118 +98,34 @@ _MAX_PARAM = 6000  # MLflow's limit on a param value's length
 _BATCH = 100  # MLflow's limit on params per log_batch call
 
 
-def launch_dir() -> Path:
-    """The directory the user launched from (Hydra's original cwd when inside a Hydra job)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if HydraConfig.initialized():
-            return Path(HydraConfig.get().runtime.cwd)
-    except (ImportError, ValueError):
-        pass
-    return Path.cwd()
-
-
-DEFAULT_URI = "sqlite:///mlflow.db"
-
-
-def absolute_sqlite(url: str) -> str:
-    """``sqlite:///relative.db`` made absolute against the launch directory; others as given.
-
-    The one rule for every SQLite store (MLflow's, Optuna's, a study's): made absolute once,
-    in the process the user started, so workers and jobs with another working directory
-    (Hydra job folders, SLURM nodes) open the very same file.
-    """
-    m = re.match(r"^sqlite:///(.*)$", url)
-    if m and m.group(1) and not m.group(1).startswith("/") and m.group(1) != ":memory:":
-        return f"sqlite:///{(launch_dir() / m.group(1)).resolve()}"
-    return url
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The file of an absolute ``sqlite:///`` URL; None for any other store."""
-    m = re.match(r"^sqlite:///(/.+)$", url)
-    return Path(m.group(1)) if m else None
-
-
-def postgres_driver(url: str) -> str:
-    """SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3; fall back to psycopg2 if that
-    is the driver installed (the ``postgres`` extra), so plain URLs keep working."""
-    m = re.match(r"^postgres(?:ql)?://", url)
-    if not m:
-        return url
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return "postgresql+psycopg2://" + url[m.end():]
-    return url
-
-
-def resolve_uri(uri: str | None) -> str:
-    """The MLflow store as it travels through configs, tags and workers: ``uri`` (the config
-    reads ``$MLFLOW_TRACKING_URI``), else ``sqlite:///mlflow.db``; a relative SQLite path made
-    absolute (:func:`absolute_sqlite`), a password masked and moved into the environment
-    (:mod:`bench.passwords`; :func:`client_for` puts it back)."""
-    return passwords.hide_tracking(absolute_sqlite(postgres_driver(uri or DEFAULT_URI)))
-
-
-def connectable(uri: str) -> str:
-    """The URI to hand MLflow (a client, Lightning's logger) for a masked ``uri``."""
-    return passwords.reveal_tracking(uri)
-
-
-def default_artifact_root(uri: str) -> str | None:
+def default_artifact_root(store: StoreAddress) -> str | None:
     """``mlartifacts/`` beside a local SQLite store; a server decides for itself."""
-    path = sqlite_file(uri)
+    path = store.sqlite_file
     return (path.parent / "mlartifacts").as_uri() if path is not None else None
 
 
-def mask_secrets(text: str) -> str:
-    """Hides the password in URLs such as ``postgresql://user:secret@host/db``."""
-    return re.sub(r"(://[^/:@\s]+:)[^@\s]+@", r"\1***@", str(text))
+def store_of(cfg: Any) -> StoreAddress:
+    """The run's MLflow store, from its ``tracking`` config: ``tracking.uri``, else
+    ``$MLFLOW_TRACKING_URI``, else the config's ``tracking.default_uri``."""
+    t = cfg.tracking
+    return StoreAddress.tracking(t.get("uri"), default=t.get("default_uri"))
 
 
-def client_for(uri: str) -> MlflowClient:
-    """A client for ``uri``; a store that cannot be opened raises :class:`StorageError`.
+def client_for(store: StoreAddress) -> MlflowClient:
+    """A client for ``store``; a store that cannot be opened raises :class:`StorageError`.
 
     MLflow opens (and for SQLite creates and migrates) the store here, so any failure at
     this point, whatever its type, is the store's. Creating an SQLite schema is not safe
     against a second process doing the same (both see no tables, the second one's
-    migration fails), so it happens under :func:`schema_lock`.
+    migration fails), so it happens under :func:`schema_lock`. A tracking server is probed
+    first (:func:`check_reachable`), so one that is down is one message within seconds.
     """
+    check_reachable(store)
     try:
-        with schema_lock(sqlite_file(uri)):
-            return MlflowClient(tracking_uri=connectable(uri))
+        with schema_lock(store.sqlite_file):
+            return MlflowClient(tracking_uri=store.connect())
     except Exception as e:
-        raise storage_error(uri, e) from e
-
-
-@contextlib.contextmanager
-def schema_lock(path: Path | None, timeout: float = 300.0) -> Iterator[None]:
-    """Held while a process opens an SQLite file whose schema it may have to create.
-
-    Several workers or sweeps started together on a fresh file otherwise all create the
-    tables (``duplicate column name``, ``UNIQUE constraint failed: alembic_version``).
-    The lock lives beside the file (``<file>.init.lock``), so it holds across processes
-    and is released by the system when its holder dies. A folder where no lock can be made
-    (read-only, missing) gets none: nobody can create a schema there either, and opening
-    the store then reports the real problem.
-    """
-    if path is None or not path.parent.is_dir():  # filelock would create the folder
-        yield
-        return
-    from filelock import FileLock
-
-    lock: FileLock | None = FileLock(path.with_name(path.name + ".init.lock"))
-    try:
-        lock.acquire(timeout=timeout)
-    except OSError:  # includes filelock's Timeout: a holder stuck that long is not creating
-        lock = None
-    try:
-        yield
-    finally:
-        if lock is not None:
-            lock.release()
+        raise storage_error(store, e) from e
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None) -> str:
@@ -219,10 +134,8 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None
     Tolerates a concurrent worker creating it first. An experiment made before it carried
     a kind (an older store) is given one, so the UI opens it in its model-training view;
     a kind someone set by hand is left alone. A store that cannot be reached or written
-    raises :class:`StorageError` naming the store and the fix; a tracking server is probed
-    first (:func:`check_reachable`).
+    raises :class:`StorageError` naming the store and the fix.
     """
-    check_reachable(client.tracking_uri)
     try:
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -238,13 +151,13 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None
             client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     except (MlflowException, OSError) as e:
-        raise storage_error(client.tracking_uri, e) from e
+        raise storage_error(StoreAddress.tracking(client.tracking_uri), e) from e
 
 
 _reachable: set[str] = set()
 
 
-def check_reachable(uri: str) -> None:
+def check_reachable(store: StoreAddress) -> None:
     """Fails fast, with one :class:`StorageError`, when an http(s) tracking server does not
     answer.
 
@@ -256,7 +169,8 @@ def check_reachable(uri: str) -> None:
     accept the certificate (``MLFLOW_TRACKING_INSECURE_TLS``, a CA bundle). Checked once per
     process and server.
     """
-    if not uri.startswith(("http://", "https://")) or uri in _reachable:
+    uri = store.connect()
+    if not store.is_http or uri in _reachable:
         return
     import time
 
@@ -273,18 +187,17 @@ def check_reachable(uri: str) -> None:
             if attempt + 1 == PROBE_ATTEMPTS:
                 reason = short_reason(exc).split(" (")[0]
                 raise StorageError(
-                    f"MLflow tracking server {mask_secrets(uri)} is unreachable ({reason}); "
+                    f"MLflow tracking server {uri} is unreachable ({reason}); "
                     "start it or set tracking.uri") from exc
             time.sleep(1.0)
     _reachable.add(uri)
 
 
-def open_experiment(uri: str | None, name: str,
-                    artifact_root: str | None = None) -> tuple[str, MlflowClient, str]:
-    """The resolved URI, a client and the experiment id: every run and sweep starts here."""
-    uri = resolve_uri(uri)
-    client = client_for(uri)
-    return uri, client, ensure_experiment(client, name, artifact_root or default_artifact_root(uri))
+def open_experiment(store: StoreAddress, name: str,
+                    artifact_root: str | None = None) -> tuple[MlflowClient, str]:
+    """A client and the experiment id: every run and sweep starts here."""
+    client = client_for(store)
+    return client, ensure_experiment(client, name, artifact_root or default_artifact_root(store))
 
 
 def standard_tags(cfg: Any, arch: str) -> dict[str, Any]:
@@ -301,15 +214,15 @@ def standard_tags(cfg: Any, arch: str) -> dict[str, Any]:
     }
 
 
-def storage_error(uri: str, exc: BaseException) -> StorageError:
+def storage_error(store: StoreAddress, exc: BaseException) -> StorageError:
     """One sentence for a store that failed: which store, what it said, what to do."""
     reason = short_reason(exc)
-    where = mask_secrets(uri)
-    path = sqlite_file(uri)
+    where = str(store)
+    path = store.sqlite_file
     if path is not None and out_of_space_cause(exc) is not None:
         return OutOfSpaceError(out_of_space_text(
             "the MLflow store", path, " or choose another store with tracking.uri=..."))
-    if uri.startswith("sqlite:"):
+    if store.is_sqlite:
         fix = ("check that the folder exists and is writable; several parallel workers need "
                "an MLflow server instead (tracking=server, see docs/sweeps.md)")
     else:
@@ -395,9 +308,8 @@ _TOKEN_KEYS = ("model.embedding_dim", "model.embedding.")
 def _unused_model_keys(model: Mapping[str, Any]) -> set[str]:
     """The model keys the built model ignores under this config (cell, topology, head)."""
     unused = set()
-    if model.get("cell") in ("rnn", "lstm", "gru"):
-        stacked = str(model.get("topology", "")).startswith("stacked")
-        if not stacked or not isinstance(model.get("hidden_size"), int):
+    if is_recurrent(model.get("cell")):
+        if not uses_num_layers(model):
             unused.add("model.num_layers")
         if model.get("head") != "mlp":
             unused.add("model.head_hidden")
@@ -433,14 +345,14 @@ def run_params(resolved: Mapping[str, Any], tokens: bool) -> dict[str, Any]:
 
 def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
     items = [
-        Param(k, mask_secrets(str(v))[:_MAX_PARAM]) for k, v in sorted(params.items())
+        Param(k, mask(str(v))[:_MAX_PARAM]) for k, v in sorted(params.items())
     ]
     for i in range(0, len(items), _BATCH):
         client.log_batch(run_id, params=items[i : i + _BATCH], synchronous=True)
 
 
 def log_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None:
-    items = [RunTag(k, mask_secrets(str(v))[:5000]) for k, v in tags.items() if v is not None]
+    items = [RunTag(k, mask(str(v))[:5000]) for k, v in tags.items() if v is not None]
     for i in range(0, len(items), _BATCH):
         client.log_batch(run_id, tags=items[i : i + _BATCH], synchronous=True)
 
@@ -461,7 +373,7 @@ def start_run(
     tags: Mapping[str, Any],
     parent_run_id: str | None = None,
 ) -> str:
-    all_tags = {k: mask_secrets(str(v)) for k, v in tags.items() if v is not None}
+    all_tags = {k: mask(str(v)) for k, v in tags.items() if v is not None}
     all_tags["mlflow.runName"] = run_name
     if parent_run_id:
         all_tags[PARENT_TAG] = parent_run_id
@@ -483,13 +395,13 @@ def ui_url(base: str, experiment_id: str | None = None) -> str:
     return f"{base.rstrip('/')}/#{page}?workflowType=machine_learning"
 
 
-def open_ui_hint(uri: str, experiment_id: str | None = None) -> str:
-    """The command (or address) that shows the runs of ``uri``, for the end-of-run line."""
-    if uri.startswith("sqlite:///"):
+def open_ui_hint(store: StoreAddress, experiment_id: str | None = None) -> str:
+    """The command (or address) that shows the runs of ``store``, for the end-of-run line."""
+    if store.is_sqlite:
         url = ui_url(f"http://127.0.0.1:{UI_PORT}", experiment_id)
-        return f"mlflow ui --backend-store-uri {uri}   then open {url}"
-    address, note = passwords.tracking_shell_form(uri)
-    if uri.startswith(("http://", "https://")):
+        return f"mlflow ui --backend-store-uri {store}   then open {url}"
+    address, note = store.shell_form()
+    if store.is_http:
         return f"open {ui_url(address, experiment_id)}"
     # a database store: the password as a shell variable, so that the line can be pasted
     url = ui_url(f"http://127.0.0.1:{UI_PORT}", experiment_id)

@@ -32,6 +32,7 @@ from bench.config import validate
 from bench.console import quiet_third_party
 from bench.data.module import BenchDataModule
 from bench.models import arch_name, build_model, n_params
+from bench.stores import StoreAddress, mask
 from bench.task import BenchTask, NonFiniteLoss, apply_fp32_policy
 
 __all__ = ["NonFiniteLoss", "RunResult", "run"]
@@ -49,6 +50,7 @@ class RunResult:
     n_params: int = 0
     units: str | None = None  # the target's units, for the test metrics ending in _units
     experiment_id: str | None = None
+    store: StoreAddress | None = None  # the MLflow store the run is in
     wall_time_s: float = 0.0
     # the best epoch's weights, which the test metrics used; None outside a Hydra job, whose
     # scratch folder (checkpoints included) is removed when the run ends
@@ -212,9 +214,9 @@ def _log_figures(client, run_id, task: BenchTask, info, history, metric):
 class _Built:
     """What the steps of a run hand each other; the cleanup reads what was reached."""
 
+    store: StoreAddress
     info: object = None
     task: BenchTask | None = None
-    uri: str | None = None
     client: object = None
     run_id: str | None = None
     scratch: Path | None = None  # removed when the run ends
@@ -238,7 +240,7 @@ def run(
     it. A scratch folder the run made is removed in every outcome.
     """
     quiet_third_party()
-    built = _Built()
+    built = _Built(tracking.store_of(cfg))
     try:
         return _run(cfg, built, callbacks, tags, parent_run_id)
     except Exception as exc:
@@ -252,18 +254,19 @@ def run(
 
 def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id) -> RunResult:
     validate(cfg)
-    uri, client, exp_id = tracking.open_experiment(
-        cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
-    built.uri, built.client = uri, client
+    client, exp_id = tracking.open_experiment(
+        built.store, cfg.tracking.experiment, cfg.tracking.artifact_root)
+    built.client = client
     run_id = built.run_id = _start_run(cfg, client, exp_id, tags, parent_run_id)
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
-    result = RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id)
+    result = RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id,
+                       store=built.store)
     start = time.perf_counter()
     history = EpochHistory()
     try:
         dm = _data(cfg, client, run_id, result, built)
         _model(cfg, client, run_id, result, built)
-        trainer = _fit_and_test(cfg, uri, run_id, dm, built, history, callbacks, result,
+        trainer = _fit_and_test(cfg, built.store, run_id, dm, built, history, callbacks, result,
                                 client)
         _record(client, run_id, trainer, built, history, result, metric)
         result.status = "FINISHED"
@@ -281,14 +284,13 @@ def _out_of_space(exc: BaseException, cfg: DictConfig, built: _Built) -> errors.
     """The one error for a run that hit a full disk: which file, which file system, how to
     make room, and whether the MLflow run could still be closed (FAILED) or shows RUNNING."""
     cause = errors.out_of_space_cause(exc)
-    uri = built.uri or tracking.resolve_uri(cfg.tracking.uri)
-    store = tracking.sqlite_file(uri)
+    store = built.store.sqlite_file
     if errors.is_sqlite_full(cause):
         what, path, fix = "the MLflow store", store, _STORE_FIX
     else:
         what, path, fix = _what_was_written(exc, built, store)
     return errors.OutOfSpaceError(
-        f"{errors.out_of_space_text(what, path, fix)}. {_closing_note(built, uri, store)}")
+        f"{errors.out_of_space_text(what, path, fix)}. {_closing_note(built, store)}")
 
 
 _STORE_FIX = " or choose another store (tracking.uri=...)"
@@ -340,7 +342,7 @@ def _in_module(exc: BaseException, prefix: str) -> bool:
     return False
 
 
-def _closing_note(built: _Built, uri: str, store: Path | None) -> str:
+def _closing_note(built: _Built, store: Path | None) -> str:
     """What became of the MLflow run, read back from its store: a full disk still lets one
     read it, and Lightning's logger may have marked the run before the failure."""
     if built.run_id is None:
@@ -350,7 +352,7 @@ def _closing_note(built: _Built, uri: str, store: Path | None) -> str:
         status = built.client.get_run(built.run_id).info.status
     if built.closed:
         return f"The MLflow run {built.run_id} was closed {status}."
-    where = tracking.mask_secrets(uri)
+    where = built.store
     why = f"the store at {store} is full" if store is not None else f"{where} took no update"
     return (f"The MLflow run {built.run_id} could not be closed: {why}; it shows {status} "
             "until it is closed, e.g. once there is room: python -c \"from mlflow import "
@@ -375,7 +377,7 @@ def _data(cfg: DictConfig, client, run_id: str, result: RunResult,
     """The config as params and artifact, then the data module, prepared (its facts tagged)."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tracking.log_params(client, run_id, tracking.run_params(resolved, tokens=False))
-    client.log_text(run_id, tracking.mask_secrets(OmegaConf.to_yaml(resolved)), "config.yaml")
+    client.log_text(run_id, mask(OmegaConf.to_yaml(resolved)), "config.yaml")
 
     dm = BenchDataModule(
         lambda: data.build(cfg.dataset, cfg.data_dir),
@@ -407,7 +409,7 @@ def _model(cfg: DictConfig, client, run_id: str, result: RunResult, built: _Buil
     client.log_text(run_id, _model_summary(built.task, model), "model_summary.txt")
 
 
-def _fit_and_test(cfg: DictConfig, uri: str, run_id: str, dm: BenchDataModule, built: _Built,
+def _fit_and_test(cfg: DictConfig, store: StoreAddress, run_id: str, dm: BenchDataModule, built: _Built,
                   history: EpochHistory, callbacks, result: RunResult, client) -> pl.Trainer:
     """Fits (the naive baseline only validates), then tests the best epoch's weights."""
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
@@ -423,7 +425,7 @@ def _fit_and_test(cfg: DictConfig, uri: str, run_id: str, dm: BenchDataModule, b
         cbs.append(EarlyStopping(monitor, patience=cfg.trainer.early_stopping_patience, mode=mode))
     cbs += list(callbacks)
     logger = MLFlowLogger(
-        experiment_name=cfg.tracking.experiment, tracking_uri=tracking.connectable(uri),
+        experiment_name=cfg.tracking.experiment, tracking_uri=store.connect(),
         run_id=run_id,
     )
     apply_fp32_policy(bool(cfg.trainer.get("tf32", False)))
@@ -465,7 +467,7 @@ def _record_failure(client, run_id: str, exc: BaseException, status: str) -> Non
         tracking.log_tags(client, run_id, {tracking.TAGS["pruned"]: "true"})
     else:
         tracking.log_tags(client, run_id, {tracking.TAGS["error"]: _failure_text(exc)[:4000]})
-        client.log_text(run_id, tracking.mask_secrets("".join(traceback.format_exception(exc))),
+        client.log_text(run_id, mask("".join(traceback.format_exception(exc))),
                         "error.txt")
 
 
@@ -488,7 +490,7 @@ def _close(client, run_id: str, built: _Built, history: EpochHistory, result: Ru
 def _failure_text(exc: BaseException) -> str:
     """What the error tag says: for a stop, which signal and where, rather than Lightning's
     bare ``SIGTERMException`` or the ``SystemExit: 1`` it turns Ctrl-C into."""
-    from bench.sweep import interrupt
+    from bench import interrupt
 
     if isinstance(exc, KeyboardInterrupt | SystemExit):
         signum = interrupt.received()

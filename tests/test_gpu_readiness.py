@@ -20,9 +20,8 @@ from bench.data.base import DatasetInfo
 from bench.gpu_check import HostReads
 from bench.models import build_model
 from bench.train import NonFiniteLoss, run
+from bench.vocab import RECURRENT_CELLS, TOPOLOGIES
 
-CELLS = ("rnn", "lstm", "gru")
-TOPOLOGIES = ("single", "stacked", "bidirectional", "stacked_bidirectional")
 IMPLS = ("fused", "cell")
 REG = DatasetInfo(name="t", task="regression", metric="mae", direction="minimize",
                   seq_len=7, n_features=5)
@@ -120,7 +119,7 @@ def test_every_architecture_computes_in_one_precision_and_fused_equals_cell(prec
     def record(_module, _inputs, out):
         dtypes.add(out[0].dtype)
 
-    for cell, topology in itertools.product(CELLS, TOPOLOGIES):
+    for cell, topology in itertools.product(RECURRENT_CELLS, TOPOLOGIES):
         torch.manual_seed(0)
         fused = build_model(_model_cfg(cell, topology, "fused"), REG).eval()
         loop = build_model(_model_cfg(cell, topology, "cell"), REG).eval()

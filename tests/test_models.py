@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from bench.data.base import DatasetInfo
 from bench.models import build_model, n_params
 from bench.models.cells import LoopLayer
+from bench.vocab import RECURRENT_CELLS, TOPOLOGIES
 
 CLS = DatasetInfo(name="t", task="classification", metric="accuracy", direction="maximize",
                   seq_len=7, n_features=5, num_classes=3)
@@ -18,8 +19,6 @@ REG = DatasetInfo(name="t", task="regression", metric="mae", direction="minimize
                   seq_len=7, n_features=5)
 TOK = DatasetInfo(name="t", task="classification", metric="accuracy", direction="maximize",
                   seq_len=7, n_features=1, num_classes=2, vocab_size=50)
-CELLS = ("rnn", "lstm", "gru")
-TOPOLOGIES = ("single", "stacked", "bidirectional", "stacked_bidirectional")
 
 
 def mcfg(**kw):
@@ -31,7 +30,7 @@ def mcfg(**kw):
 
 
 @pytest.mark.parametrize(("cell", "topology", "impl"),
-                         list(itertools.product(CELLS, TOPOLOGIES, ("fused", "cell"))))
+                         list(itertools.product(RECURRENT_CELLS, TOPOLOGIES, ("fused", "cell"))))
 def test_every_architecture_trains_a_step(cell, topology, impl):
     torch.manual_seed(0)
     model = build_model(mcfg(cell=cell, topology=topology, impl=impl, dropout=0.1), CLS)
@@ -42,7 +41,7 @@ def test_every_architecture_trains_a_step(cell, topology, impl):
     assert all(p.grad is not None for p in model.parameters())
 
 
-@pytest.mark.parametrize(("cell", "topology"), list(itertools.product(CELLS, TOPOLOGIES)))
+@pytest.mark.parametrize(("cell", "topology"), list(itertools.product(RECURRENT_CELLS, TOPOLOGIES)))
 @pytest.mark.parametrize("init", ["pytorch", "keras"])
 def test_fused_and_hand_written_agree(cell, topology, init):
     torch.manual_seed(1)
@@ -137,7 +136,7 @@ def test_token_inputs_get_an_embedding():
 
 
 @pytest.mark.parametrize(("cell", "topology", "impl"),
-                         list(itertools.product(CELLS, TOPOLOGIES, ("fused", "cell"))))
+                         list(itertools.product(RECURRENT_CELLS, TOPOLOGIES, ("fused", "cell"))))
 @pytest.mark.parametrize("reverse", [False, True])
 def test_padding_is_never_read_as_data(cell, topology, impl, reverse):
     """A short series padded to a batch's longer length gives the outputs it gives alone."""
@@ -153,7 +152,7 @@ def test_padding_is_never_read_as_data(cell, topology, impl, reverse):
     torch.testing.assert_close(out[1], model(long_)[0], rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize(("cell", "topology"), list(itertools.product(CELLS, TOPOLOGIES)))
+@pytest.mark.parametrize(("cell", "topology"), list(itertools.product(RECURRENT_CELLS, TOPOLOGIES)))
 def test_fused_and_hand_written_agree_on_unequal_lengths(cell, topology):
     torch.manual_seed(3)
     fused = build_model(mcfg(cell=cell, topology=topology), REG).double().eval()

@@ -17,15 +17,16 @@ STARTER = textwrap.dedent("""
     from pathlib import Path
     import optuna
     from bench import tracking
+    from bench.stores import StoreAddress
     from bench.sweep.storage import open_storage
 
     folder = Path(sys.argv[1])
     print("ready", flush=True)
     while not (folder / "go").exists():
         time.sleep(0.002)
-    tracking.open_experiment(f"sqlite:///{folder}/mlflow.db", "together")
+    tracking.open_experiment(StoreAddress.tracking(f"sqlite:///{folder}/mlflow.db"), "together")
     optuna.create_study(study_name="together", load_if_exists=True,
-                        storage=open_storage(f"sqlite:///{folder}/optuna.db"))
+                        storage=open_storage(StoreAddress.optuna(f"sqlite:///{folder}/optuna.db")))
 """)
 
 

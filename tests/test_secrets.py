@@ -22,12 +22,13 @@ from _support import ROOT, MlflowProxy
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
-from bench import errors, passwords
+from bench import errors, stores
+from bench.stores import StoreAddress
 from bench.sweep import storage as storage_mod
 
 # Variables a password may travel by; a test starts from none of them set.
-_PASSWORD_VARS = (passwords.STORAGE_ENV, passwords.TRACKING_ENV, passwords.MLFLOW_USER_ENV,
-                  passwords.MLFLOW_PASSWORD_ENV, "PGPASSWORD")
+_PASSWORD_VARS = (stores.STORAGE_ENV, stores.TRACKING_ENV, stores.MLFLOW_USER_ENV,
+                  stores.MLFLOW_PASSWORD_ENV, "PGPASSWORD")
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -91,20 +92,25 @@ def test_a_password_survives_masking_whatever_its_characters(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     secret = "p@ss/w:rd%"
     url = "postgresql+psycopg2://bench:p%40ss%2Fw%3Ard%25@db.example:5432/optuna"
-    masked = storage_mod.hide_password(url)
+    address = StoreAddress.optuna(url)
+    masked = str(address)
     assert masked == "postgresql+psycopg2://bench:***@db.example:5432/optuna"
-    assert os.environ[storage_mod.PASSWORD_ENV] == secret
-    assert storage_mod.reveal(masked) == url
+    assert repr(address) == f"StoreAddress({masked!r}, 'optuna')" and secret not in f"{address}"
+    assert os.environ[stores.STORAGE_ENV] == secret
+    assert address.connect() == url
+    # in another process the masked URL travels, the password comes from the environment
+    assert StoreAddress.optuna(masked).connect() == url
     # the documented form: a user in the URL, the password in the environment
-    assert storage_mod.reveal("postgresql://bench@db.example/optuna") == (
-        "postgresql://bench:p%40ss%2Fw%3Ard%25@db.example/optuna")
+    assert StoreAddress.optuna("postgresql+psycopg2://bench@db.example/optuna").connect() == (
+        "postgresql+psycopg2://bench:p%40ss%2Fw%3Ard%25@db.example/optuna")
     # what to paste into a shell: the variable, never the password
-    arg, note = storage_mod.shell_form(masked)
+    arg, note = StoreAddress.optuna(masked).shell_form()
     assert arg == '"postgresql+psycopg2://bench:$BENCH_STORAGE_PASSWORD@db.example:5432/optuna"'
-    assert storage_mod.PASSWORD_ENV in note
+    assert stores.STORAGE_ENV in note
     # without the variable, libpq's PGPASSWORD or ~/.pgpass supplies it
-    monkeypatch.delenv(storage_mod.PASSWORD_ENV)
-    assert storage_mod.reveal(masked) == "postgresql+psycopg2://bench@db.example:5432/optuna"
+    monkeypatch.delenv(stores.STORAGE_ENV)
+    assert StoreAddress.optuna(masked).connect() == (
+        "postgresql+psycopg2://bench@db.example:5432/optuna")
 
 
 def test_a_password_in_another_override_is_refused_before_hydra_saves_it(tmp_path):
@@ -211,8 +217,8 @@ def test_a_sweep_storage_password_from_the_command_line_is_masked(tmp_path):
     # the dashboard line finds the password in the shell, as the note says
     assert ('optuna-dashboard "postgresql+psycopg2://bench:$BENCH_STORAGE_PASSWORD@127.0.0.1:'
             in out), out
-    assert f"(with {passwords.STORAGE_ENV} set to the password)" in out
-    study = optuna.load_study(study_name=name, storage=storage_mod.resolve(pg_url))
+    assert f"(with {stores.STORAGE_ENV} set to the password)" in out
+    study = optuna.load_study(study_name=name, storage=StoreAddress.optuna(pg_url).connect())
     assert len(study.get_trials()) == 1
 
 
@@ -222,11 +228,11 @@ def test_a_storage_url_with_a_user_takes_the_password_from_the_environment(monke
     pg_url, secret = _pg()
     for var in _PASSWORD_VARS:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv(storage_mod.PASSWORD_ENV, secret)
+    monkeypatch.setenv(stores.STORAGE_ENV, secret)
     documented = _without_password(pg_url)  # postgresql://bench@127.0.0.1:5432/bench_optuna
     name = f"secrets-{uuid.uuid4().hex[:8]}"
     study = optuna.create_study(study_name=name, storage=storage_mod.open_storage(
-        storage_mod.resolve(documented)))
+        StoreAddress.optuna(documented)))
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     # the report reads the same storage the same way
     from bench.report.record import _trials
@@ -235,7 +241,7 @@ def test_a_storage_url_with_a_user_takes_the_password_from_the_environment(monke
     # and the study runner, plain postgresql:// included, from the command line
     p = _bench(str(ROOT / "tests" / "study" / "study_smoke.yaml"), "--dry-run", "--no-record",
                f"tuning.storage={documented}", module="bench.study", cwd=tmp_path,
-               **{storage_mod.PASSWORD_ENV: secret})
+               **{stores.STORAGE_ENV: secret})
     assert p.returncode == 0, p.stdout + p.stderr
     assert "tune synthetic/gru-single: would run 3 trials" in p.stdout
     assert secret not in p.stdout + p.stderr

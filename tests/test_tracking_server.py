@@ -15,6 +15,7 @@ import pytest
 from _support import ROOT
 
 from bench import errors, tracking
+from bench.stores import StoreAddress
 
 
 def _free_port() -> int:
@@ -62,7 +63,7 @@ def test_a_server_that_answers_anything_is_reachable():
     server = HTTPServer(("127.0.0.1", 0), _NotFound)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        tracking.check_reachable(f"http://127.0.0.1:{server.server_port}")
+        tracking.check_reachable(StoreAddress.tracking(f"http://127.0.0.1:{server.server_port}"))
     finally:
         server.shutdown()
         server.server_close()

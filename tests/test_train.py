@@ -12,9 +12,7 @@ from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
 from bench.train import NonFiniteLoss, run
-
-CELLS = ("rnn", "lstm", "gru")
-TOPOLOGIES = ("single", "stacked", "bidirectional", "stacked_bidirectional")
+from bench.vocab import RECURRENT_CELLS, TOPOLOGIES
 
 
 def _run_record(uri, run_id):
@@ -68,7 +66,7 @@ def test_regression_run_reports_units_and_predictions(make_cfg, mlflow_uri):
 
 
 @pytest.mark.parametrize(("cell", "topology", "impl"),
-                         list(itertools.product(CELLS, TOPOLOGIES, ("fused", "cell"))))
+                         list(itertools.product(RECURRENT_CELLS, TOPOLOGIES, ("fused", "cell"))))
 def test_every_cell_topology_impl_trains_through_the_pipeline(make_cfg, cell, topology, impl):
     result = run(make_cfg("dataset=synthetic_series", f"model={cell}",
                           f"model.topology={topology}", f"model.impl={impl}",

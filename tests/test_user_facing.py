@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from bench import errors, tracking
 from bench.data.base import ConfigError, DataError
 from bench.data.download import Source, download
+from bench.stores import StoreAddress
 
 
 def bench_cli(*args: str, cwd: Path, env: dict | None = None, module: str = "bench",
@@ -116,11 +117,10 @@ def test_store_that_cannot_be_opened_is_a_storage_error(tmp_path, monkeypatch):
     (tmp_path / "afile").write_text("")
     with pytest.raises(errors.StorageError, match=r"^tracking.uri: the MLflow store sqlite:///"
                        r".*afile/mlflow.db failed \(.*File exists.*\); check that the folder"):
-        tracking.client_for(f"sqlite:///{tmp_path / 'afile' / 'mlflow.db'}")
+        tracking.client_for(StoreAddress.tracking(f"sqlite:///{tmp_path / 'afile' / 'mlflow.db'}"))
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    client = tracking.client_for("http://user:secret@127.0.0.1:9")
     with pytest.raises(errors.StorageError) as e:
-        tracking.ensure_experiment(client, "x", None)
+        tracking.client_for(StoreAddress.tracking("http://user:secret@127.0.0.1:9"))
     # the credentials go by MLflow's variables: the address MLflow is given has no user
     assert str(e.value) == ("MLflow tracking server http://127.0.0.1:9 is unreachable "
                             "(connection refused); start it or set tracking.uri")
@@ -135,12 +135,10 @@ def test_known_errors_share_one_family():
     assert errors.is_known(NonFiniteLoss("training loss became NaN"))
 
 
-def test_choices_checked_early_are_the_ones_the_code_builds():
-    from bench import config, models, task
+def test_every_loss_the_config_allows_has_its_module():
+    from bench import task, vocab
 
-    assert config.CELLS == models.CELLS and config.RECURRENT_CELLS == models.RECURRENT_CELLS
-    assert config.TOPOLOGIES == models.TOPOLOGIES
-    assert config.OPTIMIZERS == task.OPTIMIZERS and set(config.LOSSES) == set(task.LOSSES)
+    assert tuple(task.LOSS_MODULES) == vocab.LOSSES
 
 
 # ----------------------------------------------------------------------- MLflow record

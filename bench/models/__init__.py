@@ -10,10 +10,7 @@ from torch import nn
 from bench.data.base import ConfigError, DatasetInfo
 from bench.models.baselines import MLP, Naive
 from bench.models.recurrent import RecurrentNet
-
-RECURRENT_CELLS = ("rnn", "lstm", "gru")
-CELLS = (*RECURRENT_CELLS, "mlp", "naive")
-TOPOLOGIES = ("single", "stacked", "bidirectional", "stacked_bidirectional")
+from bench.vocab import RECURRENT_CELLS, is_stacked
 
 
 def n_params(model: nn.Module) -> int:
@@ -25,7 +22,7 @@ def layer_sizes(mcfg) -> list[int]:
     hs = mcfg.hidden_size
     if not isinstance(hs, int):
         return [int(h) for h in hs]
-    layers = int(mcfg.num_layers) if str(mcfg.topology).startswith("stacked") else 1
+    layers = int(mcfg.num_layers) if is_stacked(mcfg.topology) else 1
     return [int(hs)] * layers
 
 
@@ -118,4 +115,4 @@ def build_model(mcfg, info: DatasetInfo, data_dir=None) -> nn.Module:
     return model
 
 
-__all__ = ["CELLS", "TOPOLOGIES", "arch_name", "build_model", "n_params", "layer_sizes"]
+__all__ = ["arch_name", "build_model", "n_params", "layer_sizes"]

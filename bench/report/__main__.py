@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import tracking
 from bench.report.build import build, build_from_record
 from bench.report.record import RECORD_NAME
 from bench.report.stats import ALPHA, TESTS
+from bench.stores import StoreAddress
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,9 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = Path(args.out or args.record.parent)
             build_from_record(args.record, out, alpha=args.alpha, test=args.test)
         else:
-            uri = tracking.resolve_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+            store = StoreAddress.tracking(args.tracking_uri)
             out = Path(args.out or Path("reports") / args.study)
-            build(args.study, uri, out, alpha=args.alpha, test=args.test, storage=args.storage,
+            build(args.study, store, out, alpha=args.alpha, test=args.test, storage=args.storage,
                   keep=not args.replace)
     except (KeyError, IndexError):
         raise   # a bug, not a missing study or record

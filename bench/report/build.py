@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import tracking
 from bench.report import across as across_mod
 from bench.report import (
     aggregate,
@@ -35,6 +34,7 @@ from bench.report import (
 from bench.report import claims as claims_mod
 from bench.report.analysis import NOT_CANDIDATES, Analysis, DatasetSpec, Options, analyse, specs
 from bench.report.collect import StudyData, read_artifact, results_table, study_data
+from bench.stores import StoreAddress, mask
 
 NOT_RANKED = NOT_CANDIDATES
 Fetch = Callable[[str, str, Path], bool]   # (run id, artifact path, destination) -> copied?
@@ -738,7 +738,7 @@ def build_from_record(
                                   alpha, test)
     doc = _readme_lines(data, datasets, verdict_text, per_ds, cells, across_text, sens)
     figs.prune()
-    text = record.relative_paths(tracking.mask_secrets("\n".join(doc)))
+    text = record.relative_paths(mask("\n".join(doc)))
     (out / "README.md").write_text(text, encoding="utf-8")
     return out
 
@@ -877,7 +877,7 @@ def _readme_lines(
 def _store_fetch(uri: str) -> Fetch:
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking.connectable(uri))
+    client = MlflowClient(tracking_uri=StoreAddress.tracking(uri).connect())
 
     def fetch(run_id: str, artifact: str, dest: Path) -> bool:
         dest.parent.mkdir(parents=True, exist_ok=True)

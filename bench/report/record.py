@@ -39,7 +39,8 @@ import pandas as pd
 
 from bench.config import CONF_DIR
 from bench.report import skill
-from bench.tracking import TAGS, connectable
+from bench.stores import StoreAddress
+from bench.tracking import TAGS
 
 # Paths in the record are written relative to the directory the report is made from (the
 # project, when run from a checkout), so no file names a folder of the machine.
@@ -133,11 +134,9 @@ def _trials(storage: str, name: str) -> list[dict]:
     import optuna
     from optuna.distributions import distribution_to_json
 
-    from bench.sweep.storage import resolve, reveal
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        st = optuna.load_study(study_name=name, storage=reveal(resolve(storage)))
+        st = optuna.load_study(study_name=name, storage=StoreAddress.optuna(storage).connect())
     except Exception:
         return []
     rows = []
@@ -163,7 +162,7 @@ def from_store(uri: str, study: str, *, storage: str | None = None) -> pd.DataFr
 
     from bench.report.collect import _row, _search, primary_value, read_artifact
 
-    client = MlflowClient(tracking_uri=connectable(uri))
+    client = MlflowClient(tracking_uri=StoreAddress.tracking(uri).connect())
     runs = _search(client, f"tags.{TAGS['study']} = '{study}'")
     if not runs:
         raise LookupError(

@@ -26,6 +26,7 @@ from pathlib import Path
 from bench import plots, tracking
 from bench.report.figures import save
 from bench.report.stats import t_interval
+from bench.stores import StoreAddress
 
 RUNS_DIR = Path("reports/runs")
 README = Path("README.md")
@@ -205,7 +206,7 @@ def _card_text(d: dict, note: str) -> str:
 
 
 def write_card(uri: str, name: str, out: Path, note_file: Path | None = None) -> str:
-    client = tracking.client_for(tracking.resolve_uri(uri))
+    client = tracking.client_for(StoreAddress.tracking(uri))
     d = card_data(client, name)
     out.mkdir(parents=True, exist_ok=True)
     ordered = sorted(d["seeds"], key=lambda r: (r["value"], r["seed"]))

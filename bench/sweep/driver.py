@@ -19,19 +19,20 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from bench import errors, scratch, tracking
+from bench import errors, interrupt, scratch, tracking
 from bench.config import compose
 from bench.errors import ConfigError, SweepError
+from bench.stores import StoreAddress, launch_dir, mask
 from bench.sweep import devices as devices_mod
-from bench.sweep import interrupt, recovery
 from bench.sweep import parent as parent_mod
+from bench.sweep import recovery
 from bench.sweep import space as space_mod
 from bench.sweep import worker as worker_mod
 from bench.sweep.settings import SweepSettings
-from bench.sweep.storage import hide_password, mask, open_storage, resolve, study_lock
-from bench.sweep.storage import shell_form as storage_shell_form
+from bench.sweep.storage import open_storage, study_lock
 from bench.sweep.strategy import make_pruner, make_sampler, pruner_spec
 from bench.sweep.worker import STOPPED_ON_FAILURES, work, write_payload
+from bench.vocab import count_finished
 
 log = logging.getLogger("bench.sweep")
 TAGS = tracking.TAGS
@@ -65,44 +66,47 @@ def prepare(base: DictConfig, settings: SweepSettings) -> PreparedSweep:
     the MLflow parent run under the study lock; note the trials already there.
     """
     _check(base, settings)
-    base = _absolute_paths(base)
+    store, base = _resolved_store(base)
     # a tracking server that is down fails the sweep before it creates or touches the study
-    tracking.check_reachable(tracking.connectable(base.tracking.uri))
+    tracking.check_reachable(store)
     settings = dataclasses.replace(
         settings,
         study_name=settings.study_name or default_study_name(base, settings.space),
-        storage=hide_password(resolve(settings.storage)),
+        storage=str(StoreAddress.optuna(settings.storage)),
         pruner=pruner_spec(settings.pruner),
         grace_period=settings.effective_grace_period,
-        tracking_uri=base.tracking.uri,
+        tracking_uri=str(store),
     )
     study, storage = create_study(settings, base)
-    uri, client, exp_id = tracking.open_experiment(
-        base.tracking.uri, base.tracking.experiment, base.tracking.artifact_root)
+    client, exp_id = tracking.open_experiment(
+        store, base.tracking.experiment, base.tracking.artifact_root)
     with study_lock(storage, settings.study_name):
         parent_id = parent_mod.ensure_parent(study, client, exp_id, _parent_tags(base, settings))
     settings = dataclasses.replace(settings, parent_run_id=parent_id, experiment_id=exp_id,
                                    start_number=len(study.get_trials(deepcopy=False)))
-    _log_start(settings, uri)
-    info = {"storage": mask(settings.storage),
+    _log_start(settings, store)
+    info = {"storage": settings.storage,
             "sampler": f"{settings.sampler} (seed {settings.seed})",
             "pruner": json.dumps(settings.pruner), "space": str(settings.space),
-            "workers": settings.n_jobs, "MLflow": mask(uri)}
+            "workers": settings.n_jobs, "MLflow": str(store)}
     return PreparedSweep(settings, base, client, info)
 
 
 def _check(base: DictConfig, settings: SweepSettings) -> None:
-    if settings.n_trials < 1 or settings.n_jobs < 1:
-        raise ConfigError(f"n_trials={settings.n_trials}, n_jobs={settings.n_jobs}: "
-                          "both must be >= 1")
+    """What the settings' own checks (:meth:`SweepSettings.checked`) cannot see: the space and
+    the pruner against the composed config."""
     space_mod.load(settings.space, settings.params).check(base)
     make_pruner(settings.pruner, int(base.trainer.max_epochs))  # fail now on a bad pruner
 
 
-def _absolute_paths(base: DictConfig) -> DictConfig:
+def _resolved_store(base: DictConfig) -> tuple[StoreAddress, DictConfig]:
+    """The MLflow store, resolved here for every worker: the config they are given names it
+    (masked, absolute), so workers elsewhere open the same store and none reads the
+    environment again."""
+    store = tracking.store_of(base)
     base = base.copy()
-    OmegaConf.update(base, "tracking.uri", tracking.resolve_uri(base.tracking.uri), merge=False)
-    return base
+    OmegaConf.update(base, "tracking.uri", str(store), merge=False)
+    return store, base
 
 
 def create_study(settings: SweepSettings, base: DictConfig):
@@ -110,7 +114,7 @@ def create_study(settings: SweepSettings, base: DictConfig):
     from bench.models import arch_name
 
     direction = base.dataset.direction
-    storage = open_storage(settings.storage)
+    storage = open_storage(StoreAddress.optuna(settings.storage))
     study = optuna.create_study(
         study_name=settings.study_name, storage=storage, direction=direction,
         load_if_exists=True,
@@ -118,7 +122,7 @@ def create_study(settings: SweepSettings, base: DictConfig):
     )
     if study.direction.name.lower() != direction:
         raise ConfigError(
-            f"study {settings.study_name!r} in {mask(settings.storage)} optimises "
+            f"study {settings.study_name!r} in {settings.storage} optimises "
             f"{study.direction.name.lower()}, but dataset.direction is {direction!r}; "
             "use another study_name"
         )
@@ -138,19 +142,19 @@ def _parent_tags(base: DictConfig, settings: SweepSettings) -> dict[str, Any]:
         **tracking.standard_tags(base, arch_name(base.model)),
         TAGS["optuna_space"]: str(settings.space), "optuna_sampler": settings.sampler,
         "optuna_pruner": json.dumps(settings.pruner),
-        TAGS["optuna_storage"]: mask(settings.storage),
+        TAGS["optuna_storage"]: settings.storage,
         "optuna_n_trials": settings.n_trials, **settings.parent_tags,
     }
 
 
-def _log_start(settings: SweepSettings, uri: str) -> None:
+def _log_start(settings: SweepSettings, store: StoreAddress) -> None:
     # the dashboard line is pasted into a shell: the password as a variable, never in clear
-    dashboard, note = storage_shell_form(settings.storage)
+    dashboard, note = StoreAddress.optuna(settings.storage).shell_form()
     log.info("study %s in %s: %d trials wanted, %d workers, sampler %s, pruner %s; watch it "
-             "with: optuna-dashboard %s%s", settings.study_name, mask(settings.storage),
+             "with: optuna-dashboard %s%s", settings.study_name, settings.storage,
              settings.n_trials, settings.n_jobs, settings.sampler, settings.pruner["name"],
              dashboard, f"   {note}" if note else "")
-    if settings.n_jobs > 1 and uri.startswith("sqlite"):
+    if settings.n_jobs > 1 and store.is_sqlite:
         log.warning("%d workers writing one SQLite MLflow store may hit 'database is locked'; "
                     "use an MLflow server for parallel sweeps (docs/sweeps.md)",
                     settings.n_jobs)
@@ -167,7 +171,7 @@ def run_sweep(base: DictConfig, settings: SweepSettings, *, in_process: bool | N
     placed by ``settings.devices`` (:mod:`bench.sweep.devices`), and replaced when they die.
     Every way out closes the MLflow parent run (FINISHED, KILLED or FAILED, never RUNNING);
     a stop by Ctrl-C or SIGTERM raises ``KeyboardInterrupt`` once the workers have ended
-    their trials (:func:`bench.sweep.interrupt.exit_code` gives the exit status).
+    their trials (:func:`bench.interrupt.exit_code` gives the exit status).
     """
     prep = prepare(base, settings)
     started = time.perf_counter()
@@ -250,7 +254,7 @@ class Supervisor:
         place = self.placements[i]
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.sweep.worker", str(self.payload), str(i)],
-            env={**os.environ, **place.env}, cwd=str(tracking.launch_dir()),
+            env={**os.environ, **place.env}, cwd=str(launch_dir()),
         )
         log.info("worker %d started (pid %d) on %s", i, proc.pid, place.device)
         return proc
@@ -298,7 +302,7 @@ class Supervisor:
         """Queues the dead worker's running trial again (no need to wait for its heartbeat)."""
         s = self.prep.settings
         try:
-            storage = open_storage(s.storage)
+            storage = open_storage(StoreAddress.optuna(s.storage))
             study = optuna.load_study(study_name=s.study_name, storage=storage)
             lost = recovery.requeue(study, storage, s,
                                     recovery.trial_ids_of_dead_process(study, pid),
@@ -337,7 +341,7 @@ def finish(prep: PreparedSweep, *, interrupted: bool, started: float,
     """Summarises the study into its MLflow parent run (closing it) and returns the study."""
     s = prep.settings
     try:
-        study = optuna.load_study(study_name=s.study_name, storage=open_storage(s.storage))
+        study = optuna.load_study(study_name=s.study_name, storage=open_storage(StoreAddress.optuna(s.storage)))
     except Exception as exc:  # the storage itself failed; the error on its way out says how
         log.warning("could not read the study back to close its MLflow parent: %s",
                     mask(str(exc)))
@@ -352,8 +356,7 @@ def finish(prep: PreparedSweep, *, interrupted: bool, started: float,
     except Exception as exc:  # the study is safe in its storage; the summary can be redone
         log.warning("could not write the study summary to MLflow: %s",
                     mask(errors.short_reason(exc)))
-        done = sum(t.state.name in ("COMPLETE", "PRUNED")
-                   for t in study.get_trials(deepcopy=False))
+        done = count_finished(t.state for t in study.get_trials(deepcopy=False))
         _close_parent(prep, "FINISHED" if done >= s.n_trials else
                       "KILLED" if interrupted else "FAILED", stopped)
     return study
@@ -394,7 +397,7 @@ def check_outcome(study: optuna.Study | None, settings: SweepSettings, stopped: 
 def shortfall(study: optuna.Study, settings: SweepSettings, stopped: str = "") -> str:
     """Why the study holds fewer finished trials than asked ("" when it holds them all)."""
     trials = study.get_trials(deepcopy=False)
-    done = sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    done = count_finished(t.state for t in trials)
     if done >= settings.n_trials:
         return ""
     errors = [f"trial {t.number}: {t.user_attrs['error']}" for t in trials

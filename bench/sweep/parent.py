@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from bench import tracking
+from bench.stores import mask
 from bench.sweep import recovery
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def finalize(
     if closed:
         log.info("closed %d trial run(s) that their lost workers had left RUNNING", closed)
     client.log_text(run_id, json.dumps(best_params, indent=2, default=str), "best_params.json")
-    client.log_text(run_id, tracking.mask_secrets(summary_text(study, info)), "summary.md")
+    client.log_text(run_id, mask(summary_text(study, info)), "summary.md")
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "trials.csv"
         study.trials_dataframe().to_csv(csv, index=False)

@@ -50,13 +50,15 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
-from bench import errors, tracking
-from bench.sweep import devices, interrupt, parent, recovery
+from bench import errors, interrupt, tracking
+from bench.stores import StoreAddress, mask
+from bench.sweep import devices, parent, recovery
 from bench.sweep import space as space_mod
 from bench.sweep.optuna_compat import heartbeat, trial_id
 from bench.sweep.settings import SweepSettings
-from bench.sweep.storage import mask, open_storage, study_lock
+from bench.sweep.storage import open_storage, study_lock
 from bench.sweep.strategy import make_pruner, make_sampler, worker_seed
+from bench.vocab import count_finished
 
 log = logging.getLogger("bench.sweep")
 TAGS = tracking.TAGS
@@ -103,7 +105,7 @@ def close_lost_runs(settings: SweepSettings, numbers: list[int], why: str) -> No
     if not (numbers and settings.tracking_uri and settings.experiment_id):
         return
     try:
-        client = tracking.client_for(settings.tracking_uri)
+        client = tracking.client_for(StoreAddress.tracking(settings.tracking_uri))
         for n in numbers:
             parent.close_child(client, settings.experiment_id, settings.study_name, n, why)
     except Exception as exc:  # the retry is queued already; the MLflow status can wait
@@ -157,7 +159,7 @@ def open_study(settings: SweepSettings, worker: int,
                max_epochs: int | None) -> tuple[optuna.Study, RDBStorage]:
     """The shared study, with this worker's sampler stream; and its storage, for heartbeats."""
     storage = open_storage(
-        settings.storage,
+        StoreAddress.optuna(settings.storage),
         heartbeat_interval=settings.heartbeat_interval or None,
         grace_period=settings.effective_grace_period,
     )
@@ -209,7 +211,7 @@ def next_trial(study: optuna.Study, storage: RDBStorage,
                                     f"no heartbeat for {settings.effective_grace_period}s",
                                     locked=True)
         trials = study.get_trials(deepcopy=False)
-        done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        done = count_finished(t.state for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         failures = sum(t.state == TrialState.FAIL and "error" in t.user_attrs
                        and t.number >= settings.start_number for t in trials)

@@ -61,7 +61,7 @@ class BenchOptunaSweeper(Sweeper):
         try:
             study = run_sweep(base, settings)
         except KeyboardInterrupt:
-            from bench.sweep import interrupt
+            from bench import interrupt
 
             log.warning("sweep stopped by %s; the study is saved: run the same command to "
                         "resume", interrupt.signal_name())

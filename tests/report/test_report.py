@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from bench import tracking
 from bench.report import record
 from bench.report.__main__ import main as report_main
+from bench.stores import StoreAddress
 from bench.study import SESSION_EXPERIMENT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +35,7 @@ DATASETS = {
 
 def _store(tmp_path: Path, uri: str, study: str = "hand") -> None:
     client = MlflowClient(uri)
-    root = tracking.default_artifact_root(uri)
+    root = tracking.default_artifact_root(StoreAddress.tracking(uri))
     session_exp = tracking.ensure_experiment(client, SESSION_EXPERIMENT, root)
     sid = tracking.start_run(client, session_exp, "study-hand", {
         "study": study, "phase": "session", "command": "python -m bench.study sweeps/x.yaml",

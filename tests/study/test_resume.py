@@ -96,7 +96,7 @@ def test_fresh_clone_resumes_from_the_committed_record(tmp_path, monkeypatch):
     recorded_lr = rec.loc[(rec["kind"] == "final") & (rec["arch"] == "gru-single"),
                           "param:optim.lr"].unique().tolist()
     assert runs.loc[runs["phase"] == "final", "lr"].tolist() == recorded_lr
-    restored = optuna.load_study(study_name="smoke.synthetic.gru-single", storage=study.storage)
+    restored = optuna.load_study(study_name="smoke.synthetic.gru-single", storage=study.storage.connect())
     assert len(restored.trials) == 2 and restored.user_attrs["restored_from"]
 
     # A third sitting finds everything done.

@@ -10,6 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bench.report.build import build
+from bench.stores import StoreAddress
 from bench.study import Runner, StudyError, load
 
 HERE = Path(__file__).resolve().parent
@@ -111,7 +112,7 @@ def test_finished_runs_are_told_apart_by_tuning_seed(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     s = load(SMOKE, [f"tracking_uri={uri}", "datasets.synthetic.tuning_seeds=[0,1]"])
     client = MlflowClient(uri)
-    exp = tracking.ensure_experiment(client, "synthetic", tracking.default_artifact_root(uri))
+    exp = tracking.ensure_experiment(client, "synthetic", tracking.default_artifact_root(StoreAddress.tracking(uri)))
     base = {"study": "smoke", "phase": "final", "study_dataset": "synthetic", "arch": "gru-single"}
     for seed, extra in ((0, {}), (1, {}), (0, {"tuning_seed": "1"})):  # untagged: tuning seed 0
         rid = tracking.start_run(client, exp, "r", {**base, "seed": seed, **extra})
@@ -169,7 +170,7 @@ def test_study_passes_pruner_options_and_sampler_options(tmp_path, monkeypatch):
     ])
     assert Runner(study, echo=lambda *_: None).run("test") == 0
     trials = optuna.load_study(study_name="smoke.synthetic.gru-single",
-                               storage=study.storage).trials
+                               storage=study.storage.connect()).trials
     assert len(trials) == 2
 
 
@@ -197,7 +198,7 @@ def test_tiny_study_runs_resumes_without_redo_and_reports(tmp_path, monkeypatch)
     first = _counts(uri, "smoke")
     # gru-single and mlp tuned (2 trials each), then 2 seeds x (gru, mlp, naive).
     assert first == {"session": 1, "tune": 2, "trial": 4, "final": 2, "baseline": 4}
-    storage = study.storage
+    storage = study.storage.connect()
     trials = optuna.load_study(study_name="smoke.synthetic.gru-single", storage=storage).trials
     assert len(trials) == 2
 

@@ -68,7 +68,7 @@ def tune_script(workdir: Path, call: str, name: str = "tune_job.py") -> Path:
         import logging, sys
         logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
         import bench.sweep
-        from bench.sweep import interrupt
+        from bench import interrupt
         try:
             bench.sweep.tune({call})
         except KeyboardInterrupt:

@@ -101,13 +101,14 @@ def test_a_trial_reaches_its_run_as_arguments(tmp_path, monkeypatch):
     with it, and no trial state is left behind in the process or the run's config."""
     workdir = enter_workdir(tmp_path, monkeypatch)
     from bench.config import compose
+    from bench.stores import StoreAddress
     from bench.sweep import space as space_mod
     from bench.sweep import worker
     from bench.sweep.settings import SweepSettings
     from bench.sweep.storage import open_storage
 
     storage_url, mlflow_uri = sqlite(workdir, "optuna.db"), sqlite(workdir, "mlflow.db")
-    storage = open_storage(storage_url)
+    storage = open_storage(StoreAddress.optuna(storage_url))
     study = optuna.create_study(study_name="direct", storage=storage, direction="maximize",
                                 pruner=optuna.pruners.NopPruner())
     trial = study.ask()

@@ -21,7 +21,7 @@ from sweep_helpers import (
     tune_script,
 )
 
-from bench.sweep.storage import resolve
+from bench.stores import StoreAddress
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -43,7 +43,7 @@ def test_two_workers_share_a_postgres_study(tmp_path, monkeypatch):
         out, _ = p.communicate(timeout=300)
         outputs.append(out)
         assert p.returncode == 0, out
-    study = load(resolve(pg_url), name)
+    study = load(StoreAddress.optuna(pg_url).connect(), name)
     trials = study.get_trials()
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))

@@ -11,9 +11,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from bench import stores
 from bench.data.base import ConfigError
+from bench.stores import StoreAddress
 from bench.sweep import space as space_mod
-from bench.sweep import storage as storage_mod
 from bench.sweep.strategy import PRUNERS, SAMPLERS, make_pruner, make_sampler, worker_seed
 
 CONF = str(space_mod.SWEEPS_DIR.parent / "conf")
@@ -119,16 +120,17 @@ def test_samplers_and_pruners_by_name():
 
 
 def test_storage_password_is_masked_and_restored(monkeypatch, tmp_path):
-    monkeypatch.delenv(storage_mod.PASSWORD_ENV, raising=False)
+    monkeypatch.delenv(stores.STORAGE_ENV, raising=False)
     url = "postgresql+psycopg2://bench:t0p-s3cret@db.example:5432/optuna"
-    masked = storage_mod.hide_password(url)
+    masked = str(StoreAddress.optuna(url))
     assert "t0p-s3cret" not in masked and "bench:***@" in masked
-    assert storage_mod.reveal(masked) == url
-    assert "t0p-s3cret" not in storage_mod.mask(url)
+    assert StoreAddress.optuna(masked).connect() == url
+    assert "t0p-s3cret" not in stores.mask(url)
     monkeypatch.chdir(tmp_path)
-    default = storage_mod.resolve(None)
+    default = str(StoreAddress.optuna(None))
     assert default == f"sqlite:///{tmp_path.resolve() / 'optuna.db'}"
-    assert storage_mod.resolve("sqlite:///rel/o.db") == f"sqlite:///{tmp_path.resolve()}/rel/o.db"
+    assert str(StoreAddress.optuna("sqlite:///rel/o.db")) == (
+        f"sqlite:///{tmp_path.resolve()}/rel/o.db")
 
 
 def test_sweep_config_selects_the_plugin_and_slurm_script_is_generated(tmp_path, monkeypatch):
@@ -175,7 +177,7 @@ def test_sweep_config_selects_the_plugin_and_slurm_script_is_generated(tmp_path,
 def test_storage_json_settings_have_no_password(monkeypatch):
     from bench.sweep.settings import SweepSettings
 
-    url = storage_mod.hide_password("postgresql+psycopg2://u:hunter2@h/db")
+    url = str(StoreAddress.optuna("postgresql+psycopg2://u:hunter2@h/db"))
     settings = SweepSettings(study_name="s", storage=url, space="recurrent", n_trials=1)
     assert "hunter2" not in settings.to_json()
     assert json.loads(settings.to_json())["storage"].endswith("u:***@h/db")

@@ -31,6 +31,7 @@ from sweep_helpers import (
     wait_for,
 )
 
+from bench.stores import StoreAddress
 from bench.sweep import recovery
 from bench.sweep.settings import SweepSettings
 from bench.sweep.storage import open_storage
@@ -164,8 +165,9 @@ def test_a_process_killed_between_queueing_and_failing_loses_nothing(tmp_path):
         import optuna
         from bench.sweep import recovery
         from bench.sweep.settings import SweepSettings
+        from bench.stores import StoreAddress
         from bench.sweep.storage import open_storage
-        storage = open_storage({storage!r})
+        storage = open_storage(StoreAddress.optuna({storage!r}))
         study = optuna.load_study(study_name="window", storage=storage)
         settings = SweepSettings(study_name="window", storage={storage!r})
         recovery.requeue(study, storage, settings, [{trial._trial_id}], "worker died")
@@ -178,7 +180,7 @@ def test_a_process_killed_between_queueing_and_failing_loses_nothing(tmp_path):
     assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.WAITING]
 
     # Whoever recovers next (here: this process) fails it without queueing a second retry.
-    rdb = open_storage(storage)
+    rdb = open_storage(StoreAddress.optuna(storage))
     study = optuna.load_study(study_name="window", storage=rdb)
     settings = SweepSettings(study_name="window", storage=storage)
     assert recovery.requeue(study, rdb, settings, [trial._trial_id], "worker died") == [0]

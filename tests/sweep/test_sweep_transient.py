@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from sweep_helpers import BASE, SLOW_TRIAL, enter_workdir, load, sqlite
 
 import bench.sweep
+from bench.stores import StoreAddress
 from bench.sweep import recovery
 from bench.sweep.storage import open_storage
 
@@ -45,7 +46,7 @@ def test_a_passing_tracking_outage_requeues_the_trial_instead_of_failing_it(tmp_
         def outage():
             while not (workdir / "optuna.db").exists():   # created once, by the sweep
                 time.sleep(0.2)
-            rdb = open_storage(storage)
+            rdb = open_storage(StoreAddress.optuna(storage))
             while not _mid_trial(rdb):
                 time.sleep(0.2)
             proxy.fail_next = 1

@@ -1,0 +1,50 @@
+"""The words a user writes and the code keys on: cells, topologies, losses, optimisers.
+
+Validation (:mod:`bench.config`), the models, the task, the study schema, the MLflow params and
+the GPU check all speak this vocabulary. It lives in one module that imports nothing, so a
+config can be refused before torch loads, and a new cell or topology is named once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+RECURRENT_CELLS = ("rnn", "lstm", "gru")
+BASELINE_CELLS = ("mlp", "naive")
+CELLS = (*RECURRENT_CELLS, *BASELINE_CELLS)
+TOPOLOGIES = ("single", "stacked", "bidirectional", "stacked_bidirectional")
+# the topologies a study compares by default (stacked_bidirectional is for single runs)
+STUDY_TOPOLOGIES = ("single", "stacked", "bidirectional")
+LOSSES = ("cross_entropy", "mae", "mse")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+# An Optuna trial counts towards a sweep's ``n_trials`` once it ended on its own terms: a pruned
+# trial was judged (and costs as much budget as it used), a failed one was not.
+FINISHED_TRIAL_STATES = ("COMPLETE", "PRUNED")
+
+
+def is_recurrent(cell: object) -> bool:
+    return cell in RECURRENT_CELLS
+
+
+def is_stacked(topology: object) -> bool:
+    """``num_layers`` means something only for a stacked topology: the other ones have one
+    recurrent layer (a bidirectional one has one per direction)."""
+    return str(topology).startswith("stacked")
+
+
+def uses_num_layers(model: Mapping[str, Any]) -> bool:
+    """Whether the built model reads ``model.num_layers``: a stacked recurrent model whose
+    ``hidden_size`` is one number (a list of sizes sets the depth itself)."""
+    return (is_recurrent(model.get("cell")) and is_stacked(model.get("topology", ""))
+            and isinstance(model.get("hidden_size"), int))
+
+
+def is_finished(state: object) -> bool:
+    """True for a finished trial, given an Optuna ``TrialState`` or its name."""
+    return getattr(state, "name", state) in FINISHED_TRIAL_STATES
+
+
+def count_finished(states: Iterable[object]) -> int:
+    return sum(is_finished(s) for s in states)
