@@ -189,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     # Imports and the MLflow store's creation happen once here, outside every timed sweep.
     import bench.train  # noqa: F401
     from bench import tracking
+    from bench.stores import StoreAddress
 
-    tracking.client_for(f"sqlite:///{workdir / 'mlflow.db'}").search_experiments()
+    store = StoreAddress.tracking(f"sqlite:///{workdir / 'mlflow.db'}")
+    tracking.client_for(store).search_experiments()
     plan = [("no-pruning", 1, "none"), ("pruned", 1, args.pruner),
             ("pruned-2-workers", 2, args.pruner)]
     rows = []

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from _support import compose_cfg
+
+from tests.support import compose_cfg
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from _support import ROOT
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
 from bench import scratch
 from bench.train import NonFiniteLoss, run
+from tests.support import ROOT
 
 
 @pytest.fixture

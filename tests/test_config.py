@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from _support import CONF, ROOT, compose_cfg
 
 from bench.config import validate
 from bench.data.base import ConfigError
+from tests.support import CONF, ROOT, compose_cfg
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 DATASETS = sorted(p.stem for p in (CONF / "dataset").glob("*.yaml"))

@@ -13,7 +13,6 @@ import itertools
 import lightning.pytorch as pl
 import pytest
 import torch
-from _support import compose_cfg
 from lightning.pytorch.callbacks import Callback
 
 from bench.data.base import DatasetInfo
@@ -21,6 +20,7 @@ from bench.gpu_check import HostReads
 from bench.models import build_model
 from bench.train import NonFiniteLoss, run
 from bench.vocab import RECURRENT_CELLS, TOPOLOGIES
+from tests.support import compose_cfg
 
 IMPLS = ("fused", "cell")
 REG = DatasetInfo(name="t", task="regression", metric="mae", direction="minimize",

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from _support import ROOT
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
 from bench import errors
 from bench.train import AtomicCheckpointIO, run
+from tests.support import ROOT
 
 
 def _fill(folder: Path, keep_kib: int = 0) -> None:

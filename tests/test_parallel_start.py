@@ -9,8 +9,9 @@ import sys
 import textwrap
 
 import optuna
-from _support import ROOT
 from mlflow.tracking import MlflowClient
+
+from tests.support import ROOT
 
 STARTER = textwrap.dedent("""
     import sys, time

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-from _support import ROOT, MlflowProxy
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
 from bench import errors, stores
 from bench.stores import StoreAddress
 from bench.sweep import storage as storage_mod
+from tests.support import ROOT, MlflowProxy
 
 # Variables a password may travel by; a test starts from none of them set.
 _PASSWORD_VARS = (stores.STORAGE_ENV, stores.TRACKING_ENV, stores.MLFLOW_USER_ENV,

@@ -12,10 +12,10 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from _support import ROOT
 
 from bench import errors, tracking
 from bench.stores import StoreAddress
+from tests.support import ROOT
 
 
 def _free_port() -> int:

@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from _support import ROOT
 from mlflow.tracking import MlflowClient
 
 from bench import errors, tracking
 from bench.data.base import ConfigError, DataError
 from bench.data.download import Source, download
 from bench.stores import StoreAddress
+from tests.support import ROOT
 
 
 def bench_cli(*args: str, cwd: Path, env: dict | None = None, module: str = "bench",

@@ -290,7 +290,7 @@ def merge(store: pd.DataFrame, committed: pd.DataFrame | None) -> pd.DataFrame:
     """The union of a record read from the stores and the committed one, keyed on run id.
 
     A study that ran over several machines or sittings has its earlier runs only in the
-    committed record (see :mod:`bench.resume`); a run present in both takes the stores' values
+    committed record (see :mod:`bench.study.resume`); a run present in both takes the stores' values
     (it may have finished since) and keeps the record's where the stores have none.
     """
     if committed is None or committed.empty:

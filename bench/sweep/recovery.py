@@ -30,6 +30,8 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from bench.sweep import optuna_compat
+from bench.sweep.optuna_compat import trial_id
 from bench.sweep.settings import SweepSettings
 from bench.sweep.storage import study_lock
 
@@ -67,13 +69,13 @@ def stale_trial_ids(study: optuna.Study, storage: RDBStorage) -> list[int]:
     """RUNNING trials whose heartbeat is older than the grace period."""
     if not storage.heartbeat_interval:
         return []
-    return list(storage._get_stale_trial_ids(study._study_id))
+    return optuna_compat.stale_trial_ids(study, storage)
 
 
 def trial_ids_of_dead_process(study: optuna.Study, pid: int) -> list[int]:
     """RUNNING trials started by process ``pid`` on this host (which is known to be dead)."""
     host = socket.gethostname()
-    return [t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return [trial_id(t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if t.user_attrs.get("pid") == pid and t.user_attrs.get("host") == host]
 
 
@@ -119,8 +121,8 @@ def _cancel_retry(study: optuna.Study, storage: RDBStorage, number: int) -> None
     """The 'lost' trial finished after all (its worker was only slow): its queued retry goes."""
     retry = retries_of(study.get_trials(deepcopy=False)).get(number)
     if retry is not None and retry.state == TrialState.WAITING:
-        storage.set_trial_user_attr(retry._trial_id, SUPERSEDED_ATTR, number)
-        storage.set_trial_state_values(retry._trial_id, TrialState.FAIL)
+        storage.set_trial_user_attr(trial_id(retry), SUPERSEDED_ATTR, number)
+        storage.set_trial_state_values(trial_id(retry), TrialState.FAIL)
 
 
 def lost_for_good(trials: list[FrozenTrial]) -> list[tuple[int, int]]:

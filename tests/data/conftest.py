@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-from data_helpers import Server
+
+from tests.support.data import Server
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,8 @@
 import pytest
-from data_helpers import CONF, FIXTURES, dataset_cfg
 
 from bench.config import validate_dataset
 from bench.data.cli import main
+from tests.support.data import CONF, FIXTURES, dataset_cfg
 
 NAMES = ("mnist", "imdb", "jena", "sbux", "samsung", "csv")
 

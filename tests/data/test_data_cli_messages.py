@@ -7,11 +7,11 @@ import shutil
 
 import pandas as pd
 import pytest
-from data_helpers import FIXTURES, dataset_cfg
 
 from bench.data import build
 from bench.data.base import DataError
 from bench.data.cli import main
+from tests.support.data import FIXTURES, dataset_cfg
 
 SBUX_SHA256 = "4293b10a3bc217bcc3bd02dd2032b0e1224a61c75bf943cb909aca9a65cb093c"
 JENA_URL = ("https://storage.googleapis.com/tensorflow/tf-keras-datasets/"

@@ -4,12 +4,12 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-from data_helpers import FIXTURES, dataset_cfg
 
 from bench.data import build
 from bench.data.base import DataError
 from bench.data.download import Located, Source
 from bench.data.imdb import OOV, PAD, _tokenised, pad, read_reviews, tokenize
+from tests.support.data import FIXTURES, dataset_cfg
 
 TAR = "aclImdb_small.tar.gz"
 

@@ -4,11 +4,11 @@ import shutil
 
 import pytest
 import torch
-from data_helpers import FIXTURES, dataset_cfg
 
 from bench.data import build
 from bench.data.base import DataError
 from bench.data.mnist import read_idx
+from tests.support.data import FIXTURES, dataset_cfg
 
 NAMES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}

@@ -5,12 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from data_helpers import FIXTURES, dataset_cfg
 
 from bench.data import build, jena_synthetic
 from bench.data.base import ConfigError, DataError
 from bench.data.module import BenchDataModule
 from bench.data.series import load_table
+from tests.support.data import FIXTURES, dataset_cfg
 
 JENA_ROWS = 3000
 JENA_SMALL = {"lookback": 120, "step": 6, "delay": 12, "expected_rows": JENA_ROWS,

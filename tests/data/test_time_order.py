@@ -11,11 +11,11 @@ import logging
 import pandas as pd
 import pytest
 import torch
-from data_helpers import FIXTURES, dataset_cfg
 
 from bench.data import build
 from bench.data.base import DataError
 from bench.data.series import load_table, split_rows
+from tests.support.data import FIXTURES, dataset_cfg
 
 SBUX = FIXTURES / "sbux" / "SBUX.csv"
 FEATURES = ["Open", "High", "Low", "Close", "Adj Close"]

@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 from bench.errors import StudyError
 from bench.report import record
 from bench.report.build import build, build_from_record
-from bench.resume import Committed
 from bench.study import Runner, load
+from bench.study.resume import Committed
 
 SMOKE = Path(__file__).resolve().parent / "study_smoke.yaml"
 OVERRIDES = ["seeds=2", "tuning.n_trials=2", "architectures.cells=[gru]",

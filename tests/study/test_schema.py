@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.study import StudyError, load
+from bench.errors import StudyError
+from bench.study import load
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

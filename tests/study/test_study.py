@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from bench.errors import StudyError
 from bench.report.build import build
 from bench.stores import StoreAddress
-from bench.study import Runner, StudyError, load
+from bench.study import Runner, load
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

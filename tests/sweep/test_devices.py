@@ -7,13 +7,13 @@ import gc
 
 import pytest
 from optuna.trial import TrialState
-from sweep_helpers import BASE, enter_workdir, sqlite
 
 import bench.sweep
 from bench.data.base import ConfigError
 from bench.data.module import BenchDataModule
 from bench.sweep.devices import in_process_devices, plan, visible_gpus
 from bench.task import BenchTask
+from tests.support.sweep import BASE, enter_workdir, sqlite
 
 FOUR = ["0", "1", "2", "3"]
 

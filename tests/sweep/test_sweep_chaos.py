@@ -12,7 +12,9 @@ import time
 
 import pytest
 from optuna.trial import TrialState
-from sweep_helpers import (
+
+from bench.sweep import recovery
+from tests.support.sweep import (
     BASE,
     children,
     enter_workdir,
@@ -24,8 +26,6 @@ from sweep_helpers import (
     tune_script,
     wait_for,
 )
-
-from bench.sweep import recovery
 
 pytestmark = pytest.mark.slow
 N_TRIALS = 12

@@ -8,7 +8,9 @@ import signal
 
 import pytest
 from optuna.trial import TrialState
-from sweep_helpers import (
+
+import bench.sweep
+from tests.support.sweep import (
     BASE,
     SLOW_TRIAL,
     children,
@@ -22,8 +24,6 @@ from sweep_helpers import (
     tune_script,
     wait_for,
 )
-
-import bench.sweep
 
 pytestmark = pytest.mark.slow
 

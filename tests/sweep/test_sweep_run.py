@@ -8,7 +8,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
-from sweep_helpers import (
+
+import bench.sweep
+from tests.support.sweep import (
     BASE,
     children,
     enter_workdir,
@@ -17,8 +19,6 @@ from sweep_helpers import (
     runs_of,
     sqlite,
 )
-
-import bench.sweep
 
 pytestmark = pytest.mark.slow
 
@@ -139,7 +139,7 @@ def test_command_line_sweep_with_two_workers(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from sweep_helpers import ROOT
+    from tests.support.sweep import ROOT
 
     mlflow_uri = sqlite(workdir, "mlflow.db")
     cmd = [sys.executable, "-m", "bench", "-m", *BASE, f"tracking.uri={mlflow_uri}",
@@ -175,7 +175,7 @@ def test_workers_as_launcher_jobs(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from sweep_helpers import ROOT
+    from tests.support.sweep import ROOT
 
     mlflow_uri = sqlite(workdir, "mlflow.db")
     cmd = [sys.executable, "-m", "bench", "-m", *BASE, f"tracking.uri={mlflow_uri}",

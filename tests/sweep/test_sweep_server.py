@@ -9,7 +9,9 @@ import uuid
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from sweep_helpers import (
+
+from bench.stores import StoreAddress
+from tests.support.sweep import (
     BASE,
     children,
     enter_workdir,
@@ -20,8 +22,6 @@ from sweep_helpers import (
     start,
     tune_script,
 )
-
-from bench.stores import StoreAddress
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

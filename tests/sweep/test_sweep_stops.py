@@ -15,7 +15,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
-from sweep_helpers import (
+
+from bench.stores import StoreAddress
+from bench.sweep import recovery
+from bench.sweep.settings import SweepSettings
+from bench.sweep.storage import open_storage
+from tests.support.sweep import (
     BASE,
     ROOT,
     SLOW_TRIAL,
@@ -30,11 +35,6 @@ from sweep_helpers import (
     tune_script,
     wait_for,
 )
-
-from bench.stores import StoreAddress
-from bench.sweep import recovery
-from bench.sweep.settings import SweepSettings
-from bench.sweep.storage import open_storage
 
 pytestmark = pytest.mark.slow
 EXPECTED = {signal.SIGTERM: 143, signal.SIGINT: 130}

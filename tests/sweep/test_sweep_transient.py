@@ -10,15 +10,15 @@ import uuid
 
 import optuna
 import pytest
-from _support import MlflowProxy
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from sweep_helpers import BASE, SLOW_TRIAL, enter_workdir, load, sqlite
 
 import bench.sweep
 from bench.stores import StoreAddress
 from bench.sweep import recovery
 from bench.sweep.storage import open_storage
+from tests.support import MlflowProxy
+from tests.support.sweep import BASE, SLOW_TRIAL, enter_workdir, load, sqlite
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 

@@ -1,6 +1,5 @@
 """Helpers shared by the sweep tests: stores in a private directory, MLflow queries, and
-runners for real worker processes. A plain module, not a conftest.py: the tests root has
-one, and two modules named ``conftest`` would shadow each other."""
+runners for real worker processes."""
 
 from __future__ import annotations
 

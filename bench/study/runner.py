@@ -1,0 +1,231 @@
+"""Executes a study's plan, step by step, each step first asking the stores whether it is done."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from omegaconf import OmegaConf
+
+from bench import tracking
+from bench.errors import StudyError
+from bench.stores import mask
+from bench.study.plan import Cell, Study, best_values, final_config
+from bench.study.resume import Committed
+from bench.tracking import TAGS
+from bench.vocab import (
+    FINISHED_TRIAL_STATES,
+    count_finished,
+)
+
+log = logging.getLogger("bench.study")
+
+SESSION_EXPERIMENT = "bench-studies"
+
+
+
+class Runner:
+    """Executes a study's plan; each step first asks the stores whether it is already done."""
+
+    def __init__(self, study: Study, *, dry_run: bool = False, echo=print,
+                 committed: Committed | None = None):
+        self.study = study
+        self.dry_run = dry_run
+        self.echo = echo
+        self.store = study.tracking_store
+        self.client = tracking.client_for(self.store)
+        self.committed = committed
+
+    # -- stores -------------------------------------------------------------------------------
+
+    def finished_runs(self, cell: Cell) -> dict[int, str]:
+        """seed -> run id of the FINISHED, unpruned final runs of one cell."""
+        s = self.study
+        filt = (
+            f"tags.{TAGS['study']} = '{s.name}' and tags.{TAGS['phase']} = '{cell.phase}' and "
+            f"tags.{TAGS['study_dataset']} = '{cell.dataset}' and tags.{TAGS['arch']} = '{cell.arch}' "
+            "and attributes.status = 'FINISHED'"
+        )
+        exps = [e.experiment_id for e in self.client.search_experiments()]
+        out: dict[int, str] = {}
+        if not exps:
+            return out
+        for r in self.client.search_runs(exps, filter_string=filt, max_results=5000):
+            if r.data.tags.get("pruned") == "true":
+                continue
+            if cell.space is not None and r.data.tags.get(
+                    TAGS["tuning_seed"], str(self.study.tuning_seeds(cell.dataset)[0])
+            ) != str(cell.tuning_seed):
+                continue   # a retrain of another tuning run (untagged: the primary seed's)
+            try:
+                out.setdefault(int(r.data.tags.get(TAGS["seed"], "")), r.info.run_id)
+            except ValueError:
+                continue
+        if self.committed is not None:
+            for seed in self.committed.finished_seeds(
+                    phase=cell.phase, dataset=cell.dataset, arch=cell.arch,
+                    tuning_seed=cell.tuning_seed if cell.space is not None else None):
+                out.setdefault(seed, "record")
+        return out
+
+    def finished_trials(self, cell: Cell) -> int:
+        import optuna
+
+        path = self.study.storage.sqlite_file
+        if path is not None and not path.exists():
+            return 0   # do not create the file just to look (a dry run must leave no trace)
+        try:
+            st = optuna.load_study(study_name=cell.optuna_study, storage=self.study.storage.connect())
+        except KeyError:
+            return 0
+        return count_finished(t.state for t in st.get_trials(deepcopy=False))
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def tune_cell(self, cell: Cell):
+        import optuna
+
+        t = self.study.definition.tuning
+        n_trials = int(t.n_trials)
+        if self.committed is not None and not self.dry_run:
+            direction = str(final_config(cell, self.study.seeds[0]).dataset.direction)
+            self.committed.restore_study(cell.optuna_study, self.study.storage.connect(), direction)
+        done = self.finished_trials(cell)
+        if done >= n_trials:
+            self.echo(f"  tune {cell.dataset}/{cell.arch}: done ({done}/{n_trials} trials)")
+        elif self.dry_run and self._recorded_trials(cell):
+            self.echo(f"  tune {cell.dataset}/{cell.arch}: {self._recorded_trials(cell)} trials "
+                      f"in {self.committed.path}; would restore them and run the rest")
+            return None
+        elif self.dry_run:
+            self.echo(f"  tune {cell.dataset}/{cell.arch}: would run {n_trials - done} trials")
+            return None
+        else:
+            self.echo(f"  tune {cell.dataset}/{cell.arch}: {done}/{n_trials} trials done, running")
+            from bench.sweep import tune
+
+            tune(
+                list(cell.overrides), cell.space,
+                study_name=cell.optuna_study, storage=str(self.study.storage), n_trials=n_trials,
+                n_jobs=int(t.n_jobs), sampler=str(t.sampler),
+                # a pruner is a name or {name: ..., its options}; the sampler may take options
+                # too (e.g. TPE's n_startup_trials), as in a sweep's settings
+                pruner=(OmegaConf.to_container(t.pruner) if OmegaConf.is_config(t.pruner)
+                        else str(t.pruner)),
+                sampler_kwargs=(OmegaConf.to_container(t.sampler_kwargs)
+                                if t.get("sampler_kwargs") else None),
+                seed=cell.tuning_seed, parent_tags=self._tags(cell, "tune"),
+            )
+        st = optuna.load_study(study_name=cell.optuna_study, storage=self.study.storage.connect())
+        if not any(tr.state.name == "COMPLETE" for tr in st.get_trials(deepcopy=False)):
+            raise StudyError(
+                f"{cell.optuna_study}: no trial completed (all pruned or failed); nothing to "
+                "retrain. Check the failed trials in MLflow, or raise tuning.n_trials."
+            )
+        return st
+
+    def _recorded_trials(self, cell: Cell) -> int:
+        if self.committed is None:
+            return 0
+        t = self.committed.trials(cell.optuna_study)
+        return int(t["status"].isin(FINISHED_TRIAL_STATES).sum())
+
+    def finals(self, cell: Cell, tuned=None) -> int:
+        done = self.finished_runs(cell)
+        todo = [s for s in self.study.seeds_of(cell.dataset) if s not in done]
+        label = f"{cell.dataset}/{cell.arch}" + (f" (tuning seed {cell.tuning_seed})"
+                                                 if cell.repeat else "")
+        self.echo(f"  {cell.phase} {label}: seeds done {sorted(done)}, to run {todo}")
+        if self.dry_run or not todo:
+            return 0
+        from bench import interrupt
+        from bench.train import run
+
+        values = best_values(tuned, cell.space) if tuned is not None else None
+        tags = self._tags(cell, cell.phase)
+        if tuned is not None:
+            tags[TAGS["best_trial"]] = str(tuned.best_trial.number)
+        failures = 0
+        for seed in todo:
+            interrupt.check()
+            cfg = final_config(cell, seed, values)
+            try:
+                run(cfg, tags=tags, callbacks=[interrupt.SafePointInterrupt()])
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # one failed seed must not stop the study; resume retries it
+                failures += 1
+                self.echo(f"    seed {seed} failed: {type(exc).__name__}: {exc}")
+        return failures
+
+    def _tags(self, cell: Cell, phase: str) -> dict[str, str]:
+        tags = {
+            TAGS["study"]: self.study.name,
+            TAGS["phase"]: phase,
+            TAGS["study_dataset"]: cell.dataset,
+            TAGS["arch"]: cell.arch,
+        }
+        if cell.space is not None:
+            tags[TAGS["tuning_seed"]] = str(cell.tuning_seed)
+            tags[TAGS["optuna_study"]] = cell.optuna_study
+            tags[TAGS["optuna_storage"]] = str(self.study.storage)
+        return tags
+
+    # -- session ------------------------------------------------------------------------------
+
+    def _open_session(self, command: str) -> str:
+        s = self.study
+        exp = tracking.ensure_experiment(
+            self.client, SESSION_EXPERIMENT, tracking.default_artifact_root(self.store)
+        )
+        tags = {
+            TAGS["study"]: s.name, TAGS["phase"]: "session", TAGS["command"]: command,
+            TAGS["hardware"]: tracking.hardware(), TAGS["tracking_uri"]: str(self.store),
+            TAGS["optuna_storage"]: str(s.storage),
+            "git_sha": tracking.git_sha(),
+        }
+        run_id = tracking.start_run(self.client, exp, f"study-{s.name}", tags)
+        resolved = OmegaConf.to_container(s.definition, resolve=True)
+        tracking.log_params(self.client, run_id, tracking.flatten(resolved))
+        self.client.log_text(run_id, mask(OmegaConf.to_yaml(resolved)), "study.yaml")
+        return run_id
+
+    def run(self, command: str = "") -> int:
+        """Runs every cell; returns the number of failed final runs (0 when all went well)."""
+        s = self.study
+        cells = s.cells()
+        seeds = f"{len(s.seeds)} seeds" + "".join(
+            f", {len(own)} on {d}" for d in sorted(s.enabled_datasets())
+            if (own := s.seeds_of(d)) != s.seeds)
+        self.echo(f"study {s.name}: {len(cells)} cells x {seeds}; MLflow "
+                  f"{self.store}; Optuna {s.storage}")
+        for ds, why in s.skipped_datasets().items():
+            self.echo(f"  {ds}: skipped ({why})")
+        if self.committed is not None:
+            c = self.committed
+            self.echo(f"  resuming from {c.path}: {c.n_finished} finished runs over "
+                      f"{c.n_sessions} earlier session(s) count as done")
+        session = None if self.dry_run else self._open_session(command)
+        status, failures, start = "FAILED", 0, time.perf_counter()
+        try:
+            from bench import interrupt
+
+            for cell in cells:
+                interrupt.check()
+                tuned = self.tune_cell(cell) if cell.space is not None else None
+                if cell.space is not None and tuned is None:  # dry run, tuning pending
+                    self.echo(f"  {cell.phase} {cell.dataset}/{cell.arch}: after tuning, "
+                              f"seeds {s.seeds_of(cell.dataset)}")
+                    continue
+                failures += self.finals(cell, tuned)
+            status = "FINISHED"
+        except (KeyboardInterrupt, SystemExit):
+            status = "KILLED"
+            raise
+        finally:
+            if session is not None:
+                tracking.log_metrics(self.client, session, {
+                    "session/wall_s": time.perf_counter() - start, "session/failed_runs": failures,
+                })
+                self.client.set_terminated(session, status)
+        return failures
