@@ -247,124 +247,171 @@ def _skill(values: np.ndarray, reference: float, direction: str) -> np.ndarray:
     return skill_score(values, reference, direction)
 
 
-def compare_dataset(
-    runs: pd.DataFrame,
-    direction: str,
-    *,
-    dataset: str = "",
-    value: str = "value",
-    alpha: float = ALPHA,
-    test: str = "welch",
-    anchor: str = "candidate",
-    candidates: Sequence[str] | None = None,
-    rope: float = math.nan,
-    reference: float = math.nan,
-    decision: str = "test",
-    min_seeds: int = 2,
-    confidence: float = 0.95,
-) -> DatasetComparison:
-    """Leaderboard, anchor, top group, Bayesian probabilities and skill for one dataset.
+@dataclass(frozen=True)
+class Comparison:
+    """How one dataset's architectures are compared: every choice the sensitivity table varies
+    is one field here, so a variant changes exactly one input.
 
-    ``runs`` has one row per final run with columns ``arch``, ``seed`` and ``value``;
-    ``candidates`` are the architectures that may win (default: every architecture but the
-    naive baseline). ``rope`` is the region of practical equivalence in the scores' units and
+    ``candidates`` are the architectures that may win (None: every architecture but the naive
+    baseline). ``rope`` is the region of practical equivalence in the scores' units and
     ``reference`` the no-skill score a candidate must beat by more than the ROPE to show skill.
-    Ties on the mean are broken by name so that the same results always give the same report.
     ``decision="bayes"`` replaces the test by Benavoli's rule: a candidate leaves the top group
     when P(worse than the anchor by more than the ROPE) reaches 0.95.
     """
-    for name, v, allowed in (("test", test, TESTS), ("anchor", anchor, ANCHORS),
-                             ("decision", decision, DECISIONS)):
-        if v not in allowed:
-            raise ValueError(f"{name}: {v!r} is not allowed; expected one of {list(allowed)}")
-    sign = better(direction)
+
+    direction: str
+    dataset: str = ""
+    value: str = "value"        # the runs' column holding the score
+    alpha: float = ALPHA
+    test: str = "welch"
+    anchor: str = "candidate"
+    candidates: Sequence[str] | None = None
+    rope: float = math.nan
+    reference: float = math.nan
+    decision: str = "test"
+    min_seeds: int = 2
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        for name, v, allowed in (("test", self.test, TESTS), ("anchor", self.anchor, ANCHORS),
+                                 ("decision", self.decision, DECISIONS)):
+            if v not in allowed:
+                raise ValueError(f"{name}: {v!r} is not allowed; expected one of {list(allowed)}")
+        better(self.direction)
+
+
+def compare_dataset(runs: pd.DataFrame, how: Comparison) -> DatasetComparison:
+    """Leaderboard, anchor, top group, Bayesian probabilities and skill for one dataset.
+
+    ``runs`` has one row per final run with columns ``arch``, ``seed`` and ``how.value``. Ties
+    on the mean are broken by name so that the same results always give the same report.
+    """
+    by_arch = _scores_by_arch(runs, how)
+    cands = set(by_arch) - {"naive"} if how.candidates is None else \
+        set(how.candidates) & set(by_arch)
+    intervals = {arch: t_interval(s.values(), how.confidence) for arch, s in by_arch.items()}
+    order = _best_first(intervals, how.direction)
+    anchor = _anchor(order, intervals, cands, how)
+    others = [a for a in order if a in cands and a != anchor]
+    tested = [two_sample(by_arch[anchor], by_arch[a], how.test) for a in others]
+    adjusted = dict(zip(others, holm([p for p, _ in tested]), strict=True))
+    raw = dict(zip(others, tested, strict=True))
+    beats = _beats_reference(by_arch, cands, how)
+    rows = []
+    for arch in order:
+        p_raw, name = raw.get(arch, (math.nan, ""))
+        rows.append(_row(arch, by_arch, intervals, anchor, arch in cands, p_raw, name,
+                         adjusted.get(arch, math.nan), beats.get(arch, math.nan), how))
+    pooled = _pooled_sd([intervals[a] for a in cands if intervals[a].n >= 2])
+    seeds = float(np.median([intervals[a].n for a in cands])) if cands else math.nan
+    return DatasetComparison(
+        how.dataset, how.direction, anchor, order[0], pd.DataFrame(rows), how.test, how.alpha,
+        how.rope, how.reference, pooled, seeds,
+        minimum_detectable_difference(pooled, seeds, how.alpha), how.decision,
+    )
+
+
+def _scores_by_arch(runs: pd.DataFrame, how: Comparison) -> dict[str, dict[int, float]]:
+    """{arch: {seed: score}}; a diverged run (NaN) is missing, but its architecture is listed."""
     by_arch: dict[str, dict[int, float]] = {}
-    for arch, seed, v in runs[["arch", "seed", value]].itertuples(index=False):
+    for arch, seed, v in runs[["arch", "seed", how.value]].itertuples(index=False):
         by_arch.setdefault(str(arch), {})
         if v is not None and np.isfinite(v):
             by_arch[str(arch)][int(seed)] = float(v)
     if not any(by_arch.values()):
-        raise ValueError(f"dataset {dataset!r}: no finite scores to compare")
-    cands = set(by_arch) - {"naive"} if candidates is None else set(candidates) & set(by_arch)
-    intervals = {arch: t_interval(s.values(), confidence) for arch, s in by_arch.items()}
+        raise ValueError(f"dataset {how.dataset!r}: no finite scores to compare")
+    return by_arch
+
+
+def _best_first(intervals: Mapping[str, Interval], direction: str) -> list[str]:
+    """Architectures by mean, best first; no finite mean last, ties by name."""
+    sign = better(direction)
 
     def key(a: str):
         m = intervals[a].mean
         return (not np.isfinite(m), -sign * m if np.isfinite(m) else 0.0, a)
 
-    order = sorted(by_arch, key=key)
-    best_overall = order[0]
-    eligible = [a for a in order if a in cands and intervals[a].n >= min_seeds]
-    if anchor == "overall" and intervals[best_overall].n >= 1:
-        anchor_arch = best_overall
+    return sorted(intervals, key=key)
+
+
+def _anchor(order: list[str], intervals: Mapping[str, Interval], cands: set[str],
+            how: Comparison) -> str:
+    """The best candidate with enough seeds to be tested against; a candidate with fewer seeds
+    only when no candidate has enough."""
+    if how.anchor == "overall" and intervals[order[0]].n >= 1:
+        return order[0]
+    eligible = [a for a in order if a in cands and intervals[a].n >= how.min_seeds]
+    return eligible[0] if eligible else next((a for a in order if a in cands), order[0])
+
+
+def _beats_reference(by_arch: Mapping[str, Mapping[int, float]], cands: set[str],
+                     how: Comparison) -> dict[str, float]:
+    """Holm-adjusted p of each candidate beating the no-skill reference by more than the ROPE
+    (one-sided): skill within the ROPE is no skill."""
+    sign = better(how.direction)
+    margin = how.rope if np.isfinite(how.rope) else 0.0
+    raw = {a: one_sample([sign * v - margin for v in by_arch[a].values()], sign * how.reference,
+                         "greater")
+           for a in sorted(cands)}
+    names = sorted(raw)
+    return dict(zip(names, holm([raw[a] for a in names]), strict=True))
+
+
+def _status(arch: str, anchor: str, is_cand: bool, n: int, p_adj: float, name: str,
+            gap_favours_anchor: bool, probs: bayes.Probs, how: Comparison) -> tuple[str, bool, bool]:
+    """(status, significantly worse, in the top group): an untested comparison is neither."""
+    if arch == anchor:
+        return "anchor", False, is_cand
+    if not is_cand:
+        return "reference", False, False
+    if n < how.min_seeds:
+        return "too few seeds", False, False
+    if how.decision == "bayes":
+        if not np.isfinite(probs.worse):
+            return "untestable", False, False
+        worse = bool(probs.worse >= BAYES_DECISION)
+    elif not np.isfinite(p_adj):
+        return f"untested ({name})", False, False
     else:
-        anchor_arch = eligible[0] if eligible else next((a for a in order if a in cands), order[0])
-    others = [a for a in order if a in cands and a != anchor_arch]
-    tested = [two_sample(by_arch[anchor_arch], by_arch[a], test) for a in others]
-    adjusted = dict(zip(others, holm([p for p, _ in tested]), strict=True))
-    raw = dict(zip(others, tested, strict=True))
+        worse = bool(p_adj < how.alpha and gap_favours_anchor)
+    return ("worse" if worse else "top group"), worse, not worse
 
-    # Skill: each candidate against the no-skill reference, one-sided, by more than the ROPE.
-    margin = rope if np.isfinite(rope) else 0.0
-    beats_raw = {
-        a: one_sample([sign * v - margin for v in by_arch[a].values()], sign * reference,
-                      "greater")
-        for a in sorted(cands)
+
+def _row(arch: str, by_arch: Mapping[str, Mapping[int, float]],
+         intervals: Mapping[str, Interval], anchor: str, is_cand: bool, p_raw: float, name: str,
+         p_adj: float, p_beats: float, how: Comparison) -> dict:
+    """One leaderboard row: the architecture's interval, its comparison with the anchor, the
+    Bayesian probabilities and its skill."""
+    iv = intervals[arch]
+    anchor_vals = list(by_arch[anchor].values())
+    gap_favours_anchor = better(how.direction) * (intervals[anchor].mean - iv.mean) > 0
+    probs = (bayes.difference_probs(list(by_arch[arch].values()), anchor_vals, how.rope,
+                                    how.direction)
+             if arch != anchor else bayes.Probs(math.nan, math.nan, math.nan))
+    status, worse, top = _status(arch, anchor, is_cand, iv.n, p_adj, name, gap_favours_anchor,
+                                 probs, how)
+    sk = _skill(np.array(list(by_arch[arch].values()), float), how.reference, how.direction)
+    sk_iv = t_interval(sk, how.confidence)
+    return {
+        "arch": arch, "candidate": is_cand, "n": iv.n, "mean": iv.mean, "std": iv.std,
+        "ci_low": iv.low, "ci_high": iv.high,
+        "p_vs_best": p_raw, "p_holm": p_adj, "test": name,
+        "p_best_beats": math.nan if arch == anchor else prob_beats(
+            anchor_vals, by_arch[arch].values(), how.direction),
+        "p_better": probs.better, "p_equivalent": probs.equivalent, "p_worse": probs.worse,
+        "skill": sk_iv.mean, "skill_low": sk_iv.low, "skill_high": sk_iv.high,
+        "p_beats_naive": p_beats,
+        "beats_naive": bool(is_cand and np.isfinite(p_beats) and p_beats < how.alpha),
+        "status": status, "in_top_group": bool(top), "significantly_worse": bool(worse),
     }
-    names = sorted(beats_raw)
-    beats_adj = dict(zip(names, holm([beats_raw[a] for a in names]), strict=True))
 
-    rows = []
-    anchor_vals = list(by_arch[anchor_arch].values())
-    for arch in order:
-        iv = intervals[arch]
-        is_cand = arch in cands
-        p_raw, name = raw.get(arch, (math.nan, ""))
-        p_adj = adjusted.get(arch, math.nan)
-        gap_favours_anchor = sign * (intervals[anchor_arch].mean - iv.mean) > 0
-        probs = (bayes.difference_probs(list(by_arch[arch].values()), anchor_vals, rope, direction)
-                 if arch != anchor_arch else bayes.Probs(math.nan, math.nan, math.nan))
-        if arch == anchor_arch:
-            status, worse, top = "anchor", False, is_cand
-        elif not is_cand:
-            status, worse, top = "reference", False, False
-        elif iv.n < min_seeds:
-            status, worse, top = "too few seeds", False, False
-        elif decision == "bayes":
-            if not np.isfinite(probs.worse):
-                status, worse, top = "untestable", False, False
-            else:
-                worse = bool(probs.worse >= BAYES_DECISION)
-                status, top = ("worse" if worse else "top group"), not worse
-        elif not np.isfinite(p_adj):
-            status, worse, top = f"untested ({name})", False, False
-        else:
-            worse = bool(p_adj < alpha and gap_favours_anchor)
-            status, top = ("worse" if worse else "top group"), not worse
-        sk = _skill(np.array(list(by_arch[arch].values()), float), reference, direction)
-        sk_iv = t_interval(sk, confidence)
-        rows.append({
-            "arch": arch, "candidate": is_cand, "n": iv.n, "mean": iv.mean, "std": iv.std,
-            "ci_low": iv.low, "ci_high": iv.high,
-            "p_vs_best": p_raw, "p_holm": p_adj, "test": name,
-            "p_best_beats": math.nan if arch == anchor_arch else prob_beats(
-                anchor_vals, by_arch[arch].values(), direction),
-            "p_better": probs.better, "p_equivalent": probs.equivalent, "p_worse": probs.worse,
-            "skill": sk_iv.mean, "skill_low": sk_iv.low, "skill_high": sk_iv.high,
-            "p_beats_naive": beats_adj.get(arch, math.nan),
-            "beats_naive": bool(is_cand and np.isfinite(beats_adj.get(arch, math.nan))
-                                and beats_adj[arch] < alpha),
-            "status": status, "in_top_group": bool(top), "significantly_worse": bool(worse),
-        })
-    table = pd.DataFrame(rows)
-    cand_ivs = [intervals[a] for a in cands if intervals[a].n >= 2]
-    pooled = (math.sqrt(sum((i.n - 1) * i.std**2 for i in cand_ivs) / sum(i.n - 1 for i in cand_ivs))
-              if cand_ivs else math.nan)
-    seeds = float(np.median([intervals[a].n for a in cands])) if cands else math.nan
-    return DatasetComparison(
-        dataset, direction, anchor_arch, best_overall, table, test, alpha, rope, reference,
-        pooled, seeds, minimum_detectable_difference(pooled, seeds, alpha), decision,
-    )
+
+def _pooled_sd(intervals: Sequence[Interval]) -> float:
+    """The seed SD pooled over the candidates with at least two seeds (NaN: none has)."""
+    if not intervals:
+        return math.nan
+    return math.sqrt(sum((i.n - 1) * i.std**2 for i in intervals)
+                     / sum(i.n - 1 for i in intervals))
 
 
 def pairwise_prob_beats(
