@@ -9,9 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from bench.report import aggregate, bayes, skill, stats
-from bench.report.content import (
+from bench.report.formatting import Units, p_value, probability, seconds, seed_range
+from bench.report.formatting import skill as skill_fmt
+from bench.report.model import (
     AcrossSection,
     Budget,
+    ClaimRow,
     ConvergenceSection,
     DatasetSection,
     LeaderboardRow,
@@ -24,8 +27,6 @@ from bench.report.content import (
     VerdictSection,
     WhatWasRun,
 )
-from bench.report.formatting import Units, p_value, probability, seconds, seed_range
-from bench.report.formatting import skill as skill_fmt
 from bench.report.record import RECORD_NAME
 
 
@@ -99,7 +100,7 @@ def render(report: StudyReport) -> str:
 def verdict_lines(report: StudyReport) -> list[str]:
     """The verdict with every caveat that bounds it."""
     v: VerdictSection = report.verdict
-    lines = [v.verdict.text, ""]
+    lines = [verdict_text(v.verdict), ""]
     if v.progress is not None:
         lines = [progress(v.progress, report.study), "", *lines]
     if v.no_skill:
@@ -131,6 +132,50 @@ def verdict_lines(report: StudyReport) -> list[str]:
         f"{stats.TEST_NAMES[v.test]}, Holm correction, alpha = {v.alpha}) on every dataset with "
         "skill, and no other candidate is.")
     return lines
+
+
+def verdict_text(v: stats.Verdict) -> str:
+    if not v.datasets:
+        return "**No verdict.** No dataset is in the verdict."
+    names = ", ".join(v.datasets)
+    rule = ("P(worse than the anchor by more than the ROPE) < 0.95" if v.decision == "bayes"
+            else f"not significantly worse than the anchor, Holm-adjusted alpha = {v.alpha}")
+    if v.single_best is not None:
+        text = (
+            f"**Single best: `{v.single_best}`.** It is in the top group ({rule}) on every "
+            f"dataset in the verdict ({names}), and every other candidate is outside the top "
+            "group on at least one."
+        )
+    elif v.always_top:
+        text = (
+            "**No single best.** " + _names(v.always_top) + " are each in the top group on every "
+            f"dataset in the verdict ({names}); the study cannot tell them apart."
+        )
+    else:
+        text = (
+            "**No single best.** No architecture is in the top group on every dataset in the "
+            f"verdict ({names})."
+        )
+    lines = [text + " Per dataset:", ""]
+    for ds, d in v.per_dataset.items():
+        worse = _names(d["significantly_worse"]) or "none"
+        top = _names(d["top_group"]) or "none"
+        line = f"- {ds}: top group {top} (anchor, the best candidate: `{d['best']}`); worse: {worse}"
+        if d["untested"]:
+            line += "; untested (too few seeds or no variance): " + _names(d["untested"])
+        lines.append(line + ".")
+    return "\n".join(lines)
+
+
+def verdict_short(v: stats.Verdict) -> str:
+    """One line for the sensitivity table."""
+    if not v.datasets:
+        return "no verdict (no dataset in it)"
+    if v.single_best:
+        return f"single best: `{v.single_best}`"
+    if v.always_top:
+        return "no single best; jointly undefeated: " + _names(v.always_top)
+    return "no single best; none undefeated"
 
 
 def progress(p: Progress, study: str) -> str:
@@ -533,6 +578,34 @@ def _aggregate(a: AcrossSection) -> list[str]:
                   rows)]
 
 
+def power_note(note: stats.PowerNote) -> str:
+    """States in numbers what the across-dataset test can detect, and says when a
+    non-significant result is absence of evidence."""
+    k, cd = note.k, note.cd
+    if cd >= k - 1:
+        reach = (
+            f"no pair of architectures can be separated at all: even one ranked first on every "
+            f"dataset against one ranked last everywhere differs by {k - 1} ranks, less than CD"
+        )
+    else:
+        reach = (
+            f"only average-rank gaps above {cd:.2f} (of at most {k - 1}) can be declared "
+            f"significant; separating architectures one rank apart would take "
+            f"{note.n_for_one_rank} datasets"
+        )
+    text = (
+        f"With N = {note.n_datasets} datasets and k = {k} architectures the Nemenyi critical "
+        f"difference at alpha = {note.alpha} is {cd:.2f} ranks: {reach}."
+    )
+    if note.weak:
+        text += (
+            " The across-dataset test has little power here; a non-significant result is not "
+            "evidence that the architectures are equivalent. The per-dataset comparisons across "
+            "seeds carry the evidence."
+        )
+    return text
+
+
 def _friedman(a: AcrossSection) -> list[str]:
     text = ["", "### Friedman / Nemenyi (secondary view)", ""]
     f = a.friedman
@@ -545,7 +618,7 @@ def _friedman(a: AcrossSection) -> list[str]:
         f"p = {p_value(fr.p_iman_davenport) or 'n/a'}.",
         f"- Nemenyi critical difference at alpha = {a.alpha}: CD = {f.cd:.2f} ranks "
         f"(q = {f.q:.3f}, k = {f.k}, N = {f.n}).",
-        "", f"**Power caveat.** {f.power.text}"]
+        "", f"**Power caveat.** {power_note(f.power)}"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -554,9 +627,9 @@ def _friedman(a: AcrossSection) -> list[str]:
 
 
 def sensitivity(s: SensitivitySection) -> str:
-    base = s.baseline.verdict.short
+    base = s.baseline.verdict.outcome
     rows = [[r.label, ", ".join(r.datasets) or "none", r.verdict.short,
-             "-" if r.default else ("same" if r.verdict.short == base else "**changes**")]
+             "-" if r.default else ("same" if r.verdict.outcome == base else "**changes**")]
             for r in s.rows]
     text = ["## Sensitivity of the verdict", "",
             "The whole analysis is recomputed with one choice changed at a time.", "",
@@ -587,13 +660,25 @@ def variance(rows: list[VarianceRow]) -> str:
                "SD from tuning", "SD from training seed", "tuning share of variance"], cells)])
 
 
+def measured(r: ClaimRow) -> str:
+    """This harness's value in the claim's own units; empty when the study did not run it."""
+    if r.measured is None:
+        return ""
+    iv, unit = r.measured.interval, r.claim.unit
+    unit = f" {unit}" if unit and unit != "%" else unit
+    if iv.n > 1:
+        return (f"{iv.mean:.3g}{unit} ± {iv.half_width:.2g} (n={iv.n} seeds, study entry "
+                f"`{r.measured.entry}`)")
+    return f"{iv.mean:.3g}{unit} (n=1, study entry `{r.measured.entry}`)"
+
+
 def claims(report: StudyReport) -> str:
     rows = []
     for r in report.claims:
         c = r.claim
         setup = ", ".join(f"{k}={v}" for k, v in c.where.items())
         rows.append([c.dataset, f"`{c.arch}`", c.what + (f" ({setup})" if setup else ""),
-                     c.claimed, c.source, r.measured or f"not run: `{c.command}`"])
+                     c.claimed, c.source, measured(r) or f"not run: `{c.command}`"])
     return "\n".join([
         "## Reference claims vs this harness",
         "",

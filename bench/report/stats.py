@@ -518,14 +518,21 @@ class PowerNote:
     k: int
     n_datasets: int
     cd: float
-    max_gap: float
-    n_for_one_rank: int
+    max_gap: float              # the largest possible gap in average rank, k - 1
+    n_for_one_rank: int         # datasets needed to separate architectures one rank apart
     weak: bool
-    text: str
+    alpha: float = ALPHA
+
+    @property
+    def text(self) -> str:
+        """The caveat as the README words it."""
+        from bench.report import markdown
+
+        return markdown.power_note(self)
 
 
 def power_note(k: int, n_datasets: int, alpha: float = ALPHA) -> PowerNote:
-    """States, in numbers, how much the across-dataset test can detect.
+    """How much the across-dataset test can detect.
 
     The caveat is raised when the chi-square approximation is outside Demšar's comfort zone
     (N <= 10) or when a one-rank gap would need more datasets than the study has: in either
@@ -534,27 +541,7 @@ def power_note(k: int, n_datasets: int, alpha: float = ALPHA) -> PowerNote:
     cd = nemenyi_cd(k, n_datasets, alpha)
     n1 = datasets_needed(k, 1.0, alpha)
     weak = n_datasets <= 10 or n1 > n_datasets
-    if cd >= k - 1:
-        reach = (
-            f"no pair of architectures can be separated at all: even one ranked first on every "
-            f"dataset against one ranked last everywhere differs by {k - 1} ranks, less than CD"
-        )
-    else:
-        reach = (
-            f"only average-rank gaps above {cd:.2f} (of at most {k - 1}) can be declared "
-            f"significant; separating architectures one rank apart would take {n1} datasets"
-        )
-    text = (
-        f"With N = {n_datasets} datasets and k = {k} architectures the Nemenyi critical "
-        f"difference at alpha = {alpha} is {cd:.2f} ranks: {reach}."
-    )
-    if weak:
-        text += (
-            " The across-dataset test has little power here; a non-significant result is not "
-            "evidence that the architectures are equivalent. The per-dataset comparisons across "
-            "seeds carry the evidence."
-        )
-    return PowerNote(k, n_datasets, cd, float(k - 1), n1, weak, text)
+    return PowerNote(k, n_datasets, cd, float(k - 1), n1, weak, alpha)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -564,22 +551,34 @@ def power_note(k: int, n_datasets: int, alpha: float = ALPHA) -> PowerNote:
 
 @dataclass
 class Verdict:
+    """The answer and the per-dataset groups it rests on; ``decision`` and ``alpha`` are the
+    rule that formed the top groups."""
+
     single_best: str | None
     always_top: list[str]
     per_dataset: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    text: str = ""
     datasets: list[str] = field(default_factory=list)
+    decision: str = "test"
+    alpha: float = ALPHA
+
+    @property
+    def outcome(self) -> tuple:
+        """What a sensitivity row compares: two verdicts with the same outcome say the same."""
+        return bool(self.datasets), self.single_best, tuple(self.always_top)
+
+    @property
+    def text(self) -> str:
+        """The verdict as the README words it."""
+        from bench.report import markdown
+
+        return markdown.verdict_text(self)
 
     @property
     def short(self) -> str:
         """One line for the sensitivity table."""
-        if not self.datasets:
-            return "no verdict (no dataset in it)"
-        if self.single_best:
-            return f"single best: `{self.single_best}`"
-        if self.always_top:
-            return "no single best; jointly undefeated: " + ", ".join(f"`{a}`" for a in self.always_top)
-        return "no single best; none undefeated"
+        from bench.report import markdown
+
+        return markdown.verdict_short(self)
 
 
 def verdict(comparisons: Sequence[DatasetComparison], candidates: Sequence[str] | None = None) -> Verdict:
@@ -593,7 +592,7 @@ def verdict(comparisons: Sequence[DatasetComparison], candidates: Sequence[str] 
     """
     comps = sorted(comparisons, key=lambda c: c.dataset)
     if not comps:
-        return Verdict(None, [], {}, "**No verdict.** No dataset is in the verdict.", [])
+        return Verdict(None, [], {}, [])
     archs = sorted(set(candidates) if candidates is not None else
                    {a for c in comps for a in c.table.loc[c.table["candidate"], "arch"]})
     always = [a for a in archs if all(a in c.top_group for c in comps)]
@@ -606,36 +605,5 @@ def verdict(comparisons: Sequence[DatasetComparison], candidates: Sequence[str] 
         }
         for c in comps
     }
-    names = ", ".join(c.dataset for c in comps)
-    rule = ("P(worse than the anchor by more than the ROPE) < 0.95" if comps[0].decision == "bayes"
-            else f"not significantly worse than the anchor, Holm-adjusted alpha = {comps[0].alpha}")
-    if len(always) == 1:
-        single = always[0]
-        text = (
-            f"**Single best: `{single}`.** It is in the top group ({rule}) on every dataset in "
-            f"the verdict ({names}), and every other candidate is outside the top group on at "
-            "least one."
-        )
-    else:
-        single = None
-        if always:
-            text = (
-                "**No single best.** " + ", ".join(f"`{a}`" for a in always) + " are each in the "
-                f"top group on every dataset in the verdict ({names}); the study cannot tell them "
-                "apart."
-            )
-        else:
-            text = (
-                "**No single best.** No architecture is in the top group on every dataset in the "
-                f"verdict ({names})."
-            )
-    lines = [text + " Per dataset:", ""]
-    for ds, d in per.items():
-        worse = ", ".join(f"`{a}`" for a in d["significantly_worse"]) or "none"
-        top = ", ".join(f"`{a}`" for a in d["top_group"]) or "none"
-        line = f"- {ds}: top group {top} (anchor, the best candidate: `{d['best']}`); worse: {worse}"
-        if d["untested"]:
-            line += "; untested (too few seeds or no variance): " + ", ".join(
-                f"`{a}`" for a in d["untested"])
-        lines.append(line + ".")
-    return Verdict(single, always, per, "\n".join(lines), [c.dataset for c in comps])
+    return Verdict(always[0] if len(always) == 1 else None, always, per,
+                   [c.dataset for c in comps], comps[0].decision, comps[0].alpha)
