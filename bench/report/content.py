@@ -447,7 +447,8 @@ def _predictions(runs: pd.DataFrame, comp: stats.DatasetComparison, figs: Figure
 
 
 def tuning(data: StudyData, ds: str, primary: int | None) -> Tuning:
-    """Trial counts and fANOVA importances per architecture, from the record's trials."""
+    """Trial counts and fANOVA importances per architecture, from the record's trials, so a
+    report rebuilt without the Optuna storage still shows how the tuning went."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -525,7 +526,8 @@ def _variance(runs: pd.DataFrame) -> list[VarianceRow]:
 
 
 def _skill_means(all_specs: dict[str, DatasetSpec], datasets: list[str]):
-    """Per-run skill scores {dataset: {arch: array}} and the datasets x archs table of means."""
+    """Per-run skill scores {dataset: {arch: array}} and the datasets x archs table of means:
+    skill, not the raw score, puts datasets of different metrics on one scale."""
     runs_skill: dict[str, dict[str, np.ndarray]] = {}
     for ds in datasets:
         spec = all_specs[ds]

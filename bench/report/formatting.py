@@ -1,4 +1,5 @@
-"""How the report writes its numbers, shared by every renderer of a :class:`~bench.report.content.StudyReport`.
+"""How the report writes its numbers, shared by every renderer of a
+:class:`~bench.report.model.StudyReport`.
 
 The report's structure carries floats; each renderer turns them into text here, so a README and
 any other rendering of the same study show the same digits.

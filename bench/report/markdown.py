@@ -1,4 +1,4 @@
-"""The README of a study: a :class:`~bench.report.content.StudyReport` written as Markdown.
+"""The README of a study: a :class:`~bench.report.model.StudyReport` written as Markdown.
 
 Nothing here computes evidence; it only words what :mod:`bench.report.content` found, so the
 prose cannot disagree with the numbers, and the same bytes come out of the same record.
@@ -464,7 +464,8 @@ def tuning(t: Tuning) -> list[str]:
 
 
 def convergence(c: ConvergenceSection) -> str:
-    """The "Convergence" section."""
+    """Names the cells whose budget ran out before they converged: their ranks partly measure
+    convergence speed."""
     lines = ["## Convergence", ""]
     if not c.cells:
         return "\n".join(lines + ["No final runs to judge.", ""])
