@@ -68,10 +68,10 @@ def compare(spec: DatasetSpec, opts: Options) -> stats.DatasetComparison:
     ref, _ = spec.reference
     rope = skill.rope_in_score_units(spec.rope * opts.rope_scale, spec.direction, ref)
     cands = sorted(set(spec.runs["arch"]) - set(NOT_CANDIDATES))
-    return stats.compare_dataset(
-        spec.runs, spec.direction, dataset=spec.dataset, alpha=opts.alpha, test=opts.test,
+    return stats.compare_dataset(spec.runs, stats.Comparison(
+        spec.direction, dataset=spec.dataset, alpha=opts.alpha, test=opts.test,
         anchor=opts.anchor, candidates=cands, rope=rope, reference=ref, decision=opts.decision,
-    )
+    ))
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench.report.stats import t_interval
+from bench.report.stats import Interval, t_interval
 
 
 @dataclass(frozen=True)
@@ -87,28 +87,33 @@ def _value(run: pd.Series, key: str, direction: str, histories) -> float:
     return math.nan if v is None or pd.isna(v) else float(v)
 
 
-def measured(runs: pd.DataFrame, histories, claim: Claim) -> tuple[str, int]:
-    """Mean and 95% CI over the matching runs' seeds, formatted; ``("", 0)`` when none match."""
+@dataclass(frozen=True)
+class Measured:
+    """This harness's value of a claim's quantity: the seed interval, in the claim's units, of
+    the study dataset it was measured on."""
+
+    interval: Interval
+    entry: str
+
+
+def measured(runs: pd.DataFrame, histories, claim: Claim) -> Measured | None:
+    """Mean and 95% CI over the matching runs' seeds; None when no run matches."""
     if runs.empty:
-        return "", 0
+        return None
     m = (runs["dataset_name"] == claim.dataset) & (runs["arch"] == claim.arch)
     for k, v in claim.where.items():
         col = f"param:{k}"
         if col not in runs.columns:
-            return "", 0
+            return None
         m &= runs[col].astype(str) == str(v)
     sel = runs[m]
     # Several study datasets may match (e.g. two variants): report the first by key.
     if sel.empty:
-        return "", 0
+        return None
     first = sorted(sel["dataset"].unique())[0]
     sel = sel[sel["dataset"] == first]
     vals = [_value(r, claim.key, claim.direction, histories) * claim.scale for _, r in sel.iterrows()]
     vals = [v for v in vals if np.isfinite(v)]
     if not vals:
-        return "", 0
-    iv = t_interval(vals)
-    unit = f" {claim.unit}" if claim.unit and claim.unit != "%" else claim.unit
-    if iv.n > 1:
-        return f"{iv.mean:.3g}{unit} ± {iv.half_width:.2g} (n={iv.n} seeds, study entry `{first}`)", iv.n
-    return f"{iv.mean:.3g}{unit} (n=1, study entry `{first}`)", 1
+        return None
+    return Measured(t_interval(vals), first)

@@ -97,24 +97,6 @@ def not_converged(cells: pd.DataFrame) -> pd.DataFrame:
 
 def section(cells: pd.DataFrame, tail: float = TAIL) -> str:
     """The report's "Convergence" section in Markdown."""
-    ok, judged, unknown = summary(cells)
-    lines = ["## Convergence", ""]
-    if not len(cells):
-        return "\n".join(lines + ["No final runs to judge.", ""])
-    frac = f"{ok / judged:.0%}" if judged else "n/a"
-    lines.append(
-        f"**{ok} of {judged} judged cells converged ({frac})**"
-        + (f"; {unknown} cell(s) could not be judged (no per-epoch curve recorded)" if unknown
-           else "")
-        + f". A run converged when early stopping ended it or its best validation epoch came "
-        f"before the last {tail:.0%} of its epochs; a cell when at least half its seeds did.")
-    bad = not_converged(cells)
-    if len(bad):
-        lines += ["", "Cells whose budget did not converge (their ranks partly measure "
-                  "convergence speed):", "", "| dataset | architecture | seeds converged | "
-                  "example |", "|---|---|---|---|"]
-        for _, r in bad.iterrows():
-            lines.append(f"| {r['dataset']} | `{r['arch']}` | {r['converged']} of "
-                         f"{r['seeds'] - r['unknown']} | {r['example']} |")
-    lines.append("")
-    return "\n".join(lines)
+    from bench.report import content, markdown
+
+    return markdown.convergence(content.convergence_section(cells, tail))

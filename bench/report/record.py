@@ -158,9 +158,8 @@ def from_store(uri: str, study: str, *, storage: str | None = None) -> pd.DataFr
     """Reads every run tagged ``study=<study>`` from MLflow (and its tuning trials from the
     Optuna storage the runs name, or ``storage``) into the record's shape."""
     from mlflow.tracking import MlflowClient
-    from omegaconf import OmegaConf
 
-    from bench.report.collect import _row, _search, primary_value, read_artifact
+    from bench.report.collect import _search
 
     client = MlflowClient(tracking_uri=StoreAddress.tracking(uri).connect())
     runs = _search(client, f"tags.{TAGS['study']} = '{study}'")
@@ -169,37 +168,56 @@ def from_store(uri: str, study: str, *, storage: str | None = None) -> pd.DataFr
             f"no MLflow runs tagged {TAGS['study']}={study!r} in {uri}; run "
             f"`python -m bench.study sweeps/study_{study}.yaml` first, or pass --tracking-uri"
         )
-    rows = []
-    for r in runs:
-        row = _row(r)
-        row["kind"] = row.pop("phase") or "trial"
-        row["status"] = row.pop("status")
-        row["parent_run_id"] = row.pop("parent")
-        row["study"] = study
-        row["optuna_study"] = row.get(f"tag:{TAGS['optuna_study']}", "") or row.get(
-            "tag:optuna_study", "")
-        row["hardware"] = row.get("tag:hardware", "")
-        row["git_sha"] = row.get("tag:git_sha", "")
-        row["command"] = row.get("tag:command", "")
-        row["tuning_seed"] = row.get("tag:tuning_seed")
-        row["trial"] = row.get("tag:optuna_trial")
-        row["source"] = "mlflow"
-        if row["kind"] in RUN_KINDS:
-            value, units = primary_value(pd.Series(row))
-            row["score"], row["score_units"] = value, units
-            row.update(_curves(client, row["run_id"], row["metric"], row["units"]))
-        if row["kind"] == "session":
-            row["definition"] = read_artifact(client, row["run_id"], "study.yaml",
-                                              lambda p: p.read_text()) or ""
-        for k in ("start_ms", "end_ms"):
-            row[k] = row.pop(k)
-        rows.append(row)
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame([_store_row(client, r, study) for r in runs])
     for c in ("tag:optuna_storage", "tag:tracking_uri"):
         if c not in df.columns:
             df[c] = np.nan
+    df = _label_tuning_seed(df)
+    df = _with_trials(df, study, storage)
+    df = df.copy()   # one block again after the column-by-column build (pandas warns otherwise)
+    return tidy(_with_ropes(df))
 
-    # The primary sampler seed of the definition labels runs recorded before tuning_seed tags.
+
+def _store_row(client, r, study: str) -> dict:
+    """One MLflow run as a record row; final and baseline runs bring their score and curves,
+    a session its study definition, as the record must hold them without the store."""
+    from bench.report.collect import _row, primary_value, read_artifact
+
+    row = _row(r)
+    row["kind"] = row.pop("phase") or "trial"
+    row["status"] = row.pop("status")
+    row["parent_run_id"] = row.pop("parent")
+    row["study"] = study
+    row["optuna_study"] = row.get(f"tag:{TAGS['optuna_study']}", "") or row.get(
+        "tag:optuna_study", "")
+    row["hardware"] = row.get("tag:hardware", "")
+    row["git_sha"] = row.get("tag:git_sha", "")
+    row["command"] = row.get("tag:command", "")
+    row["tuning_seed"] = row.get("tag:tuning_seed")
+    row["trial"] = row.get("tag:optuna_trial")
+    row["source"] = "mlflow"
+    if row["kind"] in RUN_KINDS:
+        value, units = primary_value(pd.Series(row))
+        row["score"], row["score_units"] = value, units
+        row.update(_curves(client, row["run_id"], row["metric"], row["units"]))
+    if row["kind"] == "session":
+        row["definition"] = read_artifact(client, row["run_id"], "study.yaml",
+                                          lambda p: p.read_text()) or ""
+    for k in ("start_ms", "end_ms"):
+        row[k] = row.pop(k)
+    return row
+
+
+def _tuned(df: pd.DataFrame) -> pd.Series:
+    """The final and baseline runs whose configuration came from a tuning study."""
+    return df["kind"].isin(RUN_KINDS) & df["optuna_study"].fillna("").astype(bool)
+
+
+def _label_tuning_seed(df: pd.DataFrame) -> pd.DataFrame:
+    """Tuned runs recorded before the tuning_seed tag existed get the primary sampler seed of
+    the latest definition: they were tuned with it."""
+    from omegaconf import OmegaConf
+
     sessions = df[df["kind"] == "session"].sort_values(["start_ms", "run_id"])
     primary = 0
     if len(sessions) and sessions.iloc[-1].get("definition"):
@@ -209,36 +227,41 @@ def from_store(uri: str, study: str, *, storage: str | None = None) -> pd.DataFr
             primary = 0
     df["tuning_seed"] = pd.to_numeric(df["tuning_seed"], errors="coerce").astype(float)
     df["optuna_study"] = df["optuna_study"].astype(object)
-    tuned = df["kind"].isin(RUN_KINDS) & df["optuna_study"].fillna("").astype(bool)
-    df.loc[tuned & df["tuning_seed"].isna(), "tuning_seed"] = primary
+    df.loc[_tuned(df) & df["tuning_seed"].isna(), "tuning_seed"] = primary
+    return df
 
-    # Tuning trials from Optuna (parameters, distributions, intermediate values), merged onto
-    # the trials' MLflow runs by run id: of every tuned cell, and of every tuning cell still
-    # without retrains (a study resumed from the record then goes on tuning, not over).
+
+def _with_trials(df: pd.DataFrame, study: str, storage: str | None) -> pd.DataFrame:
+    """Tuning trials from Optuna (parameters, distributions, intermediate values), merged onto
+    the trials' MLflow runs by run id: of every tuned cell, and of every tuning cell still
+    without retrains (a study resumed from the record then goes on tuning, not over)."""
     tuning = df["kind"].eq("tune") & df["optuna_study"].fillna("").astype(bool)
-    cells = (df.loc[tuned | tuning, ["optuna_study", "tag:optuna_storage", "dataset", "arch",
-                                     "tuning_seed"]].drop_duplicates("optuna_study"))
+    cells = (df.loc[_tuned(df) | tuning, ["optuna_study", "tag:optuna_storage", "dataset",
+                                          "arch", "tuning_seed"]].drop_duplicates("optuna_study"))
     trial_rows = []
     for name, st, ds, arch, tseed in cells.itertuples(index=False):
         st = storage or st
         if not isinstance(st, str) or not st or "***" in st:
-            continue
+            continue   # a masked storage URL: --storage names the real one
         for t in _trials(st, name):
             t.update({"study": study, "dataset": ds, "arch": arch, "tuning_seed": tseed,
                       "source": "optuna"})
             trial_rows.append(t)
-    if trial_rows:
-        tr = pd.DataFrame(trial_rows).set_index("run_id")
-        base = df.set_index("run_id")
-        # object columns: a trial with no MLflow run (restored from a record) leaves gaps in
-        # integer columns such as end_ms, which combine_first would otherwise cast back to int
-        merged = tr.combine_first(base.loc[base.index.intersection(tr.index)].astype(object))
-        merged["kind"] = "trial"
-        df = pd.concat([base.drop(index=base.index.intersection(tr.index)), merged]).copy() \
-            .reset_index(names="run_id")
+    if not trial_rows:
+        return df
+    tr = pd.DataFrame(trial_rows).set_index("run_id")
+    base = df.set_index("run_id")
+    # object columns: a trial with no MLflow run (restored from a record) leaves gaps in
+    # integer columns such as end_ms, which combine_first would otherwise cast back to int
+    merged = tr.combine_first(base.loc[base.index.intersection(tr.index)].astype(object))
+    merged["kind"] = "trial"
+    return pd.concat([base.drop(index=base.index.intersection(tr.index)), merged]).copy() \
+        .reset_index(names="run_id")
 
-    df = df.copy()   # one block again after the column-by-column build (pandas warns otherwise)
-    # Each dataset's ROPE, resolved once and written down.
+
+def _with_ropes(df: pd.DataFrame) -> pd.DataFrame:
+    """Each dataset's ROPE, resolved once and written down: a record rebuilt elsewhere must not
+    depend on that machine's dataset configs."""
     ropes = {}
     for ds, g in df[df["kind"].isin(RUN_KINDS)].groupby("dataset", sort=True):
         r = g.iloc[0]
@@ -246,7 +269,7 @@ def from_store(uri: str, study: str, *, storage: str | None = None) -> pd.DataFr
     m = df["dataset"].isin(ropes) & df["kind"].isin(RUN_KINDS)
     df.loc[m, "rope"] = df.loc[m, "dataset"].map(lambda d: ropes[d][0])
     df.loc[m, "rope_source"] = df.loc[m, "dataset"].map(lambda d: ropes[d][1])
-    return tidy(df)
+    return df
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,8 +45,8 @@ class Sensitivity:
 
     @property
     def changers(self) -> list[str]:
-        base = self.baseline.verdict.short
-        return [label for label, a in self.rows[1:] if a.verdict.short != base]
+        base = self.baseline.verdict.outcome
+        return [label for label, a in self.rows[1:] if a.verdict.outcome != base]
 
     @property
     def stable(self) -> bool:

@@ -247,124 +247,171 @@ def _skill(values: np.ndarray, reference: float, direction: str) -> np.ndarray:
     return skill_score(values, reference, direction)
 
 
-def compare_dataset(
-    runs: pd.DataFrame,
-    direction: str,
-    *,
-    dataset: str = "",
-    value: str = "value",
-    alpha: float = ALPHA,
-    test: str = "welch",
-    anchor: str = "candidate",
-    candidates: Sequence[str] | None = None,
-    rope: float = math.nan,
-    reference: float = math.nan,
-    decision: str = "test",
-    min_seeds: int = 2,
-    confidence: float = 0.95,
-) -> DatasetComparison:
-    """Leaderboard, anchor, top group, Bayesian probabilities and skill for one dataset.
+@dataclass(frozen=True)
+class Comparison:
+    """How one dataset's architectures are compared: every choice the sensitivity table varies
+    is one field here, so a variant changes exactly one input.
 
-    ``runs`` has one row per final run with columns ``arch``, ``seed`` and ``value``;
-    ``candidates`` are the architectures that may win (default: every architecture but the
-    naive baseline). ``rope`` is the region of practical equivalence in the scores' units and
+    ``candidates`` are the architectures that may win (None: every architecture but the naive
+    baseline). ``rope`` is the region of practical equivalence in the scores' units and
     ``reference`` the no-skill score a candidate must beat by more than the ROPE to show skill.
-    Ties on the mean are broken by name so that the same results always give the same report.
     ``decision="bayes"`` replaces the test by Benavoli's rule: a candidate leaves the top group
     when P(worse than the anchor by more than the ROPE) reaches 0.95.
     """
-    for name, v, allowed in (("test", test, TESTS), ("anchor", anchor, ANCHORS),
-                             ("decision", decision, DECISIONS)):
-        if v not in allowed:
-            raise ValueError(f"{name}: {v!r} is not allowed; expected one of {list(allowed)}")
-    sign = better(direction)
+
+    direction: str
+    dataset: str = ""
+    value: str = "value"        # the runs' column holding the score
+    alpha: float = ALPHA
+    test: str = "welch"
+    anchor: str = "candidate"
+    candidates: Sequence[str] | None = None
+    rope: float = math.nan
+    reference: float = math.nan
+    decision: str = "test"
+    min_seeds: int = 2
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        for name, v, allowed in (("test", self.test, TESTS), ("anchor", self.anchor, ANCHORS),
+                                 ("decision", self.decision, DECISIONS)):
+            if v not in allowed:
+                raise ValueError(f"{name}: {v!r} is not allowed; expected one of {list(allowed)}")
+        better(self.direction)
+
+
+def compare_dataset(runs: pd.DataFrame, how: Comparison) -> DatasetComparison:
+    """Leaderboard, anchor, top group, Bayesian probabilities and skill for one dataset.
+
+    ``runs`` has one row per final run with columns ``arch``, ``seed`` and ``how.value``. Ties
+    on the mean are broken by name so that the same results always give the same report.
+    """
+    by_arch = _scores_by_arch(runs, how)
+    cands = set(by_arch) - {"naive"} if how.candidates is None else \
+        set(how.candidates) & set(by_arch)
+    intervals = {arch: t_interval(s.values(), how.confidence) for arch, s in by_arch.items()}
+    order = _best_first(intervals, how.direction)
+    anchor = _anchor(order, intervals, cands, how)
+    others = [a for a in order if a in cands and a != anchor]
+    tested = [two_sample(by_arch[anchor], by_arch[a], how.test) for a in others]
+    adjusted = dict(zip(others, holm([p for p, _ in tested]), strict=True))
+    raw = dict(zip(others, tested, strict=True))
+    beats = _beats_reference(by_arch, cands, how)
+    rows = []
+    for arch in order:
+        p_raw, name = raw.get(arch, (math.nan, ""))
+        rows.append(_row(arch, by_arch, intervals, anchor, arch in cands, p_raw, name,
+                         adjusted.get(arch, math.nan), beats.get(arch, math.nan), how))
+    pooled = _pooled_sd([intervals[a] for a in cands if intervals[a].n >= 2])
+    seeds = float(np.median([intervals[a].n for a in cands])) if cands else math.nan
+    return DatasetComparison(
+        how.dataset, how.direction, anchor, order[0], pd.DataFrame(rows), how.test, how.alpha,
+        how.rope, how.reference, pooled, seeds,
+        minimum_detectable_difference(pooled, seeds, how.alpha), how.decision,
+    )
+
+
+def _scores_by_arch(runs: pd.DataFrame, how: Comparison) -> dict[str, dict[int, float]]:
+    """{arch: {seed: score}}; a diverged run (NaN) is missing, but its architecture is listed."""
     by_arch: dict[str, dict[int, float]] = {}
-    for arch, seed, v in runs[["arch", "seed", value]].itertuples(index=False):
+    for arch, seed, v in runs[["arch", "seed", how.value]].itertuples(index=False):
         by_arch.setdefault(str(arch), {})
         if v is not None and np.isfinite(v):
             by_arch[str(arch)][int(seed)] = float(v)
     if not any(by_arch.values()):
-        raise ValueError(f"dataset {dataset!r}: no finite scores to compare")
-    cands = set(by_arch) - {"naive"} if candidates is None else set(candidates) & set(by_arch)
-    intervals = {arch: t_interval(s.values(), confidence) for arch, s in by_arch.items()}
+        raise ValueError(f"dataset {how.dataset!r}: no finite scores to compare")
+    return by_arch
+
+
+def _best_first(intervals: Mapping[str, Interval], direction: str) -> list[str]:
+    """Architectures by mean, best first; no finite mean last, ties by name."""
+    sign = better(direction)
 
     def key(a: str):
         m = intervals[a].mean
         return (not np.isfinite(m), -sign * m if np.isfinite(m) else 0.0, a)
 
-    order = sorted(by_arch, key=key)
-    best_overall = order[0]
-    eligible = [a for a in order if a in cands and intervals[a].n >= min_seeds]
-    if anchor == "overall" and intervals[best_overall].n >= 1:
-        anchor_arch = best_overall
+    return sorted(intervals, key=key)
+
+
+def _anchor(order: list[str], intervals: Mapping[str, Interval], cands: set[str],
+            how: Comparison) -> str:
+    """The best candidate with enough seeds to be tested against; a candidate with fewer seeds
+    only when no candidate has enough."""
+    if how.anchor == "overall" and intervals[order[0]].n >= 1:
+        return order[0]
+    eligible = [a for a in order if a in cands and intervals[a].n >= how.min_seeds]
+    return eligible[0] if eligible else next((a for a in order if a in cands), order[0])
+
+
+def _beats_reference(by_arch: Mapping[str, Mapping[int, float]], cands: set[str],
+                     how: Comparison) -> dict[str, float]:
+    """Holm-adjusted p of each candidate beating the no-skill reference by more than the ROPE
+    (one-sided): skill within the ROPE is no skill."""
+    sign = better(how.direction)
+    margin = how.rope if np.isfinite(how.rope) else 0.0
+    raw = {a: one_sample([sign * v - margin for v in by_arch[a].values()], sign * how.reference,
+                         "greater")
+           for a in sorted(cands)}
+    names = sorted(raw)
+    return dict(zip(names, holm([raw[a] for a in names]), strict=True))
+
+
+def _status(arch: str, anchor: str, is_cand: bool, n: int, p_adj: float, name: str,
+            gap_favours_anchor: bool, probs: bayes.Probs, how: Comparison) -> tuple[str, bool, bool]:
+    """(status, significantly worse, in the top group): an untested comparison is neither."""
+    if arch == anchor:
+        return "anchor", False, is_cand
+    if not is_cand:
+        return "reference", False, False
+    if n < how.min_seeds:
+        return "too few seeds", False, False
+    if how.decision == "bayes":
+        if not np.isfinite(probs.worse):
+            return "untestable", False, False
+        worse = bool(probs.worse >= BAYES_DECISION)
+    elif not np.isfinite(p_adj):
+        return f"untested ({name})", False, False
     else:
-        anchor_arch = eligible[0] if eligible else next((a for a in order if a in cands), order[0])
-    others = [a for a in order if a in cands and a != anchor_arch]
-    tested = [two_sample(by_arch[anchor_arch], by_arch[a], test) for a in others]
-    adjusted = dict(zip(others, holm([p for p, _ in tested]), strict=True))
-    raw = dict(zip(others, tested, strict=True))
+        worse = bool(p_adj < how.alpha and gap_favours_anchor)
+    return ("worse" if worse else "top group"), worse, not worse
 
-    # Skill: each candidate against the no-skill reference, one-sided, by more than the ROPE.
-    margin = rope if np.isfinite(rope) else 0.0
-    beats_raw = {
-        a: one_sample([sign * v - margin for v in by_arch[a].values()], sign * reference,
-                      "greater")
-        for a in sorted(cands)
+
+def _row(arch: str, by_arch: Mapping[str, Mapping[int, float]],
+         intervals: Mapping[str, Interval], anchor: str, is_cand: bool, p_raw: float, name: str,
+         p_adj: float, p_beats: float, how: Comparison) -> dict:
+    """One leaderboard row: the architecture's interval, its comparison with the anchor, the
+    Bayesian probabilities and its skill."""
+    iv = intervals[arch]
+    anchor_vals = list(by_arch[anchor].values())
+    gap_favours_anchor = better(how.direction) * (intervals[anchor].mean - iv.mean) > 0
+    probs = (bayes.difference_probs(list(by_arch[arch].values()), anchor_vals, how.rope,
+                                    how.direction)
+             if arch != anchor else bayes.Probs(math.nan, math.nan, math.nan))
+    status, worse, top = _status(arch, anchor, is_cand, iv.n, p_adj, name, gap_favours_anchor,
+                                 probs, how)
+    sk = _skill(np.array(list(by_arch[arch].values()), float), how.reference, how.direction)
+    sk_iv = t_interval(sk, how.confidence)
+    return {
+        "arch": arch, "candidate": is_cand, "n": iv.n, "mean": iv.mean, "std": iv.std,
+        "ci_low": iv.low, "ci_high": iv.high,
+        "p_vs_best": p_raw, "p_holm": p_adj, "test": name,
+        "p_best_beats": math.nan if arch == anchor else prob_beats(
+            anchor_vals, by_arch[arch].values(), how.direction),
+        "p_better": probs.better, "p_equivalent": probs.equivalent, "p_worse": probs.worse,
+        "skill": sk_iv.mean, "skill_low": sk_iv.low, "skill_high": sk_iv.high,
+        "p_beats_naive": p_beats,
+        "beats_naive": bool(is_cand and np.isfinite(p_beats) and p_beats < how.alpha),
+        "status": status, "in_top_group": bool(top), "significantly_worse": bool(worse),
     }
-    names = sorted(beats_raw)
-    beats_adj = dict(zip(names, holm([beats_raw[a] for a in names]), strict=True))
 
-    rows = []
-    anchor_vals = list(by_arch[anchor_arch].values())
-    for arch in order:
-        iv = intervals[arch]
-        is_cand = arch in cands
-        p_raw, name = raw.get(arch, (math.nan, ""))
-        p_adj = adjusted.get(arch, math.nan)
-        gap_favours_anchor = sign * (intervals[anchor_arch].mean - iv.mean) > 0
-        probs = (bayes.difference_probs(list(by_arch[arch].values()), anchor_vals, rope, direction)
-                 if arch != anchor_arch else bayes.Probs(math.nan, math.nan, math.nan))
-        if arch == anchor_arch:
-            status, worse, top = "anchor", False, is_cand
-        elif not is_cand:
-            status, worse, top = "reference", False, False
-        elif iv.n < min_seeds:
-            status, worse, top = "too few seeds", False, False
-        elif decision == "bayes":
-            if not np.isfinite(probs.worse):
-                status, worse, top = "untestable", False, False
-            else:
-                worse = bool(probs.worse >= BAYES_DECISION)
-                status, top = ("worse" if worse else "top group"), not worse
-        elif not np.isfinite(p_adj):
-            status, worse, top = f"untested ({name})", False, False
-        else:
-            worse = bool(p_adj < alpha and gap_favours_anchor)
-            status, top = ("worse" if worse else "top group"), not worse
-        sk = _skill(np.array(list(by_arch[arch].values()), float), reference, direction)
-        sk_iv = t_interval(sk, confidence)
-        rows.append({
-            "arch": arch, "candidate": is_cand, "n": iv.n, "mean": iv.mean, "std": iv.std,
-            "ci_low": iv.low, "ci_high": iv.high,
-            "p_vs_best": p_raw, "p_holm": p_adj, "test": name,
-            "p_best_beats": math.nan if arch == anchor_arch else prob_beats(
-                anchor_vals, by_arch[arch].values(), direction),
-            "p_better": probs.better, "p_equivalent": probs.equivalent, "p_worse": probs.worse,
-            "skill": sk_iv.mean, "skill_low": sk_iv.low, "skill_high": sk_iv.high,
-            "p_beats_naive": beats_adj.get(arch, math.nan),
-            "beats_naive": bool(is_cand and np.isfinite(beats_adj.get(arch, math.nan))
-                                and beats_adj[arch] < alpha),
-            "status": status, "in_top_group": bool(top), "significantly_worse": bool(worse),
-        })
-    table = pd.DataFrame(rows)
-    cand_ivs = [intervals[a] for a in cands if intervals[a].n >= 2]
-    pooled = (math.sqrt(sum((i.n - 1) * i.std**2 for i in cand_ivs) / sum(i.n - 1 for i in cand_ivs))
-              if cand_ivs else math.nan)
-    seeds = float(np.median([intervals[a].n for a in cands])) if cands else math.nan
-    return DatasetComparison(
-        dataset, direction, anchor_arch, best_overall, table, test, alpha, rope, reference,
-        pooled, seeds, minimum_detectable_difference(pooled, seeds, alpha), decision,
-    )
+
+def _pooled_sd(intervals: Sequence[Interval]) -> float:
+    """The seed SD pooled over the candidates with at least two seeds (NaN: none has)."""
+    if not intervals:
+        return math.nan
+    return math.sqrt(sum((i.n - 1) * i.std**2 for i in intervals)
+                     / sum(i.n - 1 for i in intervals))
 
 
 def pairwise_prob_beats(
@@ -471,14 +518,21 @@ class PowerNote:
     k: int
     n_datasets: int
     cd: float
-    max_gap: float
-    n_for_one_rank: int
+    max_gap: float              # the largest possible gap in average rank, k - 1
+    n_for_one_rank: int         # datasets needed to separate architectures one rank apart
     weak: bool
-    text: str
+    alpha: float = ALPHA
+
+    @property
+    def text(self) -> str:
+        """The caveat as the README words it."""
+        from bench.report import markdown
+
+        return markdown.power_note(self)
 
 
 def power_note(k: int, n_datasets: int, alpha: float = ALPHA) -> PowerNote:
-    """States, in numbers, how much the across-dataset test can detect.
+    """How much the across-dataset test can detect.
 
     The caveat is raised when the chi-square approximation is outside Demšar's comfort zone
     (N <= 10) or when a one-rank gap would need more datasets than the study has: in either
@@ -487,27 +541,7 @@ def power_note(k: int, n_datasets: int, alpha: float = ALPHA) -> PowerNote:
     cd = nemenyi_cd(k, n_datasets, alpha)
     n1 = datasets_needed(k, 1.0, alpha)
     weak = n_datasets <= 10 or n1 > n_datasets
-    if cd >= k - 1:
-        reach = (
-            f"no pair of architectures can be separated at all: even one ranked first on every "
-            f"dataset against one ranked last everywhere differs by {k - 1} ranks, less than CD"
-        )
-    else:
-        reach = (
-            f"only average-rank gaps above {cd:.2f} (of at most {k - 1}) can be declared "
-            f"significant; separating architectures one rank apart would take {n1} datasets"
-        )
-    text = (
-        f"With N = {n_datasets} datasets and k = {k} architectures the Nemenyi critical "
-        f"difference at alpha = {alpha} is {cd:.2f} ranks: {reach}."
-    )
-    if weak:
-        text += (
-            " The across-dataset test has little power here; a non-significant result is not "
-            "evidence that the architectures are equivalent. The per-dataset comparisons across "
-            "seeds carry the evidence."
-        )
-    return PowerNote(k, n_datasets, cd, float(k - 1), n1, weak, text)
+    return PowerNote(k, n_datasets, cd, float(k - 1), n1, weak, alpha)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -517,22 +551,34 @@ def power_note(k: int, n_datasets: int, alpha: float = ALPHA) -> PowerNote:
 
 @dataclass
 class Verdict:
+    """The answer and the per-dataset groups it rests on; ``decision`` and ``alpha`` are the
+    rule that formed the top groups."""
+
     single_best: str | None
     always_top: list[str]
     per_dataset: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    text: str = ""
     datasets: list[str] = field(default_factory=list)
+    decision: str = "test"
+    alpha: float = ALPHA
+
+    @property
+    def outcome(self) -> tuple:
+        """What a sensitivity row compares: two verdicts with the same outcome say the same."""
+        return bool(self.datasets), self.single_best, tuple(self.always_top)
+
+    @property
+    def text(self) -> str:
+        """The verdict as the README words it."""
+        from bench.report import markdown
+
+        return markdown.verdict_text(self)
 
     @property
     def short(self) -> str:
         """One line for the sensitivity table."""
-        if not self.datasets:
-            return "no verdict (no dataset in it)"
-        if self.single_best:
-            return f"single best: `{self.single_best}`"
-        if self.always_top:
-            return "no single best; jointly undefeated: " + ", ".join(f"`{a}`" for a in self.always_top)
-        return "no single best; none undefeated"
+        from bench.report import markdown
+
+        return markdown.verdict_short(self)
 
 
 def verdict(comparisons: Sequence[DatasetComparison], candidates: Sequence[str] | None = None) -> Verdict:
@@ -546,7 +592,7 @@ def verdict(comparisons: Sequence[DatasetComparison], candidates: Sequence[str] 
     """
     comps = sorted(comparisons, key=lambda c: c.dataset)
     if not comps:
-        return Verdict(None, [], {}, "**No verdict.** No dataset is in the verdict.", [])
+        return Verdict(None, [], {}, [])
     archs = sorted(set(candidates) if candidates is not None else
                    {a for c in comps for a in c.table.loc[c.table["candidate"], "arch"]})
     always = [a for a in archs if all(a in c.top_group for c in comps)]
@@ -559,36 +605,5 @@ def verdict(comparisons: Sequence[DatasetComparison], candidates: Sequence[str] 
         }
         for c in comps
     }
-    names = ", ".join(c.dataset for c in comps)
-    rule = ("P(worse than the anchor by more than the ROPE) < 0.95" if comps[0].decision == "bayes"
-            else f"not significantly worse than the anchor, Holm-adjusted alpha = {comps[0].alpha}")
-    if len(always) == 1:
-        single = always[0]
-        text = (
-            f"**Single best: `{single}`.** It is in the top group ({rule}) on every dataset in "
-            f"the verdict ({names}), and every other candidate is outside the top group on at "
-            "least one."
-        )
-    else:
-        single = None
-        if always:
-            text = (
-                "**No single best.** " + ", ".join(f"`{a}`" for a in always) + " are each in the "
-                f"top group on every dataset in the verdict ({names}); the study cannot tell them "
-                "apart."
-            )
-        else:
-            text = (
-                "**No single best.** No architecture is in the top group on every dataset in the "
-                f"verdict ({names})."
-            )
-    lines = [text + " Per dataset:", ""]
-    for ds, d in per.items():
-        worse = ", ".join(f"`{a}`" for a in d["significantly_worse"]) or "none"
-        top = ", ".join(f"`{a}`" for a in d["top_group"]) or "none"
-        line = f"- {ds}: top group {top} (anchor, the best candidate: `{d['best']}`); worse: {worse}"
-        if d["untested"]:
-            line += "; untested (too few seeds or no variance): " + ", ".join(
-                f"`{a}`" for a in d["untested"])
-        lines.append(line + ".")
-    return Verdict(single, always, per, "\n".join(lines), [c.dataset for c in comps])
+    return Verdict(always[0] if len(always) == 1 else None, always, per,
+                   [c.dataset for c in comps], comps[0].decision, comps[0].alpha)

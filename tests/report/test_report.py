@@ -163,8 +163,8 @@ def test_report_unknown_study_or_record_fails_clearly(store, capsys, tmp_path):
 
 
 def test_sessions_side_by_side_count_once_in_the_wall_time():
-    from bench.report.build import _most_at_once, _union_length
+    from bench.report.content import most_at_once, union_length
 
     spans = [(0.0, 10.0), (5.0, 20.0), (20.0, 25.0), (30.0, 40.0)]
-    assert _union_length(spans) == 35.0
-    assert _most_at_once(spans) == 2   # touching sessions are one after the other
+    assert union_length(spans) == 35.0
+    assert most_at_once(spans) == 2   # touching sessions are one after the other

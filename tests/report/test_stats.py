@@ -198,7 +198,7 @@ def test_compare_dataset_clear_winner_and_tie():
         "lstm": [0.979, 0.982, 0.980, 0.981, 0.979],   # indistinguishable from gru
         "rnn": [0.90, 0.91, 0.89, 0.905, 0.895],       # clearly worse
     })
-    c = stats.compare_dataset(runs, "maximize", dataset="mnist")
+    c = stats.compare_dataset(runs, stats.Comparison("maximize", dataset="mnist"))
     assert c.best == "gru"
     assert c.top_group == ["gru", "lstm"]
     assert c.significantly_worse == ["rnn"]
@@ -209,13 +209,13 @@ def test_compare_dataset_clear_winner_and_tie():
 
 def test_compare_dataset_minimize_orders_low_first():
     runs = _runs({"a": [2.0, 2.1, 2.05], "b": [1.0, 1.1, 1.05], "naive": [3.0, 3.0, 3.0]})
-    c = stats.compare_dataset(runs, "minimize")
+    c = stats.compare_dataset(runs, stats.Comparison("minimize"))
     assert list(c.table["arch"]) == ["b", "a", "naive"]
     assert c.best == "b"
 
 
 def _comparison(name, spec, direction="maximize"):
-    return stats.compare_dataset(_runs(spec), direction, dataset=name)
+    return stats.compare_dataset(_runs(spec), stats.Comparison(direction, dataset=name))
 
 
 def test_verdict_single_best_when_in_every_top_group():
