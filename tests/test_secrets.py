@@ -235,7 +235,7 @@ def test_a_storage_url_with_a_user_takes_the_password_from_the_environment(monke
         StoreAddress.optuna(documented)))
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     # the report reads the same storage the same way
-    from bench.report.record import _trials
+    from bench.results.reader import _trials
 
     assert [t["status"] for t in _trials(documented, name)] == ["COMPLETE"]
     # and the study runner, plain postgresql:// included, from the command line

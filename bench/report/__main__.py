@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.report.build import build, build_from_record
-from bench.report.record import RECORD_NAME
 from bench.report.stats import ALPHA, TESTS
+from bench.results.record import RECORD_NAME
 from bench.stores import StoreAddress
 
 

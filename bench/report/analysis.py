@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from bench.report import skill, stats
+from bench.results.rope import default_rope
 
 NOT_CANDIDATES = ("naive",)   # a reference point, never a contender
 
@@ -57,7 +58,7 @@ def specs(runs: pd.DataFrame) -> dict[str, DatasetSpec]:
         rope = float(first["rope"]) if pd.notna(first.get("rope")) else math.nan
         src = str(first.get("rope_source")) if pd.notna(first.get("rope_source")) else "default rule"
         if not math.isfinite(rope):
-            rope, src = skill.default_rope(first["direction"]), "default rule"
+            rope, src = default_rope(first["direction"]), "default rule"
         out[ds] = DatasetSpec(ds, str(first["dataset_name"]), str(first["direction"]),
                               str(first["metric"]), rope, src,
                               r[["arch", "seed", "value"]].reset_index(drop=True))

@@ -13,12 +13,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pandas as pd
-
-from bench import tracking
-from bench.report import content, markdown, record, stats
-from bench.report.collect import read_artifact, results_table, study_data
+from bench.report import content, markdown, stats
+from bench.report.collect import results_table, study_data
 from bench.report.content import Fetch, Figures
+from bench.results import reader, record
+from bench.results.reader import read_artifact
+from bench.stores import StoreAddress, mask
 
 
 def build_from_record(
@@ -33,15 +33,15 @@ def build_from_record(
     results_table(data).to_csv(out / "results.csv", index=False, lineterminator="\n")
     report = content.compute(data, figs, alpha=alpha, test=test, fetch=fetch)
     figs.prune()
-    text = record.relative_paths(tracking.mask_secrets(markdown.render(report)))
+    text = record.relative_paths(mask(markdown.render(report)))
     (out / "README.md").write_text(text, encoding="utf-8")
     return out
 
 
-def _store_fetch(uri: str) -> Fetch:
+def _store_fetch(store: StoreAddress) -> Fetch:
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking.connectable(uri))
+    client = MlflowClient(tracking_uri=store.connect())
 
     def fetch(run_id: str, artifact: str, dest: Path) -> bool:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +51,7 @@ def _store_fetch(uri: str) -> Fetch:
 
 
 def build(
-    study: str, uri: str, out: Path, *, alpha: float = stats.ALPHA, test: str = "welch",
+    study: str, store: StoreAddress, out: Path, *, alpha: float = stats.ALPHA, test: str = "welch",
     storage: str | None = None, keep: bool = True,
 ) -> Path:
     """From the stores: writes the record ``out/record/``, then builds the report from it.
@@ -63,15 +63,11 @@ def build(
     existing = record.locate(out) if keep else None
     committed = record.read(existing) if existing is not None else None
     try:
-        fresh = record.from_store(uri, study, storage=storage)
+        fresh = reader.from_store(store, study, storage=storage)
     except LookupError:
         if committed is None:
             raise
         fresh = None
     rec = record.write(record.merge(fresh, committed), path)
-    return build_from_record(rec, out, alpha=alpha, test=test, fetch=_store_fetch(uri))
+    return build_from_record(rec, out, alpha=alpha, test=test, fetch=_store_fetch(store))
 
-
-def _seeds_text(runs: pd.DataFrame, datasets: list[str]) -> str:
-    """The seed sets as the README words them (kept for callers of the earlier layout)."""
-    return markdown.seeds(content.seed_sets(runs, datasets))

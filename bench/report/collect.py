@@ -2,20 +2,14 @@
 
 The report must be a function of the record alone (so that regenerating it gives the same
 bytes), so nothing here looks at the clock, the working directory or the machine; every listing
-is sorted on stable keys. Reading MLflow itself is :mod:`bench.report.record`'s job.
+is sorted on stable keys. Reading MLflow itself is :mod:`bench.results.reader`'s job.
 """
 
 from __future__ import annotations
 
-import math
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
-
-from bench.tracking import TAGS
 
 FINAL_PHASES = ("final", "baseline")
 # Params kept in results.csv beside the metrics: the knobs tuning may have changed.
@@ -36,75 +30,9 @@ class StudyData:
     trials: pd.DataFrame = field(default_factory=pd.DataFrame)   # one row per tuning trial
 
 
-def _experiments(client: MlflowClient) -> list[str]:
-    return sorted(e.experiment_id for e in client.search_experiments())
-
-
-def _search(client: MlflowClient, filter_string: str) -> list:
-    exps = _experiments(client)
-    if not exps:
-        return []
-    out, token = [], None
-    while True:
-        page = client.search_runs(exps, filter_string=filter_string, max_results=1000,
-                                  page_token=token)
-        out.extend(page)
-        token = page.token
-        if not token:
-            break
-    return sorted(out, key=lambda r: r.info.run_id)
-
-
-def read_artifact(client: MlflowClient, run_id: str, path: str, use):
-    """Downloads one artifact into a temporary folder, hands its path to ``use`` and cleans up;
-    None when the artifact (or its store) is missing, which must not stop a report."""
-    with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
-        try:
-            local = client.download_artifacts(run_id, path, dst_path=tmp)
-        except Exception:
-            return None
-        return use(Path(local))
-
-
-def _row(r) -> dict:
-    tags, params, metrics = r.data.tags, r.data.params, r.data.metrics
-    row = {
-        "run_id": r.info.run_id,
-        "status": r.info.status,
-        "start_ms": r.info.start_time,
-        "end_ms": r.info.end_time,
-        "experiment_id": r.info.experiment_id,
-        "phase": tags.get(TAGS["phase"], ""),
-        "dataset": tags.get(TAGS["study_dataset"]) or tags.get("dataset", ""),
-        "dataset_name": tags.get("dataset", ""),
-        "arch": tags.get("arch", ""),
-        "seed": tags.get("seed"),
-        "metric": tags.get("metric", ""),
-        "direction": tags.get("direction", ""),
-        "units": tags.get("units", ""),
-        "task": tags.get("task", ""),
-        "pruned": tags.get("pruned") == "true",
-        "parent": tags.get("mlflow.parentRunId", ""),
-    }
-    row.update({f"tag:{k}": v for k, v in tags.items() if not k.startswith("mlflow.")})
-    row.update({f"param:{k}": v for k, v in params.items()})
-    row.update({f"metric:{k}": v for k, v in metrics.items()})
-    return row
-
-
-def primary_value(row: pd.Series) -> tuple[float, str]:
-    """The run's test score in the dataset's own units (degC, shares) when it has them."""
-    m = row["metric"]
-    units = row.get(f"metric:test/{m}_units")
-    if units is not None and not (isinstance(units, float) and math.isnan(units)):
-        return float(units), row.get("units") or ""
-    v = row.get(f"metric:test/{m}")
-    return (math.nan if v is None else float(v)), ""
-
-
 def study_data(record: pd.DataFrame, source: str = "") -> StudyData:
-    """The report's view of a tidy record (:mod:`bench.report.record`)."""
-    from bench.report.record import curves
+    """The report's view of a tidy record (:mod:`bench.results.record`)."""
+    from bench.results.record import curves
 
     rows = record.copy()
     rows["phase"] = rows["kind"]
@@ -131,14 +59,6 @@ def study_data(record: pd.DataFrame, source: str = "") -> StudyData:
         definition = sessions.iloc[-1]["definition"]
     histories = {r["run_id"]: curves(r) for _, r in finals.iterrows()}
     return StudyData(study, source, finals, sessions, tune, rows, histories, definition, trials)
-
-
-def load(uri: str, study: str, *, with_histories: bool = True,
-         storage: str | None = None) -> StudyData:
-    """Reads a study straight from its stores (through the record's shape)."""
-    from bench.report.record import from_store, tidy
-
-    return study_data(tidy(from_store(uri, study, storage=storage)), uri)
 
 
 def results_table(data: StudyData) -> pd.DataFrame:

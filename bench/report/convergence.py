@@ -94,9 +94,3 @@ def not_converged(cells: pd.DataFrame) -> pd.DataFrame:
         return cells
     return cells[cells["cell_converged"].map(lambda v: v is False or v is np.False_)]
 
-
-def section(cells: pd.DataFrame, tail: float = TAIL) -> str:
-    """The report's "Convergence" section in Markdown."""
-    from bench.report import content, markdown
-
-    return markdown.convergence(content.convergence_section(cells, tail))

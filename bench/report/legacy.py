@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report import record
+from bench.results import record
+from bench.results.rope import dataset_rope
 
 # results.csv columns that are not metrics or parameters
 BASE = ("dataset", "dataset_name", "arch", "phase", "seed", "metric", "direction", "score_units",
@@ -78,7 +79,7 @@ def rebuild(results: Path, readme_text: str = "", study: str | None = None) -> p
             r["dataset"], _dataset_params(r["dataset_name"], r["dataset"], facts.get("definition"))))
         rows.append(row)
     df = pd.DataFrame(rows)
-    ropes = {ds: record.dataset_rope(g.iloc[0]["dataset_name"], g.iloc[0]["direction"])
+    ropes = {ds: dataset_rope(g.iloc[0]["dataset_name"], g.iloc[0]["direction"])
              for ds, g in df.groupby("dataset", sort=True)}
     df["rope"] = df["dataset"].map(lambda d: ropes[d][0])
     df["rope_source"] = df["dataset"].map(lambda d: ropes[d][1])

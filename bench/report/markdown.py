@@ -27,7 +27,7 @@ from bench.report.model import (
     VerdictSection,
     WhatWasRun,
 )
-from bench.report.record import RECORD_NAME
+from bench.results.record import RECORD_NAME
 
 
 def table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> str:
@@ -629,7 +629,7 @@ def _friedman(a: AcrossSection) -> list[str]:
 
 def sensitivity(s: SensitivitySection) -> str:
     base = s.baseline.verdict.outcome
-    rows = [[r.label, ", ".join(r.datasets) or "none", r.verdict.short,
+    rows = [[r.label, ", ".join(r.datasets) or "none", verdict_short(r.verdict),
              "-" if r.default else ("same" if r.verdict.outcome == base else "**changes**")]
             for r in s.rows]
     text = ["## Sensitivity of the verdict", "",

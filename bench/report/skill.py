@@ -16,7 +16,7 @@ ROPE convention (the ``rope`` key of ``conf/dataset/<name>.yaml``): a half-width
 metric's units for metrics that are maximised (accuracy 0.005 = half a point; R^2 0.005), and a
 fraction of the naive baseline's error for error metrics (0.01 = 1% of the naive MAE/RMSE, so
 the value is unit-free and survives rescaling). A dataset without the key (or ``rope: null``)
-gets :data:`DEFAULT_ROPE` for its direction.
+gets the default for its direction (:mod:`bench.results.rope`).
 """
 
 from __future__ import annotations
@@ -26,25 +26,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
-DEFAULT_ROPE = {"maximize": 0.005, "minimize": 0.01}
 # Metrics with a built-in no-skill level: the reference is never below it.
 SKILL_FLOOR = {"r2": 0.0}
 # The across-dataset ROPE on the skill-score scale: 1% of the reference's error.
 SKILL_ROPE = 0.01
-
-
-def default_rope(direction: str) -> float:
-    return DEFAULT_ROPE[direction]
-
-
-def resolve_rope(value, direction: str) -> tuple[float, str]:
-    """The dataset's ROPE in its convention, and where it came from."""
-    if value is not None and str(value).strip() not in ("", "None", "null", "nan"):
-        r = float(value)
-        if not (np.isfinite(r) and r >= 0):
-            raise ValueError(f"rope: {value!r} is not allowed; expected a number >= 0")
-        return r, "config"
-    return default_rope(direction), "default"
 
 
 def error(values, direction: str):

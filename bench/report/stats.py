@@ -523,13 +523,6 @@ class PowerNote:
     weak: bool
     alpha: float = ALPHA
 
-    @property
-    def text(self) -> str:
-        """The caveat as the README words it."""
-        from bench.report import markdown
-
-        return markdown.power_note(self)
-
 
 def power_note(k: int, n_datasets: int, alpha: float = ALPHA) -> PowerNote:
     """How much the across-dataset test can detect.
@@ -565,20 +558,6 @@ class Verdict:
     def outcome(self) -> tuple:
         """What a sensitivity row compares: two verdicts with the same outcome say the same."""
         return bool(self.datasets), self.single_best, tuple(self.always_top)
-
-    @property
-    def text(self) -> str:
-        """The verdict as the README words it."""
-        from bench.report import markdown
-
-        return markdown.verdict_text(self)
-
-    @property
-    def short(self) -> str:
-        """One line for the sensitivity table."""
-        from bench.report import markdown
-
-        return markdown.verdict_short(self)
 
 
 def verdict(comparisons: Sequence[DatasetComparison], candidates: Sequence[str] | None = None) -> Verdict:

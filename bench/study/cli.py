@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.errors import StudyError
-from bench.report.record import locate
+from bench.results.record import locate
 from bench.stores import mask
 from bench.study.definition import load
 from bench.study.resume import Committed

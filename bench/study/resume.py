@@ -10,7 +10,7 @@ re-tuning) matters for a cell whose retrains were cut off: the seeds still to ru
 the same best configuration as the seeds already recorded.
 
 The report merges the same way: runs read from the stores win, runs only in the committed
-record are kept (:func:`bench.report.record.merge`), so the record grows over invocations and
+record are kept (:func:`bench.results.record.merge`), so the record grows over invocations and
 its session rows say how many there were.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import StudyError
-from bench.report import record as record_mod
+from bench.results import record as record_mod
 from bench.tracking import RUN_ID_ATTR
 
 log = logging.getLogger("bench.study")

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from bench import tracking
-from bench.report import content, markdown, record
+from bench.report import content, markdown
 from bench.report.build import build_from_record
 from bench.report.collect import study_data
+from bench.results import record
 
 
 def _record(tmp_path):

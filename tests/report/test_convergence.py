@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from bench.report import convergence
+from bench.report import content, convergence, markdown
 
 
 def _row(curve, trained=None, budget=10, direction="maximize", ds="d", arch="a"):
@@ -42,5 +42,5 @@ def test_cells_need_half_their_seeds_and_unknowns_are_not_converged():
     assert bool(cells.loc["b", "cell_converged"]) is False and cells.loc["b", "converged"] == 1
     assert cells.loc["c", "cell_converged"] is None and cells.loc["c", "unknown"] == 1
     assert convergence.summary(cells.reset_index()) == (1, 2, 1)
-    text = convergence.section(cells.reset_index())
+    text = markdown.convergence(content.convergence_section(cells.reset_index(), convergence.TAIL))
     assert "**1 of 2 judged cells converged (50%)**" in text and "| d | `b` | 1 of 3 |" in text

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.report import collect, legacy, record
+from bench.report import collect, legacy
+from bench.results import record
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU = ROOT / "reports" / "cpu"

@@ -15,8 +15,8 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from bench import tracking
-from bench.report import record
 from bench.report.__main__ import main as report_main
+from bench.results import record
 from bench.stores import StoreAddress
 from bench.study import SESSION_EXPERIMENT
 

@@ -10,6 +10,7 @@ import pytest
 from scipy import stats as ss
 
 from bench.report import across, aggregate, skill, variance
+from bench.results.rope import resolve_rope
 
 
 def test_skill_score_and_reference():
@@ -26,11 +27,11 @@ def test_skill_score_and_reference():
 
 
 def test_rope_convention_and_default_rule():
-    assert skill.resolve_rope(None, "maximize") == (0.005, "default")
-    assert skill.resolve_rope("null", "minimize") == (0.01, "default")
-    assert skill.resolve_rope(0.02, "minimize") == (0.02, "config")
+    assert resolve_rope(None, "maximize") == (0.005, "default")
+    assert resolve_rope("null", "minimize") == (0.01, "default")
+    assert resolve_rope(0.02, "minimize") == (0.02, "config")
     with pytest.raises(ValueError, match="rope"):
-        skill.resolve_rope(-1, "maximize")
+        resolve_rope(-1, "maximize")
     # Error metrics: a fraction of the naive error; maximised metrics: absolute.
     assert skill.rope_in_score_units(0.01, "minimize", 2.8e6) == pytest.approx(2.8e4)
     assert skill.rope_in_score_units(0.005, "maximize", 0.5) == 0.005

@@ -10,7 +10,7 @@ import pytest
 import scikit_posthocs as sp
 from scipy import stats as ss
 
-from bench.report import stats
+from bench.report import markdown, stats
 
 # Demšar (2006), Table 6: AUC of four C4.5 variants on 14 data sets.
 DEMSAR_NAMES = ["C4.5", "C4.5+m", "C4.5+cf", "C4.5+m+cf"]
@@ -104,14 +104,14 @@ def test_power_note_for_few_datasets():
     note = stats.power_note(k=11, n_datasets=4)
     assert note.weak
     assert note.cd == pytest.approx(stats.nemenyi_cd(11, 4))
-    assert "not evidence that the architectures are equivalent" in note.text
+    assert "not evidence that the architectures are equivalent" in markdown.power_note(note)
     # Demšar's example is far better powered for one-rank gaps.
     assert stats.datasets_needed(4, 1.0) == math.floor(2.569**2 * 20 / 6) + 1 or \
         stats.datasets_needed(4, 1.0) == 23
     assert stats.nemenyi_cd(4, stats.datasets_needed(4, 1.0)) < 1.0
     assert stats.nemenyi_cd(4, stats.datasets_needed(4, 1.0) - 1) >= 1.0
     # Two datasets, many architectures: nothing can be separated.
-    assert "no pair of architectures can be separated" in stats.power_note(20, 2).text
+    assert "no pair of architectures can be separated" in markdown.power_note(stats.power_note(20, 2))
 
 
 def test_holm_against_hand_computed_values():
@@ -231,7 +231,7 @@ def test_verdict_single_best_when_in_every_top_group():
     v = stats.verdict(comps)
     assert v.single_best == "gru"
     assert v.always_top == ["gru"]
-    assert "Single best: `gru`" in v.text
+    assert "Single best: `gru`" in markdown.verdict_text(v)
 
 
 def test_verdict_no_single_best_when_winners_differ_or_tie():
@@ -248,7 +248,7 @@ def test_verdict_no_single_best_when_winners_differ_or_tie():
     t1 = _comparison("d1", {"gru": [0.95 + e for e in noise], "lstm": [0.95 - e for e in noise]})
     v = stats.verdict([t1])
     assert v.single_best is None and v.always_top == ["gru", "lstm"]
-    assert "cannot tell them apart" in v.text
+    assert "cannot tell them apart" in markdown.verdict_text(v)
 
 
 def test_verdict_candidates_exclude_baselines():

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.report import analysis, sensitivity, stats
+from bench.report import analysis, markdown, sensitivity, stats
 
 NOISE = [0.0, 0.002, -0.001, 0.001, -0.002]
 
@@ -58,7 +58,7 @@ def test_one_surviving_seed_cannot_join_the_top_group_or_win():
     assert not t.loc["lstm", "in_top_group"] and not t.loc["lstm", "significantly_worse"]
     assert c.untested == ["lstm"]
     v = stats.verdict([c])
-    assert v.single_best == "gru" and "untested" in v.text
+    assert v.single_best == "gru" and "untested" in markdown.verdict_text(v)
 
 
 def test_nan_scores_are_dropped_not_counted():

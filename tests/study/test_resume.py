@@ -12,8 +12,9 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from bench.errors import StudyError
-from bench.report import record
 from bench.report.build import build, build_from_record
+from bench.results import reader, record
+from bench.stores import StoreAddress
 from bench.study import Runner, load
 from bench.study.resume import Committed
 
@@ -56,7 +57,7 @@ def test_fresh_clone_resumes_from_the_committed_record(tmp_path, monkeypatch):
     exps = [e.experiment_id for e in client.search_experiments()]
     for r in client.search_runs(exps, "tags.phase = 'final'"):
         client.delete_run(r.info.run_id)
-    tuned_only = record.from_store(uri_a, "smoke")
+    tuned_only = reader.from_store(StoreAddress.tracking(uri_a), "smoke")
     assert (tuned_only["kind"] == "final").sum() == 0
     trials = tuned_only[(tuned_only["kind"] == "trial")
                         & (tuned_only["optuna_study"] == "smoke.synthetic.gru-single")]

@@ -82,8 +82,8 @@ def test_more_seeds_on_a_dataset_where_runs_take_seconds(tmp_path):
     # The report plans (and waits for) the dataset's own seeds.
     from omegaconf import OmegaConf
 
-    from bench.report import record
     from bench.report.build import build_from_record
+    from bench.results import record
 
     definition = OmegaConf.to_yaml(load(SMOKE, [
         "seeds=2", "datasets.synthetic.seeds=3", "architectures.cells=[gru]", "baselines={}",
@@ -100,11 +100,11 @@ def test_more_seeds_on_a_dataset_where_runs_take_seconds(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert "**The study is not finished**: 4 of 5 planned final runs" in text
     assert "In progress: `synthetic` (2/3)" in text
-    from bench.report.build import _seeds_text
+    from bench.report import content, markdown
 
     runs = pd.DataFrame([{"dataset": d, "seed": s} for d, n in (("x", 5), ("y", 10), ("z", 5))
                          for s in range(n)])
-    assert _seeds_text(runs, ["x", "y", "z"]) == "5 (0-4); 10 (0-9) on `y`"
+    assert markdown.seeds(content.seed_sets(runs, ["x", "y", "z"])) == "5 (0-4); 10 (0-9) on `y`"
 
 
 def test_finished_runs_are_told_apart_by_tuning_seed(tmp_path):
