@@ -47,7 +47,7 @@ def test_fresh_clone_resumes_from_the_committed_record(tmp_path, monkeypatch):
     uri_a = f"sqlite:///{a / 'mlflow.db'}"
     assert Runner(load(SMOKE, [f"tracking_uri={uri_a}", *OVERRIDES]),
                   echo=lambda *_: None).run("first") == 0
-    build("smoke", uri_a, a / "reports" / "smoke")
+    build("smoke", StoreAddress.tracking(uri_a), a / "reports" / "smoke")
     rec = _text(a / "reports" / "smoke" / "record")
     assert set(rec["kind"]) == {"session", "tune", "trial", "final", "baseline"}
 
@@ -110,7 +110,7 @@ def test_fresh_clone_resumes_from_the_committed_record(tmp_path, monkeypatch):
     # The report keeps the committed runs, adds the new ones, counts every sitting, and
     # regenerates byte for byte from the record alone.
     out = b / "reports" / "smoke"
-    build("smoke", uri_b, out)
+    build("smoke", StoreAddress.tracking(uri_b), out)
     merged = _text(out / "record")
     assert (merged["kind"] == "session").sum() == 3
     finals = merged[merged["kind"] == "final"]

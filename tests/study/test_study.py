@@ -223,7 +223,8 @@ def test_tiny_study_runs_resumes_without_redo_and_reports(tmp_path, monkeypatch)
     assert tuned == {str(best["optim.lr"])}   # the retrains use the best trial's values
 
     # The report reads it all back, twice, identically.
-    a, b = build("smoke", uri, tmp_path / "a"), build("smoke", uri, tmp_path / "b")
+    store = StoreAddress.tracking(uri)
+    a, b = build("smoke", store, tmp_path / "a"), build("smoke", store, tmp_path / "b")
     text = (a / "README.md").read_text()
     assert "## Across datasets" in text and (a / "record" / "synthetic.csv").is_file()
     assert "| `gru-single` | 2 | 2 | 0 | 0 |" in text  # the tuning budget per cell
