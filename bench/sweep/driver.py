@@ -253,7 +253,8 @@ class Supervisor:
     def spawn(self, i: int) -> subprocess.Popen:
         place = self.placements[i]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.sweep.worker", str(self.payload), str(i)],
+            [sys.executable, "-m", "bench.sweep.worker_entry", str(self.payload), str(i),
+             str(os.getpid())],
             env={**os.environ, **place.env}, cwd=str(launch_dir()),
         )
         log.info("worker %d started (pid %d) on %s", i, proc.pid, place.device)

@@ -21,8 +21,9 @@ MLflow tags and parent run and calls :func:`bench.train.run` itself; nothing abo
 trial is kept in process-wide state or in the run's config.
 
 Every worker runs :func:`work`: in the sweep's own process for one worker, else in a
-process started with ``python -m bench.sweep.worker PAYLOAD.json INDEX`` or as a Hydra
-launcher job, both of which read the payload :func:`write_payload` wrote.
+process started with ``python -m bench.sweep.worker_entry PAYLOAD.json INDEX SWEEP_PID``
+(:mod:`bench.sweep.worker_entry`, which ties the worker's life to the sweep's before any heavy
+import) or as a Hydra launcher job, both of which read the payload :func:`write_payload` wrote.
 """
 
 from __future__ import annotations
@@ -352,34 +353,11 @@ def _set_attrs(trial: optuna.Trial, **attrs: Any) -> None:
         log.warning("trial %d was finished by another worker (stale heartbeat?)", trial.number)
 
 
-def stop_with_parent() -> None:
-    """Asks Linux to send this worker SIGTERM when the sweep that started it dies.
-
-    A sweep killed with SIGKILL cannot forward anything; without this its workers would run
-    on without a parent. With it they stop as on a forwarded SIGTERM: the running trial ends
-    at its next batch and is queued again, for whichever sweep resumes the study.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    parent_pid = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:   # the parent died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
         print("usage: python -m bench.sweep.worker PAYLOAD.json WORKER_INDEX", file=sys.stderr)
         return 2
-    stop_with_parent()
     logging.basicConfig(level=logging.INFO, format="[worker %(process)d] %(message)s")
     report = run_payload(argv[0], int(argv[1]))
     # the parent reads the exit code; this line is for the person watching the sweep

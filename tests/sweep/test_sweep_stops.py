@@ -205,3 +205,15 @@ def test_study_stopped_by_sigterm_exits_143_and_closes_its_session(tmp_path):
     assert not [r for r in runs if r.info.status == "RUNNING"]
     (session,) = [r for r in runs if r.data.tags.get("phase") == "session"]
     assert session.info.status == "KILLED"
+
+
+def test_a_worker_whose_sweep_is_gone_stops_before_loading_anything():
+    """The parent check comes before the heavy imports: a worker started for a sweep that died
+    meanwhile (here: a pid no process can have) stops at once, and never loads torch."""
+    gone = 2 ** 22 + 1
+    code = ("import sys; from bench.sweep import worker_entry as w; "
+            f"rc = w.main(['payload.json', '0', '{gone}']); "
+            "assert 'torch' not in sys.modules and 'lightning' not in sys.modules; sys.exit(rc)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM, p.stderr
+    assert f"worker 0: its sweep (pid {gone}) is gone; not starting" in p.stderr
