@@ -129,12 +129,11 @@ class ReplicaNet(nn.Module):
 
     @torch.no_grad()
     def write_replica(self, k: int, model: nn.Module,
-                      weights: dict[str, torch.Tensor] | None = None) -> nn.Module:
-        """Replica ``k``'s weights (or the stacked ``weights`` given) into a single model."""
-        source = weights if weights is not None else {n: self.p(n) for n in self.names}
+                      state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+        """Replica ``k``'s current weights, or a saved ``replica_state``, into a single model."""
         own = dict(model.named_parameters())
         for n in self.names:
-            own[n].copy_(source[n][k])
+            own[n].copy_(self.p(n)[k] if state is None else state[n])
         return model
 
     def replica_state(self, k: int) -> dict[str, torch.Tensor]:

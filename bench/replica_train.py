@@ -1,0 +1,318 @@
+"""K runs of one study cell (seeds, or folds) trained together as one ``ReplicaNet``.
+
+A plain loop, not a LightningModule. Lightning's automatic optimisation is one optimiser
+step, one gradient clip and one stop decision for the whole module, and its callbacks
+(early stopping, best checkpoint) stop or save the whole trainer; here every one of those
+is per replica. Each replica has its own step count (Adam's bias correction depends on
+it, and replicas on folds of different sizes take different numbers of steps), its own
+gradient-norm clip, its own early stop, best weights and NaN failure, and a replica that
+has stopped, failed or run out of batches in an epoch is not updated at all. Expressed as
+manual optimisation with masks inside Lightning, all of that would bypass Lightning anyway
+and add its per-step hook overhead, which on small data is what grouping removes.
+
+What the loop does reproduce is what ``bench.train.run`` does per run, rule for rule, so
+each replica's record is the one an independent run would give (the tests check this with
+dropout 0): the same batches (``IndexBatchSampler`` with the replica's seed, reshuffled per
+epoch), the same loss, the same optimisers (Adam, Keras-default RMSprop, SGD), Lightning's
+clip by global norm, Lightning's ``EarlyStopping`` rule (strict improvement, patience) and
+``BestCheckpoint``'s (ties go to the later epoch), the epoch's training loss as the mean over
+its samples, validation metrics from the same torchmetrics objects as ``BenchTask``, and a
+non-finite training loss failing the replica at the end of its epoch, before validation.
+
+Replicas whose batches are smaller, or who have no batch at a step (a smaller fold, or a
+stopped replica), still run through the grouped computation on padding rows whose loss
+weight is zero; their parameters and optimiser state are left exactly as they were.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from bench.data.base import DatasetInfo, Split
+from bench.data.module import IndexBatchSampler
+from bench.models.replicas import ReplicaNet
+from bench.task import make_metrics
+
+
+@dataclass
+class ReplicaResult:
+    """One replica's outcome, as ``bench.train.run`` would have recorded it alone."""
+
+    seed: int
+    status: str = "FINISHED"  # or FAILED (non-finite training loss)
+    error: str | None = None
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    best_epoch: int | None = None
+    best_score: float = math.nan
+    epochs_trained: int = 0
+    # the best epoch's weights under the single model's parameter names
+    best_state: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class ReplicaData:
+    """One replica's rows: its seed draws its batch order; folds give each their own splits."""
+
+    seed: int
+    train: Split
+    val: Split
+
+
+def _elementwise_loss(name: str):
+    if name == "cross_entropy":
+        return lambda out, y: nn.functional.cross_entropy(
+            out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+    if name == "mae":
+        return lambda out, y: (out - y).abs()
+    if name == "mse":
+        return lambda out, y: (out - y).square()
+    raise ValueError(f"unknown loss {name!r}; expected cross_entropy, mae or mse")
+
+
+class ReplicaOptimizer:
+    """Adam / RMSprop / SGD on stacked parameters, one state and step count per replica.
+
+    The updates are elementwise, as in ``torch.optim``, with the same formulas (L2 weight
+    decay added to the gradient, Adam's bias correction from the replica's own step
+    count); ``step(mask)`` leaves a replica whose mask is False exactly as it was.
+    """
+
+    def __init__(self, params: list[nn.Parameter], k: int, optim: dict):
+        self.params = [p for p in params if p.requires_grad]
+        self.name = optim["name"]
+        self.lr = float(optim["lr"])
+        self.wd = float(optim.get("weight_decay", 0.0))
+        self.momentum = float(optim.get("momentum", 0.0))
+        device, dtype = self.params[0].device, self.params[0].dtype
+        self.steps = torch.zeros(k, device=device, dtype=dtype)
+        self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def clip_(self, max_norm: float) -> None:
+        """``torch.nn.utils.clip_grad_norm_`` (what Lightning's ``gradient_clip_val`` does),
+        with one total norm per replica."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        sq = sum(g.square().flatten(1).sum(1) for g in grads)
+        coef = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+
+    @torch.no_grad()
+    def step(self, mask: torch.Tensor) -> None:
+        self.steps += mask.to(self.steps.dtype)
+        for p, (s1, s2) in zip(self.params, self.state, strict=True):
+            if p.grad is None:
+                continue
+            shape = (-1, *([1] * (p.dim() - 1)))
+            live = mask.view(shape)
+            g = p.grad if self.wd == 0 else p.grad + self.wd * p
+            if self.name == "adam":
+                b1, b2, eps = 0.9, 0.999, 1e-8
+                m = torch.where(live, s1.lerp(g, 1 - b1), s1)
+                v = torch.where(live, s2 * b2 + (1 - b2) * g * g, s2)
+                # a replica that has not stepped yet has step 0: its bias correction is
+                # never used (masked), clamp keeps it finite
+                n = self.steps.clamp(min=1).view(shape)
+                bc1, bc2 = 1 - b1 ** n, 1 - b2 ** n
+                new = p - (self.lr / bc1) * m / (v.sqrt() / bc2.sqrt() + eps)
+                s1.copy_(m)
+                s2.copy_(v)
+            elif self.name == "rmsprop":  # Keras's defaults, as BenchTask configures it
+                v = torch.where(live, s2 * 0.9 + 0.1 * g * g, s2)
+                new = p - self.lr * g / (v.sqrt() + 1e-7)
+                s2.copy_(v)
+            elif self.name == "sgd":
+                if self.momentum:
+                    # a zero buffer makes the first step's ``momentum * 0 + g`` torch's clone
+                    buf = torch.where(live, self.momentum * s1 + g, s1)
+                    s1.copy_(buf)
+                    g = buf
+                new = p - self.lr * g
+            else:
+                raise ValueError(f"unknown optimizer {self.name!r}")
+            p.copy_(torch.where(live, new, p))
+
+
+def _gather(splits: list[Split], idx: list[torch.Tensor | None]) -> tuple[dict, torch.Tensor]:
+    """One grouped batch ``(K, B, ...)`` and its row weights ``(K, B)`` (0 on padding)."""
+    b = max(len(i) for i in idx if i is not None)
+    rows, counts = [], []
+    for i in idx:
+        n = 0 if i is None else len(i)
+        counts.append(n)
+        if n < b:
+            fill = torch.zeros(b - n, dtype=torch.long) if i is None else i[:1].expand(b - n)
+            i = fill if i is None else torch.cat([i, fill])
+        rows.append(i)
+    if all(s is splits[0] for s in splits):
+        # one split shared by every replica (seeds): one gather for the whole group
+        flat = splits[0][torch.cat(rows)]
+        batch = {key: v.view(len(rows), b, *v.shape[1:]) for key, v in flat.items()}
+    else:
+        parts = [s[i] for s, i in zip(splits, rows, strict=True)]
+        batch = {key: torch.stack([p[key] for p in parts]) for key in parts[0]}
+    weights = (torch.arange(b) < torch.tensor(counts).unsqueeze(1)).to(batch["x"].device)
+    return batch, weights
+
+
+def _epoch_batches(samplers: list[IndexBatchSampler], live: list[bool],
+                   epoch: int) -> list[list[torch.Tensor]]:
+    out = []
+    for sampler, on in zip(samplers, live, strict=True):
+        sampler.set_epoch(epoch)
+        out.append(list(sampler) if on else [])
+    return out
+
+
+def _steps(batches: list[list[torch.Tensor]]):
+    for s in range(max((len(b) for b in batches), default=0)):
+        yield s, [b[s] if s < len(b) else None for b in batches]
+
+
+def train_replicas(
+    net: ReplicaNet,
+    info: DatasetInfo,
+    data: list[ReplicaData],
+    *,
+    loss: str,
+    optim: dict,
+    batch_size: int,
+    eval_batch_size: int | None = None,
+    max_epochs: int,
+    patience: int | None = None,
+    gradient_clip_val: float | None = None,
+    metric: str | None = None,
+    direction: str | None = None,
+) -> list[ReplicaResult]:
+    """Trains the K replicas of ``net`` together; one result per replica, in order."""
+    k = net.k
+    if len(data) != k:
+        raise ValueError(f"{k} replicas but {len(data)} data entries")
+    metric = metric or info.metric
+    maximize = (direction or info.direction) == "maximize"
+    device = next(net.parameters()).device
+    eval_bs = eval_batch_size or batch_size
+    lossf = _elementwise_loss(loss)
+    opt = ReplicaOptimizer(list(net.parameters()), k, optim)
+    train_samplers = [IndexBatchSampler(len(d.train), batch_size, True, d.seed, "cpu")
+                      for d in data]
+    val_batches = [list(IndexBatchSampler(len(d.val), eval_bs, False, d.seed, "cpu"))
+                   for d in data]
+    metrics = [make_metrics(info).to(device) for _ in range(k)]
+    results = [ReplicaResult(seed=d.seed) for d in data]
+    live = [True] * k
+    best = [-math.inf if maximize else math.inf] * k  # BestCheckpoint's best
+    stop_best = list(best)  # EarlyStopping's best
+    wait = [0] * k
+    train_splits = [d.train for d in data]
+    val_splits = [d.val for d in data]
+
+    def forward(batch):
+        out = net(batch["x"], batch.get("lengths"))
+        return out.squeeze(-1) if info.task == "regression" else out
+
+    for epoch in range(max_epochs):
+        if not any(live):
+            break
+        t0 = time.perf_counter()
+        net.train()
+        loss_sum = torch.zeros(k, device=device, dtype=torch.float64)
+        rows = torch.zeros(k, device=device, dtype=torch.float64)
+        nonfinite = torch.zeros(k, device=device, dtype=torch.bool)
+        for _, idx in _steps(_epoch_batches(train_samplers, live, epoch)):
+            batch, w = _gather(train_splits, idx)
+            wf = w.to(batch["x"].dtype if batch["x"].is_floating_point() else torch.float32)
+            per_row = lossf(forward(batch), batch["y"])
+            n = wf.sum(1)
+            per_replica = (per_row * wf.to(per_row.dtype)).sum(1) / n.clamp(min=1).to(
+                per_row.dtype)
+            opt.zero_grad()
+            per_replica.sum().backward()
+            stepping = n > 0
+            if gradient_clip_val:
+                opt.clip_(float(gradient_clip_val))
+            opt.step(stepping)
+            lr = per_replica.detach()
+            nonfinite |= stepping & ~torch.isfinite(lr)
+            loss_sum += torch.where(stepping, lr.double() * n.double(), 0.0)
+            rows += n.double()
+        bad = nonfinite.tolist()
+        mean_loss = (loss_sum / rows.clamp(min=1)).tolist()
+        for r in range(k):
+            if not live[r]:
+                continue
+            if bad[r]:
+                live[r] = False
+                results[r].status = "FAILED"
+                results[r].error = f"training loss became NaN or infinite at epoch {epoch}"
+                continue
+            results[r].history.setdefault("train/loss", []).append((epoch, mean_loss[r]))
+        scores = _validate(net, forward, lossf, val_splits, val_batches, live, metrics, metric,
+                           results, epoch)
+        seconds = time.perf_counter() - t0
+        for r in range(k):
+            if not live[r]:
+                continue
+            res = results[r]
+            res.epochs_trained += 1
+            res.history.setdefault("time/epoch_s", []).append((epoch, seconds))
+            score = scores[r]
+            finite = math.isfinite(score)
+            if finite and (score >= best[r] if maximize else score <= best[r]):
+                best[r], res.best_score, res.best_epoch = score, score, epoch
+                res.best_state = net.replica_state(r)
+            if patience:
+                if not finite:
+                    live[r] = False
+                elif score > stop_best[r] if maximize else score < stop_best[r]:
+                    stop_best[r], wait[r] = score, 0
+                else:
+                    wait[r] += 1
+                    if wait[r] >= patience:
+                        live[r] = False
+    return results
+
+
+@torch.no_grad()
+def _validate(net, forward, lossf, splits, batches, live, metrics, metric, results,
+              epoch) -> list[float]:
+    net.eval()
+    k = len(splits)
+    loss_sum = [0.0] * k
+    rows = [0] * k
+    for s in range(max(len(b) for b in batches)):
+        idx = [b[s] if (s < len(b) and live[r]) else None for r, b in enumerate(batches)]
+        if all(i is None for i in idx):
+            break
+        batch, _ = _gather(splits, idx)
+        out = forward(batch)
+        per_row = lossf(out, batch["y"])
+        preds = out.argmax(-1) if out.dim() == 3 else out
+        for r, i in enumerate(idx):
+            if i is None:
+                continue
+            n = len(i)
+            metrics[r].update(preds[r, :n], batch["y"][r, :n])
+            loss_sum[r] += float(per_row[r, :n].sum())
+            rows[r] += n
+    scores = [math.nan] * k
+    for r in range(k):
+        if not live[r]:
+            continue
+        values = {key: float(v) for key, v in metrics[r].compute().items()}
+        metrics[r].reset()
+        scores[r] = values[metric]
+        h = results[r].history
+        h.setdefault("val/loss", []).append((epoch, loss_sum[r] / max(rows[r], 1)))
+        for key, v in values.items():
+            h.setdefault(f"val/{key}", []).append((epoch, v))
+    return scores
