@@ -52,6 +52,7 @@ class ReplicaResult:
     epochs_trained: int = 0
     # the best epoch's weights under the single model's parameter names
     best_state: dict[str, torch.Tensor] | None = None
+    test_metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -316,3 +317,53 @@ def _validate(net, forward, lossf, splits, batches, live, metrics, metric, resul
         for key, v in values.items():
             h.setdefault(f"val/{key}", []).append((epoch, v))
     return scores
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, info: DatasetInfo, split: Split, batch_size: int,
+             prefix: str = "test/") -> dict[str, float]:
+    """A single model scored on a split with ``BenchTask``'s metric objects."""
+    model.eval()
+    coll = make_metrics(info).to(next(model.parameters()).device)
+    for idx in IndexBatchSampler(len(split), batch_size, False, 0):
+        batch = split[idx]
+        out = model(batch["x"], batch.get("lengths"))
+        preds = out.argmax(-1) if info.task == "classification" else out.squeeze(-1)
+        coll.update(preds, batch["y"])
+    return {f"{prefix}{k}": float(v) for k, v in coll.compute().items()}
+
+
+def fit_seeds(cfg, seeds: list[int], prepared=None) -> tuple[list[ReplicaResult], list]:
+    """The final retrains of one study cell, one replica per seed, on one config.
+
+    Each replica's model is built exactly as ``bench.train`` builds its run's (seeded by
+    ``pl.seed_everything(seed)``, then ``build_model``), trained by :func:`train_replicas`
+    and, where it finished, tested with its best epoch's weights written back into that
+    single model. Returns the results and the single models, so a caller can record each
+    replica as a run of its own (no MLflow here).
+    """
+    import lightning.pytorch as pl
+
+    from bench import data as bench_data
+    from bench.models import build_model
+
+    prepared = prepared or bench_data.build(cfg.dataset, cfg.data_dir)
+    info = prepared.info
+    models = []
+    for seed in seeds:
+        pl.seed_everything(seed, workers=True, verbose=False)
+        models.append(build_model(cfg.model, info, cfg.data_dir))
+    net = ReplicaNet(models)
+    t = cfg.trainer
+    results = train_replicas(
+        net, info, [ReplicaData(s, prepared.train, prepared.val) for s in seeds],
+        loss=cfg.dataset.loss, optim=dict(cfg.optim), batch_size=int(cfg.batch_size),
+        eval_batch_size=int(cfg.eval_batch_size), max_epochs=int(t.max_epochs),
+        patience=t.get("early_stopping_patience"),
+        gradient_clip_val=t.get("gradient_clip_val"),
+        metric=cfg.dataset.metric, direction=cfg.dataset.direction)
+    for r, (res, model) in enumerate(zip(results, models, strict=True)):
+        if res.status == "FINISHED" and res.best_state is not None:
+            net.write_replica(r, model, res.best_state)
+            res.test_metrics = evaluate(model, info, prepared.test, int(cfg.eval_batch_size))
+    return results, models
