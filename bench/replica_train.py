@@ -165,12 +165,21 @@ def _gather(splits: list[Split], idx: list[torch.Tensor | None]) -> tuple[dict, 
     return batch, weights
 
 
-def _epoch_batches(samplers: list[IndexBatchSampler], live: list[bool],
-                   epoch: int) -> list[list[torch.Tensor]]:
+def _limit(n: int, limit: int | float | None) -> int:
+    """Lightning's ``limit_*_batches``: an int caps the count, a float keeps a fraction."""
+    if limit is None:
+        return n
+    if isinstance(limit, float):
+        return int(n * limit)
+    return min(n, int(limit))
+
+
+def _epoch_batches(samplers: list[IndexBatchSampler], live: list[bool], epoch: int,
+                   limit: int | float | None = None) -> list[list[torch.Tensor]]:
     out = []
     for sampler, on in zip(samplers, live, strict=True):
         sampler.set_epoch(epoch)
-        out.append(list(sampler) if on else [])
+        out.append(list(sampler)[: _limit(len(sampler), limit)] if on else [])
     return out
 
 
@@ -193,6 +202,8 @@ def train_replicas(
     gradient_clip_val: float | None = None,
     metric: str | None = None,
     direction: str | None = None,
+    limit_train_batches: int | float | None = None,
+    limit_val_batches: int | float | None = None,
 ) -> list[ReplicaResult]:
     """Trains the K replicas of ``net`` together; one result per replica, in order."""
     k = net.k
@@ -206,8 +217,8 @@ def train_replicas(
     opt = ReplicaOptimizer(list(net.parameters()), k, optim)
     train_samplers = [IndexBatchSampler(len(d.train), batch_size, True, d.seed, "cpu")
                       for d in data]
-    val_batches = [list(IndexBatchSampler(len(d.val), eval_bs, False, d.seed, "cpu"))
-                   for d in data]
+    val_batches = [b[: _limit(len(b), limit_val_batches)] for b in (
+        list(IndexBatchSampler(len(d.val), eval_bs, False, d.seed, "cpu")) for d in data)]
     metrics = [make_metrics(info).to(device) for _ in range(k)]
     results = [ReplicaResult(seed=d.seed) for d in data]
     live = [True] * k
@@ -229,7 +240,8 @@ def train_replicas(
         loss_sum = torch.zeros(k, device=device, dtype=torch.float64)
         rows = torch.zeros(k, device=device, dtype=torch.float64)
         nonfinite = torch.zeros(k, device=device, dtype=torch.bool)
-        for _, idx in _steps(_epoch_batches(train_samplers, live, epoch)):
+        for _, idx in _steps(_epoch_batches(train_samplers, live, epoch,
+                                                limit_train_batches)):
             batch, w = _gather(train_splits, idx)
             wf = w.to(batch["x"].dtype if batch["x"].is_floating_point() else torch.float32)
             per_row = lossf(forward(batch), batch["y"])
@@ -321,11 +333,12 @@ def _validate(net, forward, lossf, splits, batches, live, metrics, metric, resul
 
 @torch.no_grad()
 def evaluate(model: nn.Module, info: DatasetInfo, split: Split, batch_size: int,
-             prefix: str = "test/") -> dict[str, float]:
+             prefix: str = "test/", limit: int | float | None = None) -> dict[str, float]:
     """A single model scored on a split with ``BenchTask``'s metric objects."""
     model.eval()
     coll = make_metrics(info).to(next(model.parameters()).device)
-    for idx in IndexBatchSampler(len(split), batch_size, False, 0):
+    batches = list(IndexBatchSampler(len(split), batch_size, False, 0))
+    for idx in batches[: _limit(len(batches), limit)]:
         batch = split[idx]
         out = model(batch["x"], batch.get("lengths"))
         preds = out.argmax(-1) if info.task == "classification" else out.squeeze(-1)
@@ -361,9 +374,12 @@ def fit_seeds(cfg, seeds: list[int], prepared=None) -> tuple[list[ReplicaResult]
         eval_batch_size=int(cfg.eval_batch_size), max_epochs=int(t.max_epochs),
         patience=t.get("early_stopping_patience"),
         gradient_clip_val=t.get("gradient_clip_val"),
-        metric=cfg.dataset.metric, direction=cfg.dataset.direction)
+        metric=cfg.dataset.metric, direction=cfg.dataset.direction,
+        limit_train_batches=t.get("limit_train_batches"),
+        limit_val_batches=t.get("limit_val_batches"))
     for r, (res, model) in enumerate(zip(results, models, strict=True)):
         if res.status == "FINISHED" and res.best_state is not None:
             net.write_replica(r, model, res.best_state)
-            res.test_metrics = evaluate(model, info, prepared.test, int(cfg.eval_batch_size))
+            res.test_metrics = evaluate(model, info, prepared.test, int(cfg.eval_batch_size),
+                                         limit=t.get("limit_test_batches"))
     return results, models

@@ -173,3 +173,33 @@ def test_best_weights_go_back_into_a_single_model(tmp_path):
     single = net.write_replica(2, model(cfg, INFO, 99), got[2].best_state)
     acc = (single(val.x).argmax(-1) == val.y).double().mean()
     assert float(acc) == pytest.approx(got[2].best_score)
+
+
+@pytest.mark.parametrize("overrides", [
+    ("dataset=synthetic", "model=gru", "model.hidden_size=8"),
+    ("dataset=synthetic_series", "model=lstm", "model.topology=stacked", "model.hidden_size=6",
+     "trainer.max_epochs=6", "trainer.early_stopping_patience=1",
+     "trainer.gradient_clip_val=0.1"),
+])
+def test_fit_seeds_matches_train_run_per_seed(make_cfg, overrides):
+    """Each replica's record is the one ``bench.train.run`` gives its seed alone."""
+    from mlflow.tracking import MlflowClient
+
+    from bench.replica_train import fit_seeds
+    from bench.train import run
+
+    cfg = make_cfg(*overrides)
+    got, _ = fit_seeds(cfg, list(SEEDS))
+    client = MlflowClient(cfg.tracking.uri)
+    metric = cfg.dataset.metric
+    for r, seed in enumerate(SEEDS):
+        cfg.seed = seed
+        alone = run(cfg)
+        curve = [m.value for m in client.get_metric_history(alone.run_id, "train/loss")]
+        ours = [v for _, v in got[r].history["train/loss"]]
+        torch.testing.assert_close(torch.tensor(ours), torch.tensor(curve), rtol=2e-4,
+                                   atol=1e-6)
+        assert got[r].epochs_trained == alone.epochs_trained
+        assert got[r].best_score == pytest.approx(alone.objective, rel=1e-4, abs=1e-6)
+        assert got[r].test_metrics[f"test/{metric}"] == pytest.approx(
+            alone.test_metrics[f"test/{metric}"], rel=1e-4, abs=1e-6)
