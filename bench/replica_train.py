@@ -383,3 +383,69 @@ def fit_seeds(cfg, seeds: list[int], prepared=None) -> tuple[list[ReplicaResult]
             res.test_metrics = evaluate(model, info, prepared.test, int(cfg.eval_batch_size),
                                          limit=t.get("limit_test_batches"))
     return results, models
+
+
+def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
+              parent_run_id: str | None = None) -> list:
+    """``bench.train.run`` for several seeds of one config at once: one MLflow run per seed.
+
+    The runs are opened before training, so a failure of the group leaves each of them
+    FAILED (or KILLED) with its error, as a single run would be. Each run carries the tags
+    and params its seed's ``bench.train.run`` would, plus ``replicas`` (the group's size);
+    its per-epoch metrics are logged with the epoch as the step. Figures and checkpoints
+    are not written. Returns one ``bench.train.RunResult`` per seed, in order.
+    """
+    from omegaconf import OmegaConf
+
+    from bench import tracking
+    from bench.config import validate
+    from bench.models import arch_name, n_params
+    from bench.train import RunResult
+
+    validate(cfg)
+    uri, client, exp_id = tracking.open_experiment(
+        cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    arch = arch_name(cfg.model)
+    metric, direction = cfg.dataset.metric, cfg.dataset.direction
+    out: list[RunResult] = []
+    for seed in seeds:
+        run_tags = {**tracking.standard_tags(cfg, arch), tracking.TAGS["seed"]: seed,
+                    tracking.TAGS["hardware"]: tracking.hardware(),
+                    tracking.TAGS["command"]: tracking.command_line(),
+                    "replicas": len(seeds), **(tags or {})}
+        name = cfg.get("run_name") or f"{cfg.dataset.name}-{arch}-seed{seed}"
+        run_id = tracking.start_run(client, exp_id, name, run_tags, parent_run_id)
+        tracking.log_params(client, run_id,
+                            tracking.run_params({**resolved, "seed": seed}, tokens=False))
+        out.append(RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id))
+    start = time.perf_counter()
+    try:
+        results, models = fit_seeds(cfg, list(seeds))
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
+        for res in out:
+            res.status = status
+            tracking.log_tags(client, res.run_id, {
+                tracking.TAGS["error"]: f"{type(exc).__name__}: {exc}"[:4000]})
+            client.set_terminated(res.run_id, status)
+        raise
+    wall = (time.perf_counter() - start) / max(len(seeds), 1)
+    for res, rep, model in zip(out, results, models, strict=True):
+        res.status, res.wall_time_s = rep.status, wall
+        res.n_params, res.epochs_trained = n_params(model), rep.epochs_trained
+        res.objective, res.test_metrics = rep.best_score, dict(rep.test_metrics)
+        res.val_metrics = {k: v[-1][1] for k, v in rep.history.items() if k.startswith("val/")}
+        tracking.log_params(client, res.run_id, {
+            "n_params": res.n_params, "layer_sizes": getattr(model, "layer_sizes", None)})
+        for key, values in rep.history.items():
+            for epoch, value in values:
+                tracking.log_metrics(client, res.run_id, {key: value}, step=epoch)
+        final = {"epochs_trained": rep.epochs_trained, "time/wall_s": wall, **rep.test_metrics}
+        if math.isfinite(rep.best_score):
+            final[f"best/val_{metric}"] = rep.best_score
+        tracking.log_metrics(client, res.run_id, final)
+        if rep.error:
+            tracking.log_tags(client, res.run_id, {tracking.TAGS["error"]: rep.error})
+        client.set_terminated(res.run_id, "FINISHED" if rep.status == "FINISHED" else "FAILED")
+    return out

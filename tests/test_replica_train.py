@@ -203,3 +203,29 @@ def test_fit_seeds_matches_train_run_per_seed(make_cfg, overrides):
         assert got[r].best_score == pytest.approx(alone.objective, rel=1e-4, abs=1e-6)
         assert got[r].test_metrics[f"test/{metric}"] == pytest.approx(
             alone.test_metrics[f"test/{metric}"], rel=1e-4, abs=1e-6)
+
+
+def test_run_seeds_records_one_mlflow_run_per_seed(make_cfg, mlflow_uri):
+    from mlflow.tracking import MlflowClient
+
+    from bench.replica_train import run_seeds
+    from bench.train import run
+
+    cfg = make_cfg("dataset=synthetic", "model=gru", "model.hidden_size=8")
+    results = run_seeds(cfg, [4, 5], tags={"phase": "final"})
+    client = MlflowClient(mlflow_uri)
+    for seed, res in zip((4, 5), results, strict=True):
+        rec = client.get_run(res.run_id)
+        assert rec.info.status == "FINISHED" and res.status == "FINISHED"
+        assert rec.data.tags["seed"] == str(seed) and rec.data.tags["phase"] == "final"
+        assert rec.data.tags["replicas"] == "2"
+        assert rec.data.params["seed"] == str(seed)
+        assert int(rec.data.params["n_params"]) == res.n_params > 0
+        assert rec.data.metrics["best/val_accuracy"] == pytest.approx(res.objective)
+        assert len(client.get_metric_history(res.run_id, "train/loss")) == 2
+        assert "test/accuracy" in rec.data.metrics
+    cfg.seed = 5
+    alone = run(cfg)
+    assert results[1].objective == pytest.approx(alone.objective, abs=1e-6)
+    assert results[1].test_metrics["test/accuracy"] == pytest.approx(
+        alone.test_metrics["test/accuracy"], abs=1e-6)
