@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import lightning.pytorch as pl
@@ -121,12 +122,12 @@ def assert_same(got, want, metric):
             torch.testing.assert_close(p, best_state[f"model.{name}"], rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize(("cell", "topology"), [("gru", "single"), ("lstm", "stacked"),
-                                                ("rnn", "bidirectional")])
+@pytest.mark.parametrize(("cell", "topology"), list(itertools.product(
+    ("rnn", "lstm", "gru"), ("single", "stacked", "bidirectional", "stacked_bidirectional"))))
 def test_seeds_train_like_independent_runs(cell, topology, tmp_path):
     cfg = mcfg(cell=cell, topology=topology)
     train, val = split(37, INFO, 1), split(20, INFO, 2)
-    got, want = run_both(cfg, INFO, [train] * 3, [val] * 3, tmp_path)
+    got, want = run_both(cfg, INFO, [train] * 3, [val] * 3, tmp_path, epochs=4)
     assert_same(got, want, "accuracy")
 
 
