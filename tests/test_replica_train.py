@@ -230,3 +230,21 @@ def test_run_seeds_records_one_mlflow_run_per_seed(make_cfg, mlflow_uri):
     assert results[1].objective == pytest.approx(alone.objective, abs=1e-6)
     assert results[1].test_metrics["test/accuracy"] == pytest.approx(
         alone.test_metrics["test/accuracy"], abs=1e-6)
+
+
+def test_fit_seeds_matches_train_run_on_unequal_lengths(make_cfg, real_data_dir):
+    """JapaneseVowels: end-padded sequences of unequal length, read through ``lengths``."""
+    from bench.replica_train import fit_seeds
+    from bench.train import run
+
+    cfg = make_cfg("dataset=japanesevowels", "model=lstm", "model.topology=bidirectional",
+                   "model.hidden_size=8", f"data_dir={real_data_dir}",
+                   "trainer.limit_train_batches=null", "trainer.limit_val_batches=null",
+                   "trainer.limit_test_batches=null")
+    got, _ = fit_seeds(cfg, [0, 1])
+    for r, seed in enumerate((0, 1)):
+        cfg.seed = seed
+        alone = run(cfg)
+        assert got[r].best_score == pytest.approx(alone.objective, abs=1e-6)
+        assert got[r].test_metrics["test/accuracy"] == pytest.approx(
+            alone.test_metrics["test/accuracy"], abs=1e-6)
