@@ -93,6 +93,13 @@ class ReplicaOptimizer:
         self.steps = torch.zeros(k, device=device, dtype=dtype)
         self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
 
+    def keep(self, positions: list[int], params: list[nn.Parameter]) -> None:
+        """Keeps the state of the replicas at ``positions``, for the same model's
+        parameters after ``ReplicaNet.keep`` (which replaces them)."""
+        self.params = [p for p in params if p.requires_grad]
+        self.steps = self.steps[positions]
+        self.state = [(s1[positions], s2[positions]) for s1, s2 in self.state]
+
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
@@ -205,7 +212,11 @@ def train_replicas(
     limit_train_batches: int | float | None = None,
     limit_val_batches: int | float | None = None,
 ) -> list[ReplicaResult]:
-    """Trains the K replicas of ``net`` together; one result per replica, in order."""
+    """Trains the K replicas of ``net`` together; one result per replica, in order.
+
+    ``net`` shrinks as replicas stop or fail (``ReplicaNet.keep``): each replica's weights
+    to keep are its ``best_state``.
+    """
     k = net.k
     if len(data) != k:
         raise ValueError(f"{k} replicas but {len(data)} data entries")
@@ -232,22 +243,30 @@ def train_replicas(
         out = net(batch["x"], batch.get("lengths"))
         return out.squeeze(-1) if info.task == "regression" else out
 
+    group = list(range(k))  # the replica behind each position of the grouped model
     for epoch in range(max_epochs):
         if not any(live):
             break
+        if not all(live[r] for r in group):
+            # stopped and failed replicas leave the group: no compute is spent on them
+            keep = [g for g, r in enumerate(group) if live[r]]
+            net.keep(keep)
+            opt.keep(keep, list(net.parameters()))
+            group = [group[g] for g in keep]
+        size = len(group)
         t0 = time.perf_counter()
         net.train()
-        loss_sum = torch.zeros(k, device=device, dtype=torch.float64)
-        rows = torch.zeros(k, device=device, dtype=torch.float64)
-        nonfinite = torch.zeros(k, device=device, dtype=torch.bool)
-        for _, idx in _steps(_epoch_batches(train_samplers, live, epoch,
-                                                limit_train_batches)):
-            batch, w = _gather(train_splits, idx)
-            wf = w.to(batch["x"].dtype if batch["x"].is_floating_point() else torch.float32)
+        loss_sum = torch.zeros(size, device=device, dtype=torch.float64)
+        rows = torch.zeros(size, device=device, dtype=torch.float64)
+        nonfinite = torch.zeros(size, device=device, dtype=torch.bool)
+        samplers = [train_samplers[r] for r in group]
+        splits = [train_splits[r] for r in group]
+        for _, idx in _steps(_epoch_batches(samplers, [True] * size, epoch,
+                                            limit_train_batches)):
+            batch, w = _gather(splits, idx)
             per_row = lossf(forward(batch), batch["y"])
-            n = wf.sum(1)
-            per_replica = (per_row * wf.to(per_row.dtype)).sum(1) / n.clamp(min=1).to(
-                per_row.dtype)
+            n = w.to(per_row.dtype).sum(1)
+            per_replica = (per_row * w.to(per_row.dtype)).sum(1) / n.clamp(min=1)
             opt.zero_grad()
             per_replica.sum().backward()
             stepping = n > 0
@@ -260,29 +279,29 @@ def train_replicas(
             rows += n.double()
         bad = nonfinite.tolist()
         mean_loss = (loss_sum / rows.clamp(min=1)).tolist()
-        for r in range(k):
-            if not live[r]:
-                continue
-            if bad[r]:
+        for g, r in enumerate(group):
+            if bad[g]:
                 live[r] = False
                 results[r].status = "FAILED"
                 results[r].error = f"training loss became NaN or infinite at epoch {epoch}"
                 continue
-            results[r].history.setdefault("train/loss", []).append((epoch, mean_loss[r]))
-        scores = _validate(net, forward, lossf, val_splits, val_batches, live, metrics, metric,
-                           results, epoch)
+            results[r].history.setdefault("train/loss", []).append((epoch, mean_loss[g]))
+        scores = _validate(net, forward, lossf, [val_splits[r] for r in group],
+                           [val_batches[r] for r in group], [live[r] for r in group],
+                           [metrics[r] for r in group], metric, [results[r] for r in group],
+                           epoch)
         seconds = time.perf_counter() - t0
-        for r in range(k):
+        for g, r in enumerate(group):
             if not live[r]:
                 continue
             res = results[r]
             res.epochs_trained += 1
             res.history.setdefault("time/epoch_s", []).append((epoch, seconds))
-            score = scores[r]
+            score = scores[g]
             finite = math.isfinite(score)
             if finite and (score >= best[r] if maximize else score <= best[r]):
                 best[r], res.best_score, res.best_epoch = score, score, epoch
-                res.best_state = net.replica_state(r)
+                res.best_state = net.replica_state(g)
             if patience:
                 if not finite:
                     live[r] = False

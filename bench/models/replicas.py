@@ -136,6 +136,16 @@ class ReplicaNet(nn.Module):
             own[n].copy_(self.p(n)[k] if state is None else state[n])
         return model
 
+    @torch.no_grad()
+    def keep(self, positions: list[int]) -> None:
+        """Keeps only the replicas at ``positions`` (in that order); new parameter objects,
+        so an optimiser over the old ones must be rebuilt or told (``ReplicaOptimizer``)."""
+        for n in self.names:
+            old = self.p(n)
+            self.stacked[_key(n)] = nn.Parameter(old.detach()[positions].clone(),
+                                                 requires_grad=old.requires_grad)
+        self.k = len(positions)
+
     def replica_state(self, k: int) -> dict[str, torch.Tensor]:
         """Replica ``k``'s weights under the single model's names (a copy)."""
         return {n: self.p(n)[k].detach().clone() for n in self.names}
