@@ -106,3 +106,19 @@ def test_lstm_forget_bias_is_kept_per_replica():
     models = singles(mcfg(cell="lstm", forget_bias=1.0))
     b = ReplicaNet(models).p("layers.0.rnn.bias_ih_l0")
     assert torch.all(b[:, 6:12] == 1.0)
+
+
+@pytest.mark.parametrize("cfg", [dict(cell="gru", impl="cell", topology="stacked", dropout=0.3,
+                                      recurrent_dropout=0.3),
+                                 dict(cell="mlp", dropout=0.3)])
+def test_each_replica_draws_its_own_dropout_masks(cfg):
+    """Identical replicas on identical inputs differ in training only through their masks."""
+    torch.manual_seed(0)
+    model = build_model(mcfg(**cfg), CLS).double()
+    grouped = ReplicaNet([model] * K)
+    x = torch.randn(1, 4, 7, 5, dtype=torch.float64).expand(K, -1, -1, -1)
+    out = grouped.train()(x)
+    assert not torch.allclose(out[0], out[1])
+    out = grouped.eval()(x)
+    torch.testing.assert_close(out[0], out[1])
+    torch.testing.assert_close(out[0], model.eval()(x[0]))
