@@ -12,7 +12,9 @@ panel dataset, ``bench.train.run`` against a bare loop doing the same work: runs
 core utilisation, the numbers that size the panel study. Each comparison
     alternates its contenders within one process and reports medians, because this machine
     is noisy. Results go to ``reports/perf.md``; ``--only cells`` (or ``runs``) runs (d) (or
-(e)) alone and replaces only its section of an existing report.
+(e)) alone and replaces only its section of an existing report; (f) ``--only replicas``: one
+run per seed as ``bench.train.run``, as a bare loop, and as K seeds trained together as one
+grouped model (``bench.replica_train``), in runs per hour per core and memory per replica.
 """
 
 from __future__ import annotations
@@ -414,6 +416,180 @@ def runs_section(args, r: dict) -> str:
     ])
 
 
+REPLICAS_BEGIN, REPLICAS_END = "<!-- replicas:begin -->", "<!-- replicas:end -->"
+
+
+def _step_memory(model, batch, forward_loss) -> int:
+    """Bytes one training step holds: the tensors autograd saves for the backward, plus the
+    weights, their gradients and Adam's two moments (4 x the parameters)."""
+    saved: dict[int, int] = {}  # by storage: the per-step views of one tensor count once
+
+    def pack(t):
+        storage = t.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = forward_loss(model, batch)
+    loss.backward()
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    return sum(saved.values()) + 4 * params
+
+
+def bench_replicas(dataset: str, ks: tuple[int, ...], repeats: int, epochs: int,
+                   hidden: int = 32) -> dict:
+    """Short runs of one study cell, one run per seed, three ways, alternated in one
+    process on one torch thread: ``bench.train.run`` (Lightning, MLflow record, figures),
+    a bare PyTorch loop (the same splits, model, batches, validation every epoch, the test
+    split once), and K seeds as one grouped model (``bench.replica_train.fit_seeds``: the
+    same work per replica, best weights written back and tested). Runs per hour per core
+    is 3600 over the process CPU seconds per run.
+    """
+    from bench.config import compose
+    from bench.data import build
+    from bench.models import build_model
+    from bench.models.replicas import ReplicaNet
+    from bench.replica_train import fit_seeds
+    from bench.train import run
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-perf-replicas-"))
+    cfg = compose([f"dataset={dataset}", "model=gru", f"model.hidden_size={hidden}",
+                   f"trainer.max_epochs={epochs}", "trainer.early_stopping_patience=null",
+                   "trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
+                   f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}"])
+    prepared = build(cfg.dataset, cfg.data_dir)
+    info = prepared.info
+    loss_fn = torch.nn.CrossEntropyLoss() if info.task == "classification" else (
+        torch.nn.L1Loss() if cfg.dataset.loss == "mae" else torch.nn.MSELoss())
+
+    def timed(fn, n: int) -> tuple[float, float]:
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
+
+    def harness():
+        run(cfg)
+
+    def bare():
+        torch.manual_seed(0)
+        model = build_model(cfg.model, info)
+        opt = torch.optim.Adam(model.parameters(), lr=float(cfg.optim.lr))
+
+        def forward(batch):
+            out = model(batch["x"], batch.get("lengths"))
+            return out if info.task == "classification" else out.squeeze(-1)
+
+        def evaluate(split) -> None:
+            model.eval()
+            with torch.no_grad():
+                for idx in IndexBatchSampler(len(split), int(cfg.eval_batch_size), False, 0):
+                    loss_fn(forward(split[idx]), split[idx]["y"])
+            model.train()
+
+        for epoch in range(epochs):
+            sampler = IndexBatchSampler(len(prepared.train), int(cfg.batch_size), True, 0)
+            sampler.set_epoch(epoch)
+            for idx in sampler:
+                batch = prepared.train[idx]
+                opt.zero_grad()
+                loss_fn(forward(batch), batch["y"]).backward()
+                opt.step()
+            evaluate(prepared.val)
+        evaluate(prepared.test)
+
+    def grouped(k: int):
+        return lambda: fit_seeds(cfg, list(range(k)), prepared)
+
+    contenders = {"harness": (harness, 1), "bare": (bare, 1),
+                  **{f"K={k}": (grouped(k), k) for k in ks}}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+    try:
+        for fn, _ in contenders.values():  # warm-up: imports, the MLflow schema, allocations
+            fn()
+        for _ in range(repeats):
+            for name, (fn, n) in contenders.items():
+                times[name].append(timed(fn, n))
+        # memory: one training step on one full training batch
+        idx = torch.arange(min(int(cfg.batch_size), len(prepared.train)))
+
+        def single_loss(model, batch):
+            out = model(batch["x"], batch.get("lengths"))
+            return loss_fn(out if info.task == "classification" else out.squeeze(-1),
+                           batch["y"])
+
+        memory = {"single": _step_memory(build_model(cfg.model, info), prepared.train[idx],
+                                         single_loss)}
+        for k in ks:
+            net = ReplicaNet([build_model(cfg.model, info) for _ in range(k)])
+            flat = prepared.train[idx.repeat(k)]
+            batch = {key: v.view(k, len(idx), *v.shape[1:]) for key, v in flat.items()}
+
+            def grouped_loss(model, batch, k=k):
+                out = model(batch["x"], batch.get("lengths"))
+                out = out if info.task == "classification" else out.squeeze(-1)
+                return sum(loss_fn(out[r], batch["y"][r]) for r in range(k))
+
+            memory[f"K={k}"] = _step_memory(net, batch, grouped_loss) / k
+    finally:
+        torch.set_num_threads(previous)
+    med = {name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
+           for name, t in times.items()}
+    return {"dataset": dataset, "train": len(prepared.train), "seq_len": info.seq_len,
+            "batch_size": int(cfg.batch_size), "epochs": epochs, "hidden": hidden,
+            "repeats": repeats, "median": med, "memory": memory,
+            "all": {name: [w for w, _ in t] for name, t in times.items()}}
+
+
+def replicas_section(args, rows: list[dict]) -> str:
+    lines = [
+        REPLICAS_BEGIN,
+        "## (f) Seeds as one grouped model: runs per hour per core",
+        "",
+        f"Command: `python -m bench.perf {' '.join(args)}`".rstrip()
+        + "; load average {:.1f} / {:.1f} / {:.1f} (1/5/15 min) when it ended.".format(
+            *os.getloadavg()),
+        "",
+        f"Hardware: {tracking.hardware()}; one torch thread for every contender.",
+        "",
+        "One study cell's runs differ only in seed. Three ways to do one run per seed: "
+        "`bench.train.run` (Lightning, the MLflow record, the best checkpoint, two figures), "
+        "a bare PyTorch loop on the fused kernel (same splits, model, batches; validation "
+        "every epoch, the test split once), and K seeds trained together as one grouped "
+        "model (`bench.replica_train.fit_seeds`: batched-matmul cells, per-replica optimiser "
+        "state, validation every epoch, best weights written back into each seed's single "
+        "model and tested). GRU, no early stopping, Adam; the datasets' own batch sizes. "
+        "Per-run figures are medians over alternated repeats (a group's time divided by K); "
+        "runs per hour per core is 3600 over the process CPU seconds per run. Memory per "
+        "replica: bytes autograd saves in one training step on one full batch, plus weights, "
+        "gradients and Adam's moments.",
+        "",
+        "| dataset | way | wall per run | runs / hour / core | vs `train.run` | vs bare loop |"
+        " memory per replica |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        med = r["median"]
+        hc, bc = med["harness"][1], med["bare"][1]
+        label = (f"`{r['dataset']}` ({r['train']} train, T {r['seq_len']}, "
+                 f"B {r['batch_size']}, {r['epochs']} epochs, GRU {r['hidden']})")
+        for name, (wall, cpu) in med.items():
+            way = {"harness": "`train.run`, one per seed", "bare": "bare loop, one per seed"
+                   }.get(name, f"grouped, {name}")
+            mem = r["memory"].get("single" if name in ("harness", "bare") else name)
+            lines.append(
+                f"| {label} | {way} | {wall:.3f} s | {3600 / cpu:,.0f} | {hc / cpu:.2f}x | "
+                f"{bc / cpu:.2f}x | {mem / 2**20:.2f} MB |")
+            label = ""
+    lines += ["", "Wall seconds per run, in repeat order:", ""]
+    for r in rows:
+        lines.append(f"- `{r['dataset']}`: " + "; ".join(
+            f"{name} {', '.join(f'{t:.3f}' for t in ts)}" for name, ts in r["all"].items()))
+    lines += ["", REPLICAS_END]
+    return "\n".join(lines)
+
+
 def write_report(path: Path, args, gathers: list[dict], epoch: dict, memory: dict | None,
                  cells: str | None = None) -> str:
     lines = [
@@ -453,6 +629,11 @@ def write_report(path: Path, args, gathers: list[dict], epoch: dict, memory: dic
         old = path.read_text()
         text = merge_section(text, RUNS_BEGIN + old.split(RUNS_BEGIN, 1)[1].split(RUNS_END, 1)[0]
                              + RUNS_END, RUNS_BEGIN, RUNS_END)
+    if path.exists() and REPLICAS_BEGIN in path.read_text():  # an earlier --only replicas
+        old = path.read_text()
+        text = merge_section(text, REPLICAS_BEGIN + old.split(REPLICAS_BEGIN, 1)[1]
+                             .split(REPLICAS_END, 1)[0] + REPLICAS_END,
+                             REPLICAS_BEGIN, REPLICAS_END)
     if cells is not None:
         text = merge_section(text, cells)
     elif path.exists():  # keep a section measured by an earlier --only cells run
@@ -476,7 +657,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs-dataset", default="japanesevowels")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--runs-epochs", type=int, default=20)
-    parser.add_argument("--only", choices=["cells", "runs"], default=None,
+    parser.add_argument("--replicas-datasets", nargs="+",
+                        default=["japanesevowels", "gunpoint", "sunspots_monthly"])
+    parser.add_argument("--replicas-k", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument("--replicas-epochs", type=int, default=10)
+    parser.add_argument("--replicas-repeats", type=int, default=2)
+    parser.add_argument("--only", choices=["cells", "runs", "replicas"], default=None,
                         help="run one section and merge it into an existing report")
     parser.add_argument("--out", type=Path, default=Path("reports/perf.md"))
     args = parser.parse_args(argv)
@@ -484,6 +670,18 @@ def main(argv: list[str] | None = None) -> None:
     from rich.console import Console
 
     console = Console()
+    if args.only == "replicas":
+        rows = []
+        for dataset in args.replicas_datasets:
+            console.print(f"(f) replicas on {dataset} ...")
+            rows.append(bench_replicas(dataset, tuple(args.replicas_k), args.replicas_repeats,
+                                       args.replicas_epochs))
+        section = replicas_section(argv, rows)
+        old = args.out.read_text() if args.out.exists() else "# Performance\n"
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(merge_section(old, section, REPLICAS_BEGIN, REPLICAS_END))
+        console.print(section)
+        return
     if args.only == "runs":
         r = bench_runs(args.runs_dataset, args.runs, args.runs_epochs)
         section = runs_section(argv, r)

@@ -1,0 +1,470 @@
+"""K runs of one study cell (seeds, or folds) trained together as one ``ReplicaNet``.
+
+A plain loop, not a LightningModule. Lightning's automatic optimisation is one optimiser
+step, one gradient clip and one stop decision for the whole module, and its callbacks
+(early stopping, best checkpoint) stop or save the whole trainer; here every one of those
+is per replica. Each replica has its own step count (Adam's bias correction depends on
+it, and replicas on folds of different sizes take different numbers of steps), its own
+gradient-norm clip, its own early stop, best weights and NaN failure, and a replica that
+has stopped, failed or run out of batches in an epoch is not updated at all. Expressed as
+manual optimisation with masks inside Lightning, all of that would bypass Lightning anyway
+and add its per-step hook overhead, which on small data is what grouping removes.
+
+What the loop does reproduce is what ``bench.train.run`` does per run, rule for rule, so
+each replica's record is the one an independent run would give (the tests check this with
+dropout 0): the same batches (``IndexBatchSampler`` with the replica's seed, reshuffled per
+epoch), the same loss, the same optimisers (Adam, Keras-default RMSprop, SGD), Lightning's
+clip by global norm, Lightning's ``EarlyStopping`` rule (strict improvement, patience) and
+``BestCheckpoint``'s (ties go to the later epoch), the epoch's training loss as the mean over
+its samples, validation metrics from the same torchmetrics objects as ``BenchTask``, and a
+non-finite training loss failing the replica at the end of its epoch, before validation.
+
+Replicas whose batches are smaller, or who have no batch at a step (a smaller fold, or a
+stopped replica), still run through the grouped computation on padding rows whose loss
+weight is zero; their parameters and optimiser state are left exactly as they were.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from bench.data.base import DatasetInfo, Split
+from bench.data.module import IndexBatchSampler
+from bench.models.replicas import ReplicaNet
+from bench.task import make_metrics
+
+
+@dataclass
+class ReplicaResult:
+    """One replica's outcome, as ``bench.train.run`` would have recorded it alone."""
+
+    seed: int
+    status: str = "FINISHED"  # or FAILED (non-finite training loss)
+    error: str | None = None
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    best_epoch: int | None = None
+    best_score: float = math.nan
+    epochs_trained: int = 0
+    # the best epoch's weights under the single model's parameter names
+    best_state: dict[str, torch.Tensor] | None = None
+    test_metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ReplicaData:
+    """One replica's rows: its seed draws its batch order; folds give each their own splits."""
+
+    seed: int
+    train: Split
+    val: Split
+
+
+def _elementwise_loss(name: str):
+    if name == "cross_entropy":
+        return lambda out, y: nn.functional.cross_entropy(
+            out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+    if name == "mae":
+        return lambda out, y: (out - y).abs()
+    if name == "mse":
+        return lambda out, y: (out - y).square()
+    raise ValueError(f"unknown loss {name!r}; expected cross_entropy, mae or mse")
+
+
+class ReplicaOptimizer:
+    """Adam / RMSprop / SGD on stacked parameters, one state and step count per replica.
+
+    The updates are elementwise, as in ``torch.optim``, with the same formulas (L2 weight
+    decay added to the gradient, Adam's bias correction from the replica's own step
+    count); ``step(mask)`` leaves a replica whose mask is False exactly as it was.
+    """
+
+    def __init__(self, params: list[nn.Parameter], k: int, optim: dict):
+        self.params = [p for p in params if p.requires_grad]
+        self.name = optim["name"]
+        self.lr = float(optim["lr"])
+        self.wd = float(optim.get("weight_decay", 0.0))
+        self.momentum = float(optim.get("momentum", 0.0))
+        device, dtype = self.params[0].device, self.params[0].dtype
+        self.steps = torch.zeros(k, device=device, dtype=dtype)
+        self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
+
+    def keep(self, positions: list[int], params: list[nn.Parameter]) -> None:
+        """Keeps the state of the replicas at ``positions``, for the same model's
+        parameters after ``ReplicaNet.keep`` (which replaces them)."""
+        self.params = [p for p in params if p.requires_grad]
+        self.steps = self.steps[positions]
+        self.state = [(s1[positions], s2[positions]) for s1, s2 in self.state]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def clip_(self, max_norm: float) -> None:
+        """``torch.nn.utils.clip_grad_norm_`` (what Lightning's ``gradient_clip_val`` does),
+        with one total norm per replica."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        sq = sum(g.square().flatten(1).sum(1) for g in grads)
+        coef = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+
+    @torch.no_grad()
+    def step(self, mask: torch.Tensor) -> None:
+        self.steps += mask.to(self.steps.dtype)
+        for p, (s1, s2) in zip(self.params, self.state, strict=True):
+            if p.grad is None:
+                continue
+            shape = (-1, *([1] * (p.dim() - 1)))
+            live = mask.view(shape)
+            g = p.grad if self.wd == 0 else p.grad + self.wd * p
+            if self.name == "adam":
+                b1, b2, eps = 0.9, 0.999, 1e-8
+                m = torch.where(live, s1.lerp(g, 1 - b1), s1)
+                v = torch.where(live, s2 * b2 + (1 - b2) * g * g, s2)
+                # a replica that has not stepped yet has step 0: its bias correction is
+                # never used (masked), clamp keeps it finite
+                n = self.steps.clamp(min=1).view(shape)
+                bc1, bc2 = 1 - b1 ** n, 1 - b2 ** n
+                new = p - (self.lr / bc1) * m / (v.sqrt() / bc2.sqrt() + eps)
+                s1.copy_(m)
+                s2.copy_(v)
+            elif self.name == "rmsprop":  # Keras's defaults, as BenchTask configures it
+                v = torch.where(live, s2 * 0.9 + 0.1 * g * g, s2)
+                new = p - self.lr * g / (v.sqrt() + 1e-7)
+                s2.copy_(v)
+            elif self.name == "sgd":
+                if self.momentum:
+                    # a zero buffer makes the first step's ``momentum * 0 + g`` torch's clone
+                    buf = torch.where(live, self.momentum * s1 + g, s1)
+                    s1.copy_(buf)
+                    g = buf
+                new = p - self.lr * g
+            else:
+                raise ValueError(f"unknown optimizer {self.name!r}")
+            p.copy_(torch.where(live, new, p))
+
+
+def _gather(splits: list[Split], idx: list[torch.Tensor | None]) -> tuple[dict, torch.Tensor]:
+    """One grouped batch ``(K, B, ...)`` and its row weights ``(K, B)`` (0 on padding)."""
+    b = max(len(i) for i in idx if i is not None)
+    rows, counts = [], []
+    for i in idx:
+        n = 0 if i is None else len(i)
+        counts.append(n)
+        if n < b:
+            fill = torch.zeros(b - n, dtype=torch.long) if i is None else i[:1].expand(b - n)
+            i = fill if i is None else torch.cat([i, fill])
+        rows.append(i)
+    if all(s is splits[0] for s in splits):
+        # one split shared by every replica (seeds): one gather for the whole group
+        flat = splits[0][torch.cat(rows)]
+        batch = {key: v.view(len(rows), b, *v.shape[1:]) for key, v in flat.items()}
+    else:
+        parts = [s[i] for s, i in zip(splits, rows, strict=True)]
+        batch = {key: torch.stack([p[key] for p in parts]) for key in parts[0]}
+    weights = (torch.arange(b) < torch.tensor(counts).unsqueeze(1)).to(batch["x"].device)
+    return batch, weights
+
+
+def _limit(n: int, limit: int | float | None) -> int:
+    """Lightning's ``limit_*_batches``: an int caps the count, a float keeps a fraction."""
+    if limit is None:
+        return n
+    if isinstance(limit, float):
+        return int(n * limit)
+    return min(n, int(limit))
+
+
+def _epoch_batches(samplers: list[IndexBatchSampler], live: list[bool], epoch: int,
+                   limit: int | float | None = None) -> list[list[torch.Tensor]]:
+    out = []
+    for sampler, on in zip(samplers, live, strict=True):
+        sampler.set_epoch(epoch)
+        out.append(list(sampler)[: _limit(len(sampler), limit)] if on else [])
+    return out
+
+
+def _steps(batches: list[list[torch.Tensor]]):
+    for s in range(max((len(b) for b in batches), default=0)):
+        yield s, [b[s] if s < len(b) else None for b in batches]
+
+
+def train_replicas(
+    net: ReplicaNet,
+    info: DatasetInfo,
+    data: list[ReplicaData],
+    *,
+    loss: str,
+    optim: dict,
+    batch_size: int,
+    eval_batch_size: int | None = None,
+    max_epochs: int,
+    patience: int | None = None,
+    gradient_clip_val: float | None = None,
+    metric: str | None = None,
+    direction: str | None = None,
+    limit_train_batches: int | float | None = None,
+    limit_val_batches: int | float | None = None,
+) -> list[ReplicaResult]:
+    """Trains the K replicas of ``net`` together; one result per replica, in order.
+
+    ``net`` shrinks as replicas stop or fail (``ReplicaNet.keep``): each replica's weights
+    to keep are its ``best_state``.
+    """
+    k = net.k
+    if len(data) != k:
+        raise ValueError(f"{k} replicas but {len(data)} data entries")
+    metric = metric or info.metric
+    maximize = (direction or info.direction) == "maximize"
+    device = next(net.parameters()).device
+    eval_bs = eval_batch_size or batch_size
+    lossf = _elementwise_loss(loss)
+    opt = ReplicaOptimizer(list(net.parameters()), k, optim)
+    train_samplers = [IndexBatchSampler(len(d.train), batch_size, True, d.seed, "cpu")
+                      for d in data]
+    val_batches = [b[: _limit(len(b), limit_val_batches)] for b in (
+        list(IndexBatchSampler(len(d.val), eval_bs, False, d.seed, "cpu")) for d in data)]
+    metrics = [make_metrics(info).to(device) for _ in range(k)]
+    results = [ReplicaResult(seed=d.seed) for d in data]
+    live = [True] * k
+    best = [-math.inf if maximize else math.inf] * k  # BestCheckpoint's best
+    stop_best = list(best)  # EarlyStopping's best
+    wait = [0] * k
+    train_splits = [d.train for d in data]
+    val_splits = [d.val for d in data]
+
+    def forward(batch):
+        out = net(batch["x"], batch.get("lengths"))
+        return out.squeeze(-1) if info.task == "regression" else out
+
+    group = list(range(k))  # the replica behind each position of the grouped model
+    for epoch in range(max_epochs):
+        if not any(live):
+            break
+        if not all(live[r] for r in group):
+            # stopped and failed replicas leave the group: no compute is spent on them
+            keep = [g for g, r in enumerate(group) if live[r]]
+            net.keep(keep)
+            opt.keep(keep, list(net.parameters()))
+            group = [group[g] for g in keep]
+        size = len(group)
+        t0 = time.perf_counter()
+        net.train()
+        loss_sum = torch.zeros(size, device=device, dtype=torch.float64)
+        rows = torch.zeros(size, device=device, dtype=torch.float64)
+        nonfinite = torch.zeros(size, device=device, dtype=torch.bool)
+        samplers = [train_samplers[r] for r in group]
+        splits = [train_splits[r] for r in group]
+        for _, idx in _steps(_epoch_batches(samplers, [True] * size, epoch,
+                                            limit_train_batches)):
+            batch, w = _gather(splits, idx)
+            per_row = lossf(forward(batch), batch["y"])
+            n = w.to(per_row.dtype).sum(1)
+            per_replica = (per_row * w.to(per_row.dtype)).sum(1) / n.clamp(min=1)
+            opt.zero_grad()
+            per_replica.sum().backward()
+            stepping = n > 0
+            if gradient_clip_val:
+                opt.clip_(float(gradient_clip_val))
+            opt.step(stepping)
+            lr = per_replica.detach()
+            nonfinite |= stepping & ~torch.isfinite(lr)
+            loss_sum += torch.where(stepping, lr.double() * n.double(), 0.0)
+            rows += n.double()
+        bad = nonfinite.tolist()
+        mean_loss = (loss_sum / rows.clamp(min=1)).tolist()
+        for g, r in enumerate(group):
+            if bad[g]:
+                live[r] = False
+                results[r].status = "FAILED"
+                results[r].error = f"training loss became NaN or infinite at epoch {epoch}"
+                continue
+            results[r].history.setdefault("train/loss", []).append((epoch, mean_loss[g]))
+        scores = _validate(net, forward, lossf, [val_splits[r] for r in group],
+                           [val_batches[r] for r in group], [live[r] for r in group],
+                           [metrics[r] for r in group], metric, [results[r] for r in group],
+                           epoch)
+        seconds = time.perf_counter() - t0
+        for g, r in enumerate(group):
+            if not live[r]:
+                continue
+            res = results[r]
+            res.epochs_trained += 1
+            res.history.setdefault("time/epoch_s", []).append((epoch, seconds))
+            score = scores[g]
+            finite = math.isfinite(score)
+            if finite and (score >= best[r] if maximize else score <= best[r]):
+                best[r], res.best_score, res.best_epoch = score, score, epoch
+                res.best_state = net.replica_state(g)
+            if patience:
+                if not finite:
+                    live[r] = False
+                elif score > stop_best[r] if maximize else score < stop_best[r]:
+                    stop_best[r], wait[r] = score, 0
+                else:
+                    wait[r] += 1
+                    if wait[r] >= patience:
+                        live[r] = False
+    return results
+
+
+@torch.no_grad()
+def _validate(net, forward, lossf, splits, batches, live, metrics, metric, results,
+              epoch) -> list[float]:
+    net.eval()
+    k = len(splits)
+    loss_sum = [0.0] * k
+    rows = [0] * k
+    for s in range(max(len(b) for b in batches)):
+        idx = [b[s] if (s < len(b) and live[r]) else None for r, b in enumerate(batches)]
+        if all(i is None for i in idx):
+            break
+        batch, _ = _gather(splits, idx)
+        out = forward(batch)
+        per_row = lossf(out, batch["y"])
+        preds = out.argmax(-1) if out.dim() == 3 else out
+        for r, i in enumerate(idx):
+            if i is None:
+                continue
+            n = len(i)
+            metrics[r].update(preds[r, :n], batch["y"][r, :n])
+            loss_sum[r] += float(per_row[r, :n].sum())
+            rows[r] += n
+    scores = [math.nan] * k
+    for r in range(k):
+        if not live[r]:
+            continue
+        values = {key: float(v) for key, v in metrics[r].compute().items()}
+        metrics[r].reset()
+        scores[r] = values[metric]
+        h = results[r].history
+        h.setdefault("val/loss", []).append((epoch, loss_sum[r] / max(rows[r], 1)))
+        for key, v in values.items():
+            h.setdefault(f"val/{key}", []).append((epoch, v))
+    return scores
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, info: DatasetInfo, split: Split, batch_size: int,
+             prefix: str = "test/", limit: int | float | None = None) -> dict[str, float]:
+    """A single model scored on a split with ``BenchTask``'s metric objects."""
+    model.eval()
+    coll = make_metrics(info).to(next(model.parameters()).device)
+    batches = list(IndexBatchSampler(len(split), batch_size, False, 0))
+    for idx in batches[: _limit(len(batches), limit)]:
+        batch = split[idx]
+        out = model(batch["x"], batch.get("lengths"))
+        preds = out.argmax(-1) if info.task == "classification" else out.squeeze(-1)
+        coll.update(preds, batch["y"])
+    return {f"{prefix}{k}": float(v) for k, v in coll.compute().items()}
+
+
+def fit_seeds(cfg, seeds: list[int], prepared=None) -> tuple[list[ReplicaResult], list]:
+    """The final retrains of one study cell, one replica per seed, on one config.
+
+    Each replica's model is built exactly as ``bench.train`` builds its run's (seeded by
+    ``pl.seed_everything(seed)``, then ``build_model``), trained by :func:`train_replicas`
+    and, where it finished, tested with its best epoch's weights written back into that
+    single model. Returns the results and the single models, so a caller can record each
+    replica as a run of its own (no MLflow here).
+    """
+    import lightning.pytorch as pl
+
+    from bench import data as bench_data
+    from bench.models import build_model
+
+    prepared = prepared or bench_data.build(cfg.dataset, cfg.data_dir)
+    info = prepared.info
+    models = []
+    for seed in seeds:
+        pl.seed_everything(seed, workers=True, verbose=False)
+        models.append(build_model(cfg.model, info, cfg.data_dir))
+    net = ReplicaNet(models)
+    t = cfg.trainer
+    results = train_replicas(
+        net, info, [ReplicaData(s, prepared.train, prepared.val) for s in seeds],
+        loss=cfg.dataset.loss, optim=dict(cfg.optim), batch_size=int(cfg.batch_size),
+        eval_batch_size=int(cfg.eval_batch_size), max_epochs=int(t.max_epochs),
+        patience=t.get("early_stopping_patience"),
+        gradient_clip_val=t.get("gradient_clip_val"),
+        metric=cfg.dataset.metric, direction=cfg.dataset.direction,
+        limit_train_batches=t.get("limit_train_batches"),
+        limit_val_batches=t.get("limit_val_batches"))
+    for r, (res, model) in enumerate(zip(results, models, strict=True)):
+        if res.status == "FINISHED" and res.best_state is not None:
+            net.write_replica(r, model, res.best_state)
+            res.test_metrics = evaluate(model, info, prepared.test, int(cfg.eval_batch_size),
+                                         limit=t.get("limit_test_batches"))
+    return results, models
+
+
+def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
+              parent_run_id: str | None = None) -> list:
+    """``bench.train.run`` for several seeds of one config at once: one MLflow run per seed.
+
+    The runs are opened before training, so a failure of the group leaves each of them
+    FAILED (or KILLED) with its error, as a single run would be. Each run carries the tags
+    and params its seed's ``bench.train.run`` would, plus ``replicas`` (the group's size);
+    its per-epoch metrics are logged with the epoch as the step. Figures and checkpoints
+    are not written. Returns one ``bench.train.RunResult`` per seed, in order.
+    """
+    from omegaconf import OmegaConf
+
+    from bench import tracking
+    from bench.config import validate
+    from bench.models import arch_name, n_params
+    from bench.train import RunResult
+
+    validate(cfg)
+    uri, client, exp_id = tracking.open_experiment(
+        cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    arch = arch_name(cfg.model)
+    metric, direction = cfg.dataset.metric, cfg.dataset.direction
+    out: list[RunResult] = []
+    for seed in seeds:
+        run_tags = {**tracking.standard_tags(cfg, arch), tracking.TAGS["seed"]: seed,
+                    tracking.TAGS["hardware"]: tracking.hardware(),
+                    tracking.TAGS["command"]: tracking.command_line(),
+                    "replicas": len(seeds), **(tags or {})}
+        name = cfg.get("run_name") or f"{cfg.dataset.name}-{arch}-seed{seed}"
+        run_id = tracking.start_run(client, exp_id, name, run_tags, parent_run_id)
+        tracking.log_params(client, run_id,
+                            tracking.run_params({**resolved, "seed": seed}, tokens=False))
+        out.append(RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id))
+    start = time.perf_counter()
+    try:
+        results, models = fit_seeds(cfg, list(seeds))
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
+        for res in out:
+            res.status = status
+            tracking.log_tags(client, res.run_id, {
+                tracking.TAGS["error"]: f"{type(exc).__name__}: {exc}"[:4000]})
+            client.set_terminated(res.run_id, status)
+        raise
+    wall = (time.perf_counter() - start) / max(len(seeds), 1)
+    for res, rep, model in zip(out, results, models, strict=True):
+        res.status, res.wall_time_s = rep.status, wall
+        res.n_params, res.epochs_trained = n_params(model), rep.epochs_trained
+        res.objective, res.test_metrics = rep.best_score, dict(rep.test_metrics)
+        res.val_metrics = {k: v[-1][1] for k, v in rep.history.items() if k.startswith("val/")}
+        tracking.log_params(client, res.run_id, {
+            "n_params": res.n_params, "layer_sizes": getattr(model, "layer_sizes", None)})
+        for key, values in rep.history.items():
+            for epoch, value in values:
+                tracking.log_metrics(client, res.run_id, {key: value}, step=epoch)
+        final = {"epochs_trained": rep.epochs_trained, "time/wall_s": wall, **rep.test_metrics}
+        if math.isfinite(rep.best_score):
+            final[f"best/val_{metric}"] = rep.best_score
+        tracking.log_metrics(client, res.run_id, final)
+        if rep.error:
+            tracking.log_tags(client, res.run_id, {tracking.TAGS["error"]: rep.error})
+        client.set_terminated(res.run_id, "FINISHED" if rep.status == "FINISHED" else "FAILED")
+    return out
