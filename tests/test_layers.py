@@ -6,7 +6,8 @@ Layers, lowest first (a module may import its own layer and the ones below it):
    addresses), ``bench.interrupt`` (the stop signal), ``bench.schema``, ``bench.config``,
    ``bench.scratch``
 1. data and models: ``bench.data``, ``bench.models``, ``bench.plots``
-2. one run: ``bench.task``, ``bench.tracking``, ``bench.console``, ``bench.train``
+2. one run: ``bench.task``, ``bench.tracking``, ``bench.console``, ``bench.train``,
+   ``bench.replica_train`` (seeds or folds of one configuration trained as one grouped model)
 3. sweeps: ``bench.sweep``, the Hydra sweeper plugin ``hydra_plugins.bench_sweeper``
 4. results: ``bench.results`` (the tidy record; reading MLflow and Optuna into it)
 5. studies: ``bench.study``
@@ -30,7 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("bench", "bench.errors", "bench.vocab", "bench.stores", "bench.interrupt", "bench.schema",
      "bench.config", "bench.scratch"),
     ("bench.data", "bench.models", "bench.plots"),
-    ("bench.task", "bench.tracking", "bench.console", "bench.train"),
+    ("bench.task", "bench.tracking", "bench.console", "bench.train", "bench.replica_train"),
     ("bench.sweep", "hydra_plugins"),
     ("bench.results",),
     ("bench.study",),
@@ -85,7 +86,9 @@ def _layer(module: str) -> int:
     best, level = -1, None
     for i, prefixes in enumerate(LAYERS):
         for p in prefixes:
-            if (module == p or module.startswith(p + ".")) and len(p) > best:
+            # a package's entry covers its modules; "bench" itself is only the package file
+            inside = module.startswith(p + ".") and p != "bench"
+            if (module == p or inside) and len(p) > best:
                 best, level = len(p), i
     assert level is not None, f"{module} has no layer: add it to LAYERS in {__file__}"
     return level
