@@ -61,6 +61,19 @@ def open_storage(
         )
 
 
+INCARNATIONS_ATTR = "bench:worker_incarnations"
+
+
+def claim_incarnation(storage: RDBStorage, study_name: str) -> int:
+    """The number of worker processes that opened ``study_name`` before this one, counted in
+    the storage under the study lock, so every process (on any machine) gets its own."""
+    study_id = storage.get_study_id_from_name(study_name)
+    with study_lock(storage, study_name):
+        n = int(storage.get_study_system_attrs(study_id).get(INCARNATIONS_ATTR, 0))
+        storage.set_study_system_attr(study_id, INCARNATIONS_ATTR, n + 1)
+    return n
+
+
 def _lock_key(study_name: str) -> int:
     digest = hashlib.sha256(f"bench.sweep:{study_name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)

@@ -21,17 +21,20 @@ SAMPLERS = ("tpe", "random", "cmaes", "qmc", "gp")
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "threshold", "none")
 
 
-def worker_seed(seed: int, worker: int, n_existing: int) -> int:
-    """A distinct, reproducible stream per worker and per resume.
+def worker_seed(seed: int, incarnation: int) -> int:
+    """The sampler seed of a study's ``incarnation``-th worker process (0, 1, 2, ... in the
+    order they opened the study; :func:`bench.sweep.storage.claim_incarnation`).
 
-    Every worker seeding its sampler identically would propose the same configurations in
-    parallel, and a resumed study reusing the first session's seed would replay its random
-    start-up trials; mixing in the worker index and the trials already in the study avoids
-    both while keeping a fresh single-worker run bit-for-bit reproducible.
+    Every worker seeding its sampler identically would propose the same configurations: two
+    workers in parallel, a replacement for a killed worker (it is handed its predecessor's
+    index and payload), a second sweep process on a shared study, a resumed study replaying the
+    first session's random start-up trials. The incarnation is counted in the study's storage,
+    so each of them draws its own stream, while the first worker of a fresh study keeps the
+    plain seed and a single-worker run stays bit-for-bit reproducible.
     """
-    if worker == 0 and n_existing == 0:
+    if incarnation == 0:
         return int(seed)
-    return int(np.random.SeedSequence([int(seed), worker, n_existing]).generate_state(1)[0])
+    return int(np.random.SeedSequence([int(seed), incarnation]).generate_state(1)[0])
 
 
 def make_sampler(

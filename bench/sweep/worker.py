@@ -57,7 +57,7 @@ from bench.sweep import devices, parent, recovery
 from bench.sweep import space as space_mod
 from bench.sweep.optuna_compat import heartbeat, trial_id
 from bench.sweep.settings import SweepSettings
-from bench.sweep.storage import open_storage, study_lock
+from bench.sweep.storage import claim_incarnation, open_storage, study_lock
 from bench.sweep.strategy import make_pruner, make_sampler, worker_seed
 from bench.vocab import count_finished
 
@@ -156,7 +156,7 @@ def _quiet_experimental() -> Iterator[None]:
         yield
 
 
-def open_study(settings: SweepSettings, worker: int,
+def open_study(settings: SweepSettings,
                max_epochs: int | None) -> tuple[optuna.Study, RDBStorage]:
     """The shared study, with this worker's sampler stream; and its storage, for heartbeats."""
     storage = open_storage(
@@ -164,11 +164,11 @@ def open_study(settings: SweepSettings, worker: int,
         heartbeat_interval=settings.heartbeat_interval or None,
         grace_period=settings.effective_grace_period,
     )
+    incarnation = claim_incarnation(storage, settings.study_name)
     study = optuna.load_study(
         study_name=settings.study_name,
         storage=storage,
-        sampler=make_sampler(settings.sampler,
-                             worker_seed(settings.seed, worker, settings.start_number),
+        sampler=make_sampler(settings.sampler, worker_seed(settings.seed, incarnation),
                              settings.sampler_kwargs),
         pruner=make_pruner(settings.pruner, max_epochs),
     )
@@ -177,7 +177,7 @@ def open_study(settings: SweepSettings, worker: int,
 
 def _loop(settings: SweepSettings, base: DictConfig, worker: int, space: space_mod.Space,
           report: WorkerReport) -> None:
-    study, storage = open_study(settings, worker, int(base.trainer.max_epochs))
+    study, storage = open_study(settings, int(base.trainer.max_epochs))
     while True:
         interrupt.check()
         trial, why = next_trial(study, storage, settings)

@@ -115,8 +115,8 @@ def test_samplers_and_pruners_by_name():
     with pytest.raises(ConfigError, match="hyperband"):
         make_pruner("nope")
     # Distinct seeds per worker and per resume; the plain seed for a fresh single worker.
-    assert worker_seed(7, 0, 0) == 7
-    assert len({worker_seed(7, w, n) for w in range(3) for n in (0, 5)}) == 6
+    assert worker_seed(7, 0) == 7
+    assert len({worker_seed(7, n) for n in range(6)}) == 6
 
 
 def test_storage_password_is_masked_and_restored(monkeypatch, tmp_path):
@@ -182,3 +182,19 @@ def test_storage_json_settings_have_no_password(monkeypatch):
     assert "hunter2" not in settings.to_json()
     assert json.loads(settings.to_json())["storage"].endswith("u:***@h/db")
     assert SweepSettings.from_json(settings.to_json()) == settings
+
+
+def test_every_worker_process_of_a_study_draws_its_own_stream(tmp_path):
+    """Incarnations are counted in the storage: a replacement worker or a second sweep process
+    on the same study never gets its predecessor's sampler seed."""
+    import optuna
+
+    from bench.sweep.storage import claim_incarnation, open_storage
+
+    storage = open_storage(StoreAddress.optuna(f"sqlite:///{tmp_path / 'o.db'}"))
+    optuna.create_study(study_name="s", storage=storage)
+    claims = [claim_incarnation(storage, "s") for _ in range(4)]
+    assert claims == [0, 1, 2, 3]
+    again = open_storage(StoreAddress.optuna(f"sqlite:///{tmp_path / 'o.db'}"))  # another process
+    assert claim_incarnation(again, "s") == 4
+    assert len({worker_seed(0, n) for n in [*claims, 4]}) == 5
