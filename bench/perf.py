@@ -8,8 +8,9 @@
     GRU 32 on Jena-shaped batches (B 128, 14 features) at T = 240 and 500: the fused kernel,
     the hand-written cell loop, and that loop as it was, indexing ``xi[:, t]`` inside the
     loop (a full-size gradient per step, a backward quadratic in T); (e) whole short runs on a
-panel dataset, ``bench.train.run`` against a bare loop doing the same work: runs per hour and
-core utilisation, the numbers that size the panel study. Each comparison
+panel dataset, ``bench.train.run`` against a bare loop doing the same work: runs per hour,
+core utilisation and where a run's time goes (:class:`Timers`), the numbers that size the
+panel study. Each comparison
     alternates its contenders within one process and reports medians, because this machine
     is noisy. Results go to ``reports/perf.md``; ``--only cells`` (or ``runs``) runs (d) (or
 (e)) alone and replaces only its section of an existing report; (f) ``--only replicas``: one
@@ -308,6 +309,64 @@ def merge_section(text: str, section: str, begin: str = CELLS_BEGIN, end: str = 
 RUNS_BEGIN, RUNS_END = "<!-- runs:begin -->", "<!-- runs:end -->"
 
 
+class Timers:
+    """Wall time per component of a run: wraps the functions named in
+    :func:`run_components` with timers that nest, so each component's time excludes the
+    components called inside it (the metric writes inside ``fit``, say)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._stack: list[float] = []  # time spent in components nested in each open one
+        self._undo: list = []
+
+    def wrap(self, owner, attr: str, label: str) -> None:
+        original = owner.__dict__[attr]
+
+        def timed(*args, **kwargs):
+            self._stack.append(0.0)
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - t0
+                nested = self._stack.pop()
+                self.seconds[label] = self.seconds.get(label, 0.0) + spent - nested
+                if self._stack:
+                    self._stack[-1] += spent
+
+        setattr(owner, attr, timed)
+        self._undo.append((owner, attr, original))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for owner, attr, original in reversed(self._undo):
+            setattr(owner, attr, original)
+
+
+def run_components():
+    """(owner, attribute, label) of what a run does, in the order it does it."""
+    import lightning.pytorch as pl
+
+    from bench import train
+
+    return [
+        (tracking, "open_experiment", "MLflow store and experiment lookup"),
+        (train, "_start_run", "MLflow run creation and tags"),
+        (train, "_data", "data preparation, params, config.yaml"),
+        (train, "_model", "model build, model_summary.txt"),
+        (train, "_trainer", "Trainer set-up"),
+        (pl.Trainer, "fit", "fit: Lightning loops, training, validation"),
+        (train.BestWeights, "on_train_epoch_end", "best weights kept in memory"),
+        (train, "_save_best", "best weights saved (Hydra jobs only)"),
+        (pl.Trainer, "test", "test of the best weights"),
+        (train.RunMetrics, "flush", "MLflow metric writes"),
+        (train, "_log_figures", "figures (two PNGs)"),
+        (train, "_close", "run closed (wall time, status)"),
+    ]
+
+
 def bench_runs(dataset: str, runs: int, epochs: int, hidden: int = 32) -> dict:
     """Whole short runs on one panel dataset: ``train.run`` (Lightning, MLflow record, figures)
     against a bare PyTorch loop doing the same work (the same splits, model, optimiser and
@@ -332,10 +391,18 @@ def bench_runs(dataset: str, runs: int, epochs: int, hidden: int = 32) -> dict:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
 
+    timers = Timers()
+
     def harness() -> tuple[float, float]:
         c0, t0 = time.process_time(), time.perf_counter()
         run(cfg)
         return time.perf_counter() - t0, time.process_time() - c0
+
+    def profiled() -> tuple[float, float]:
+        with timers:
+            for owner, attr, label in run_components():
+                timers.wrap(owner, attr, label)
+            return harness()
 
     def bare() -> tuple[float, float]:
         c0, t0 = time.process_time(), time.perf_counter()
@@ -371,18 +438,24 @@ def bench_runs(dataset: str, runs: int, epochs: int, hidden: int = 32) -> dict:
     try:
         harness()  # warm-up: imports, the MLflow schema, first-call allocations
         bare()
-        h, b = [], []
+        h, b, p = [], [], []
         for _ in range(runs):
             h.append(harness())
             b.append(bare())
+            p.append(profiled()[0])  # a third contender: the harness under the timers
     finally:
         torch.set_num_threads(previous)
+    per_run = {label: timers.seconds.get(label, 0.0) / runs for _, _, label in run_components()}
+    per_run["other (run() itself, untimed glue)"] = max(
+        sum(p) / runs - sum(per_run.values()), 0.0)
     hw, bw = statistics.median(w for w, _ in h), statistics.median(w for w, _ in b)
     hc, bc = statistics.median(c for _, c in h), statistics.median(c for _, c in b)
     return {"dataset": dataset, "epochs": epochs, "runs": runs, "hidden": hidden,
             "train": len(prepared.train), "harness_s": hw, "bare_s": bw, "ratio": hw / bw,
             "harness_util": hc / hw, "bare_util": bc / bw,
-            "harness_all": [w for w, _ in h], "bare_all": [w for w, _ in b]}
+            "harness_all": [w for w, _ in h], "bare_all": [w for w, _ in b],
+            "profile": per_run, "profiled_s": sum(p) / runs,
+            "bare_mean_s": sum(w for w, _ in b) / runs}
 
 
 def runs_section(args, r: dict) -> str:
@@ -394,10 +467,12 @@ def runs_section(args, r: dict) -> str:
         + "; load average {:.1f} / {:.1f} / {:.1f} (1/5/15 min) when it ended.".format(
             *os.getloadavg()),
         "",
+        f"Hardware: {tracking.hardware()}.",
+        "",
         f"`{r['dataset']}` ({r['train']} training samples), GRU {r['hidden']}, {r['epochs']} "
         "epochs, validation every epoch, the test split once; one torch thread (as a sweep "
         "worker on two cores). The harness is `bench.train.run` in a long-lived process (a "
-        "study's or sweep worker's case): Lightning, the MLflow record, the best checkpoint, "
+        "study's or sweep worker's case): Lightning, the MLflow record, the best weights, "
         "two figures. The bare loop trains the same model on the same batches. Medians of "
         f"{r['runs']} alternated runs; utilisation is process CPU time over wall time (1.0 = "
         "one core kept busy).",
@@ -409,11 +484,42 @@ def runs_section(args, r: dict) -> str:
         f"| bare loop | {r['bare_s']:.2f} s | {3600 / r['bare_s']:,.0f} | {r['bare_util']:.2f} |",
         f"| ratio | {r['ratio']:.2f}x | | |",
         "",
+        f"Goal: within {RUNS_GOAL:.1f}x of the bare loop: "
+        f"{'met' if r['ratio'] <= RUNS_GOAL else 'NOT met'}.",
+        "",
         f"Wall times (s), in run order: harness {', '.join(f'{t:.2f}' for t in r['harness_all'])};"
         f" bare {', '.join(f'{t:.2f}' for t in r['bare_all'])}.",
         "",
+        *profile_table(r),
+        "",
         RUNS_END,
     ])
+
+
+RUNS_GOAL = 1.3
+
+
+def profile_table(r: dict) -> list[str]:
+    """Where a harness run's time goes, from the timed runs alternated with the others."""
+    total = r["profiled_s"]
+    rows = [f"| {label} | {sec:.3f} | {sec / total:.0%} |"
+            for label, sec in r["profile"].items() if sec > 0 or "Hydra" not in label]
+    return [
+        "### Where a run's time goes",
+        "",
+        f"Each round also runs the harness once with timers around the steps of "
+        f"`bench.train.run` (`bench.perf.run_components`); a component's time excludes the "
+        f"components inside it. Mean of {r['runs']} timed runs, {total:.2f} s each; the bare "
+        f"loop's mean, {r['bare_mean_s']:.2f} s, is the training and evaluation itself, so "
+        f"what `fit` and `test` take beyond it is Lightning's share.",
+        "",
+        "| component | seconds per run | share of the run |",
+        "|---|---|---|",
+        *rows,
+        f"| whole run | {total:.3f} | 100% |",
+        f"| (bare loop, same training and evaluation) | {r['bare_mean_s']:.3f} | "
+        f"{r['bare_mean_s'] / total:.0%} |",
+    ]
 
 
 REPLICAS_BEGIN, REPLICAS_END = "<!-- replicas:begin -->", "<!-- replicas:end -->"

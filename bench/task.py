@@ -67,6 +67,10 @@ class BenchTask(pl.LightningModule):
         # drain its queue, every step. None until the first step puts it on the device.
         self._nonfinite: torch.Tensor | None = None
         self._nonfinite_step: torch.Tensor | None = None
+        # The epoch's training loss, summed on the device and logged once, at the epoch's
+        # last batch: Lightning's ``self.log`` costs more per call than a small model's step.
+        self._loss_sum: torch.Tensor | None = None
+        self._loss_count: torch.Tensor | None = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.is_naive:
@@ -82,13 +86,28 @@ class BenchTask(pl.LightningModule):
 
     def on_train_epoch_start(self):
         self._nonfinite = self._nonfinite_step = None
+        self._loss_sum = self._loss_count = None
 
     def training_step(self, batch, batch_idx):
         loss = self.loss_fn(self(batch), batch["y"])
         self._flag_nonfinite(loss.detach(), batch_idx)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(batch["y"]))
+        self._add_loss(loss.detach(), len(batch["y"]))
+        if self.trainer.is_last_batch or batch_idx + 1 >= self.trainer.num_training_batches:
+            # the batch-weighted mean, as ``self.log(..., on_epoch=True)`` at every step makes it
+            self.log("train/loss", self._loss_sum / self._loss_count, on_step=False,
+                     on_epoch=True, prog_bar=True, batch_size=1)
         return loss
+
+    def _add_loss(self, loss: torch.Tensor, batch_size: int) -> None:
+        """Lightning's accumulation of an epoch mean, step for step (the same float32 sums)."""
+        if loss.dtype not in (torch.float32, torch.float64):
+            loss = loss.to(torch.get_default_dtype())
+        if self._loss_sum is None:
+            self._loss_sum = torch.tensor(0.0, dtype=torch.get_default_dtype(),
+                                          device=loss.device)
+            self._loss_count = torch.tensor(0, device=loss.device)
+        self._loss_sum = self._loss_sum + loss * batch_size
+        self._loss_count = self._loss_count + batch_size
 
     def _flag_nonfinite(self, loss: torch.Tensor, batch_idx: int) -> None:
         """Remembers, on the device, whether and where the loss first stopped being finite."""

@@ -366,6 +366,16 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float],
         client.log_batch(run_id, metrics=items[i : i + _BATCH], synchronous=True)
 
 
+_METRIC_BATCH = 1000  # MLflow's limit on metrics per log_batch call
+
+
+def log_metric_entities(client: MlflowClient, run_id: str, metrics: list[Metric]) -> None:
+    """Metrics that carry their own time and step (a run's history), in as few requests as
+    MLflow's limits allow."""
+    for i in range(0, len(metrics), _METRIC_BATCH):
+        client.log_batch(run_id, metrics=metrics[i : i + _METRIC_BATCH], synchronous=True)
+
+
 def start_run(
     client: MlflowClient,
     experiment_id: str,

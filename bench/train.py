@@ -12,6 +12,7 @@ import contextlib
 import io
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -21,10 +22,12 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
+from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.model_summary import ModelSummary
+from mlflow.entities import Metric
 from omegaconf import DictConfig, OmegaConf
 
 from bench import data, errors, plots, scratch, tracking
@@ -84,20 +87,102 @@ class EpochHistory(Callback):
         pl_module.log("time/epoch_s", self.epoch_times[-1])
 
 
-class BestCheckpoint(ModelCheckpoint):
-    """Keeps the best epoch's weights; a tie goes to the later epoch.
+class BestWeights(Checkpoint):
+    """Keeps the best epoch's weights in memory; a tie goes to the later epoch.
+
+    A copy of the state dict, on the model's device, replaces a checkpoint file written at
+    every improvement: the test restores it, and a run in a Hydra job saves it once, to its
+    folder (:func:`_save_best`). Scored when Lightning's ``ModelCheckpoint`` would be, at the
+    end of each training epoch, after that epoch's validation, with its rules: the first
+    epoch is always kept, a NaN score counts as the worst possible.
 
     On the small validation splits of the archive datasets (10 GunPoint cases) the metric
     plateaus, often at 100%, for many epochs: the first epoch to touch the plateau is the
-    least trained of them, and Lightning's strict comparison would keep it.
+    least trained of them, and a strict comparison would keep it.
     """
 
-    def check_monitor_top_k(self, trainer, current=None) -> bool:
-        if current is None or self.save_top_k != 1 or not self.best_k_models:
-            return super().check_monitor_top_k(trainer, current)
-        op = {"min": torch.le, "max": torch.ge}[self.mode]
-        best = self.best_k_models[self.kth_best_model_path]
-        return trainer.strategy.reduce_boolean_decision(bool(op(current, best)))
+    def __init__(self, monitor: str, mode: str):
+        super().__init__()
+        self.monitor, self.mode = monitor, mode
+        self.score: torch.Tensor | None = None  # the best score; None until an epoch is kept
+        self.state: dict[str, torch.Tensor] | None = None
+        self.epoch = self.global_step = -1
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if (trainer.sanity_checking or trainer.state.fn != "fit"
+                or trainer.global_step == self.global_step):
+            return
+        current = trainer.callback_metrics.get(self.monitor)
+        if current is None:  # no validation ran this epoch: nothing to score
+            return
+        current = torch.as_tensor(current)
+        if self.score is not None:
+            op = {"min": torch.le, "max": torch.ge}[self.mode]
+            if not trainer.strategy.reduce_boolean_decision(bool(op(current, self.score))):
+                return
+        if torch.isnan(current):
+            current = torch.tensor(float("inf" if self.mode == "min" else "-inf"))
+        self.score = current.detach().clone()
+        self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        self.epoch, self.global_step = trainer.current_epoch, trainer.global_step
+
+    def checkpoint(self) -> dict:
+        """The kept weights as Lightning's weights-only checkpoint holds them."""
+        return {"epoch": self.epoch, "global_step": self.global_step,
+                "pytorch-lightning_version": pl.__version__, "state_dict": self.state}
+
+
+METRIC_FLUSH_S = 15.0
+
+
+class RunMetrics(Logger):
+    """The run's metrics, Lightning's per-epoch ones and the final ones, kept in memory and
+    written to MLflow in as few requests as the run allows.
+
+    Lightning's ``MLFlowLogger`` sends one request (an SQLite commit, or an HTTP round trip
+    to a server) per logging call, two or three per epoch; on a short run these cost more
+    than its training. Here each value keeps the time and step it was logged with, and the
+    values go out together: at an epoch's end once the last write is
+    :data:`METRIC_FLUSH_S` old (so a long run's curves still grow in the UI epoch by epoch),
+    and when the run ends, in every outcome (:func:`_run`, :func:`_close`).
+    """
+
+    def __init__(self, client, run_id: str, flush_every_s: float | None = None):
+        super().__init__()
+        self.client, self.run_id = client, run_id
+        self.flush_every_s = METRIC_FLUSH_S if flush_every_s is None else flush_every_s
+        self.pending: list[Metric] = []
+        self._written = time.monotonic()
+
+    @property
+    def name(self) -> str:
+        return "mlflow"
+
+    @property
+    def version(self) -> str:
+        return self.run_id
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        """Nothing: the run's params are its config, which :func:`run` logs."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step: int | None = None) -> None:
+        self.add(metrics, step or 0)
+        if time.monotonic() - self._written >= self.flush_every_s:
+            self.flush()
+
+    def add(self, metrics, step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        # the names MLflow accepts, as Lightning's MLFlowLogger makes them
+        self.pending += [Metric(re.sub(r"[^a-zA-Z0-9_/. -]+", "", k), float(v), now, step)
+                         for k, v in metrics.items() if not isinstance(v, str)]
+
+    def flush(self) -> None:
+        """Writes what is pending; kept pending if the store refuses it."""
+        if self.pending:
+            tracking.log_metric_entities(self.client, self.run_id, self.pending)
+            self.pending = []
+        self._written = time.monotonic()
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -131,9 +216,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def _output_dir(built: _Built) -> Path:
-    """The Hydra job's folder, where the best checkpoint stays beside the run's log; outside
-    a job (sweep trials, study runs) a scratch folder, removed when the run ends: one per
-    trial would otherwise pile up in the temp folder."""
+    """The Hydra job's folder, where the best weights are saved beside the run's log; outside
+    a job (sweep trials, study runs) a scratch folder for whatever Lightning writes, removed
+    when the run ends: one per trial would otherwise pile up in the temp folder."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -167,7 +252,6 @@ def _trainer(cfg: DictConfig, logger, callbacks, out_dir: Path) -> pl.Trainer:
         num_sanity_val_steps=t.num_sanity_val_steps,
         logger=logger,
         callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
         default_root_dir=str(out_dir),
     )
 
@@ -221,6 +305,7 @@ class _Built:
     run_id: str | None = None
     scratch: Path | None = None  # removed when the run ends
     out_dir: Path | None = None
+    metrics: RunMetrics | None = None  # what is logged and not yet written
     closed: bool = False  # the run's final MLflow status was written
 
 
@@ -258,6 +343,7 @@ def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id) -> RunR
         built.store, cfg.tracking.experiment, cfg.tracking.artifact_root)
     built.client = client
     run_id = built.run_id = _start_run(cfg, client, exp_id, tags, parent_run_id)
+    built.metrics = RunMetrics(client, run_id)
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
     result = RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id,
                        store=built.store)
@@ -266,9 +352,9 @@ def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id) -> RunR
     try:
         dm = _data(cfg, client, run_id, result, built)
         _model(cfg, client, run_id, result, built)
-        trainer = _fit_and_test(cfg, built.store, run_id, dm, built, history, callbacks, result,
-                                client)
+        trainer = _fit_and_test(cfg, run_id, dm, built, history, callbacks, result, client)
         _record(client, run_id, trainer, built, history, result, metric)
+        built.metrics.flush()
         result.status = "FINISHED"
         return result
     except BaseException as exc:
@@ -409,27 +495,20 @@ def _model(cfg: DictConfig, client, run_id: str, result: RunResult, built: _Buil
     client.log_text(run_id, _model_summary(built.task, model), "model_summary.txt")
 
 
-def _fit_and_test(cfg: DictConfig, store: StoreAddress, run_id: str, dm: BenchDataModule, built: _Built,
+def _fit_and_test(cfg: DictConfig, run_id: str, dm: BenchDataModule, built: _Built,
                   history: EpochHistory, callbacks, result: RunResult, client) -> pl.Trainer:
     """Fits (the naive baseline only validates), then tests the best epoch's weights."""
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
     task = built.task
     out_dir = built.out_dir = _output_dir(built)
     monitor, mode = f"val/{metric}", ("max" if direction == "maximize" else "min")
-    ckpt = BestCheckpoint(
-        dirpath=out_dir / "checkpoints", filename=f"best-{run_id[:8]}", monitor=monitor,
-        mode=mode, save_top_k=1, save_weights_only=True,
-    )
-    cbs: list = [history, ckpt]
+    best = BestWeights(monitor, mode)
+    cbs: list = [history, best]
     if cfg.trainer.early_stopping_patience:
         cbs.append(EarlyStopping(monitor, patience=cfg.trainer.early_stopping_patience, mode=mode))
     cbs += list(callbacks)
-    logger = MLFlowLogger(
-        experiment_name=cfg.tracking.experiment, tracking_uri=store.connect(),
-        run_id=run_id,
-    )
     apply_fp32_policy(bool(cfg.trainer.get("tf32", False)))
-    trainer = _trainer(cfg, logger, cbs, out_dir)
+    trainer = _trainer(cfg, built.metrics, cbs, out_dir)
 
     if task.is_naive:
         val = trainer.validate(task, datamodule=dm, verbose=False)[0]
@@ -438,16 +517,27 @@ def _fit_and_test(cfg: DictConfig, store: StoreAddress, run_id: str, dm: BenchDa
         result.val_metrics = _scalar_metrics(val, "val/")
     else:
         trainer.fit(task, datamodule=dm)
-        if ckpt.best_model_score is not None:
-            result.objective = float(ckpt.best_model_score)
-        best = ckpt.best_model_path or None
-        if built.scratch is None:  # a scratch folder's path would soon point at nothing
-            result.checkpoint = best
-            tracking.log_tags(client, run_id, {tracking.TAGS["checkpoint"]: best})
-        trainer.test(task, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
+        if best.state is not None:
+            result.objective = float(best.score)
+            if built.scratch is None:  # a scratch folder's path would soon point at nothing
+                result.checkpoint = str(_save_best(best, out_dir, run_id))
+                tracking.log_tags(client, run_id, {tracking.TAGS["checkpoint"]: result.checkpoint})
+            task.load_state_dict(best.state)
+        trainer.test(task, datamodule=dm, verbose=False)
         result.val_metrics = {k: v[-1][1] for k, v in history.history.items()
                               if k.startswith("val/")}
     return trainer
+
+
+def _save_best(best: BestWeights, out_dir: Path, run_id: str) -> Path:
+    """The best weights, once, as ``checkpoints/best-<run id>.ckpt`` in the run's folder."""
+    path = out_dir / "checkpoints" / f"best-{run_id[:8]}.ckpt"
+    version = 0
+    while path.exists():  # as Lightning names a second file of the same name
+        version += 1
+        path = path.with_name(f"best-{run_id[:8]}-v{version}.ckpt")
+    AtomicCheckpointIO().save_checkpoint(best.checkpoint(), path)
+    return path
 
 
 def _record(client, run_id: str, trainer: pl.Trainer, built: _Built, history: EpochHistory,
@@ -458,7 +548,7 @@ def _record(client, run_id: str, trainer: pl.Trainer, built: _Built, history: Ep
     final = {"best/val_" + metric: result.objective, "epochs_trained": result.epochs_trained}
     if history.epoch_times:
         final["time/mean_epoch_s"] = sum(history.epoch_times) / len(history.epoch_times)
-    tracking.log_metrics(client, run_id, {**final, **result.test_metrics})
+    built.metrics.add({**final, **result.test_metrics})
     _log_figures(client, run_id, built.task, built.info, history, metric)
 
 
@@ -479,9 +569,10 @@ def _close(client, run_id: str, built: _Built, history: EpochHistory, result: Ru
             _log_figures(client, run_id, built.task, built.info, history, metric)
     except Exception:  # a figure must never hide the original error
         pass
-    # losing a timing must not hide the run's own outcome
+    # losing a timing (or, in a run that failed, a metric) must not hide the run's outcome
     with contextlib.suppress(Exception):
-        tracking.log_metrics(client, run_id, {"time/wall_s": result.wall_time_s})
+        built.metrics.add({"time/wall_s": result.wall_time_s})
+        built.metrics.flush()
     mlflow_status = {"FINISHED": "FINISHED", "PRUNED": "FINISHED", "KILLED": "KILLED"}
     client.set_terminated(run_id, mlflow_status.get(result.status, "FAILED"))
     built.closed = True

@@ -135,24 +135,40 @@ def test_objective_is_the_best_epoch_and_testing_uses_its_weights(make_cfg, mlfl
     assert torch.isfinite(torch.tensor(result.test_metrics["test/accuracy"]))
 
 
-def test_test_metrics_come_from_the_best_checkpoint(make_cfg):
-    """Re-scores the saved best weights by hand on the test split: the same accuracy."""
+class EpochWeights(Callback):
+    """Each epoch's validation accuracy and weights, and the weights the test starts from."""
+
+    def __init__(self):
+        self.epochs: list[tuple[float, dict]] = []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.epochs.append((float(trainer.callback_metrics["val/accuracy"]),
+                            {k: v.clone() for k, v in pl_module.state_dict().items()}))
+
+    def on_test_start(self, trainer, pl_module):
+        self.tested = {k: v.clone() for k, v in pl_module.state_dict().items()}
+
+
+def test_test_metrics_come_from_the_best_epochs_weights(make_cfg):
+    """The test starts from the weights of the best validation epoch (a tie goes to the later
+    one), and re-scoring those weights by hand on the test split gives the same accuracy."""
     from bench import data
     from bench.models import build_model
-
-    class BestAtTest(Callback):
-        """Reads the file the test restores (the run removes its scratch folder after)."""
-
-        def on_test_start(self, trainer, pl_module):
-            assert trainer.ckpt_path == trainer.checkpoint_callback.best_model_path
-            self.state = torch.load(trainer.ckpt_path, weights_only=True)["state_dict"]
 
     cfg = make_cfg("dataset=synthetic", "model.hidden_size=8", "trainer.max_epochs=4",
                    "trainer.early_stopping_patience=null", "trainer.limit_test_batches=null",
                    "optim.lr=0.05")
-    seen = BestAtTest()
+    seen = EpochWeights()
     result = run(cfg, callbacks=[seen])
-    state = seen.state
+    scores = [score for score, _ in seen.epochs]
+    best = max(i for i, score in enumerate(scores) if score == max(scores))
+    assert result.objective == pytest.approx(max(scores))
+    state = seen.epochs[best][1]
+    assert state.keys() == seen.tested.keys()
+    assert all(torch.equal(state[k], seen.tested[k]) for k in state)
+    if best != len(scores) - 1:  # the final weights were not the ones tested
+        last = seen.epochs[-1][1]
+        assert not all(torch.equal(last[k], seen.tested[k]) for k in last)
     prepared = data.build(cfg.dataset, cfg.data_dir)
     model = build_model(cfg.model, prepared.info)
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()
@@ -162,3 +178,87 @@ def test_test_metrics_come_from_the_best_checkpoint(make_cfg):
     with torch.no_grad():
         acc = (model(batch["x"]).argmax(-1) == batch["y"]).float().mean().item()
     assert result.test_metrics["test/accuracy"] == pytest.approx(acc, abs=1e-6)
+
+
+def test_a_tie_keeps_the_later_epoch():
+    """On a plateau of the validation metric the later (more trained) epoch's weights stay."""
+    from types import SimpleNamespace
+
+    from bench.train import BestWeights
+
+    class Strategy:
+        @staticmethod
+        def reduce_boolean_decision(decision):
+            return decision
+
+    best = BestWeights("val/accuracy", "max")
+    module = torch.nn.Linear(1, 1)
+    for epoch, score in enumerate([0.5, 1.0, 1.0, 0.9, float("nan")]):
+        with torch.no_grad():
+            module.weight.fill_(epoch)
+        trainer = SimpleNamespace(
+            sanity_checking=False, state=SimpleNamespace(fn="fit"), global_step=10 * (epoch + 1),
+            current_epoch=epoch, callback_metrics={"val/accuracy": torch.tensor(score)},
+            strategy=Strategy())
+        best.on_train_epoch_end(trainer, module)
+    assert best.epoch == 2 and float(best.score) == 1.0
+    assert best.state["weight"].item() == 2.0
+    assert best.checkpoint()["global_step"] == 30
+
+
+class FailsAtEpoch(Callback):
+    def __init__(self, epoch: int, uri: str | None = None):
+        self.epoch, self.uri, self.seen = epoch, uri, []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self.uri is not None:  # what the store holds while the run trains
+            run_id = trainer.logger.run_id
+            self.seen.append(len(MlflowClient(self.uri).get_metric_history(run_id,
+                                                                           "val/accuracy")))
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("stopped on purpose")
+
+
+def test_every_epoch_metric_reaches_mlflow_with_its_step(make_cfg, mlflow_uri):
+    result = run(make_cfg("dataset=synthetic", "model.hidden_size=8", "trainer.max_epochs=3",
+                          "trainer.early_stopping_patience=null"))
+    client = MlflowClient(mlflow_uri)
+    steps = {key: [m.step for m in client.get_metric_history(result.run_id, key)]
+             for key in ("train/loss", "val/loss", "val/accuracy", "val/naive_accuracy",
+                         "time/epoch_s")}
+    # the smoke trainer runs 3 batches an epoch: each epoch's values carry the step of its
+    # last batch, as Lightning numbers them (from 0)
+    assert all(s == [2, 5, 8] for s in steps.values()), steps
+    rec = client.get_run(result.run_id).data.metrics
+    for key in ("time/wall_s", "time/mean_epoch_s", "epochs_trained", "test/accuracy"):
+        assert key in rec, key
+
+
+def test_a_failed_run_keeps_the_metrics_of_its_epochs(make_cfg, mlflow_uri):
+    with pytest.raises(RuntimeError, match="on purpose"):
+        run(make_cfg("dataset=synthetic", "trainer.max_epochs=5",
+                     "trainer.early_stopping_patience=null"), callbacks=[FailsAtEpoch(1)])
+    client = MlflowClient(mlflow_uri)
+    (rec,) = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
+    assert rec.info.status == "FAILED"
+    assert len(client.get_metric_history(rec.info.run_id, "val/accuracy")) == 2
+    assert "time/wall_s" in rec.data.metrics
+
+
+@pytest.mark.parametrize("flush_every_s", [0.0, None])
+def test_metrics_are_written_during_a_run_once_the_last_write_is_old_enough(
+        make_cfg, mlflow_uri, monkeypatch, flush_every_s):
+    """With writes due at once (a long run's epochs), the curves grow in the store epoch by
+    epoch; a short run's metrics wait for its end."""
+    from bench import train
+
+    if flush_every_s is not None:
+        monkeypatch.setattr(train, "METRIC_FLUSH_S", flush_every_s)
+    watch = FailsAtEpoch(99, mlflow_uri)
+    result = run(make_cfg("dataset=synthetic", "trainer.max_epochs=3",
+                          "trainer.early_stopping_patience=null"), callbacks=[watch])
+    # the watch reads the store at each epoch's end, after that epoch's validation values
+    # were logged
+    assert watch.seen == ([1, 2, 3] if flush_every_s == 0.0 else [0, 0, 0])
+    history = MlflowClient(mlflow_uri).get_metric_history(result.run_id, "val/accuracy")
+    assert len(history) == 3
