@@ -15,7 +15,7 @@ each replica's record is the one an independent run would give (the tests check 
 dropout 0): the same batches (``IndexBatchSampler`` with the replica's seed, reshuffled per
 epoch), the same loss, the same optimisers (Adam, Keras-default RMSprop, SGD), Lightning's
 clip by global norm, Lightning's ``EarlyStopping`` rule (strict improvement, patience) and
-``BestCheckpoint``'s (ties go to the later epoch), the epoch's training loss as the mean over
+``BestWeights``'s (ties go to the later epoch), the epoch's training loss as the mean over
 its samples, validation metrics from the same torchmetrics objects as ``BenchTask``, and a
 non-finite training loss failing the replica at the end of its epoch, before validation.
 
@@ -233,7 +233,7 @@ def train_replicas(
     metrics = [make_metrics(info).to(device) for _ in range(k)]
     results = [ReplicaResult(seed=d.seed) for d in data]
     live = [True] * k
-    best = [-math.inf if maximize else math.inf] * k  # BestCheckpoint's best
+    best = [-math.inf if maximize else math.inf] * k  # BestWeights's best
     stop_best = list(best)  # EarlyStopping's best
     wait = [0] * k
     train_splits = [d.train for d in data]
@@ -422,8 +422,9 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
     from bench.train import RunResult
 
     validate(cfg)
-    uri, client, exp_id = tracking.open_experiment(
-        cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
+    store = tracking.store_of(cfg)
+    client, exp_id = tracking.open_experiment(
+        store, cfg.tracking.experiment, cfg.tracking.artifact_root)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     arch = arch_name(cfg.model)
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
@@ -437,7 +438,8 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
         run_id = tracking.start_run(client, exp_id, name, run_tags, parent_run_id)
         tracking.log_params(client, run_id,
                             tracking.run_params({**resolved, "seed": seed}, tokens=False))
-        out.append(RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id))
+        out.append(RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id,
+                             store=store))
     start = time.perf_counter()
     try:
         results, models = fit_seeds(cfg, list(seeds))

@@ -17,7 +17,7 @@ from bench.models import build_model
 from bench.models.replicas import ReplicaNet
 from bench.replica_train import ReplicaData, train_replicas
 from bench.task import BenchTask
-from bench.train import BestCheckpoint, EpochHistory
+from bench.train import BestWeights, EpochHistory
 
 INFO = DatasetInfo(name="t", task="classification", metric="accuracy", direction="maximize",
                    seq_len=9, n_features=3, num_classes=3)
@@ -59,8 +59,7 @@ def independent(cfg, info, seed, train, val, optim, epochs, patience, clip, tmp_
                          eval_batch_size=16, seed=seed)
     history = EpochHistory()
     mode = "max" if info.direction == "maximize" else "min"
-    ckpt = BestCheckpoint(dirpath=tmp_path / f"s{seed}", monitor=f"val/{info.metric}",
-                          mode=mode, save_top_k=1, save_weights_only=True)
+    ckpt = BestWeights(monitor=f"val/{info.metric}", mode=mode)
     cbs = [history, ckpt]
     if patience:
         cbs.append(EarlyStopping(f"val/{info.metric}", patience=patience, mode=mode))
@@ -69,10 +68,8 @@ def independent(cfg, info, seed, train, val, optim, epochs, patience, clip, tmp_
                          num_sanity_val_steps=0, gradient_clip_val=clip,
                          default_root_dir=str(tmp_path))
     trainer.fit(task, datamodule=dm)
-    best = torch.load(ckpt.best_model_path, weights_only=True)["state_dict"]
-    best_epoch = int(ckpt.best_model_path.split("epoch=")[-1].split("-")[0]) if (
-        "epoch=" in ckpt.best_model_path) else None
-    return history.history, float(ckpt.best_model_score), best, best_epoch
+    best_epoch = ckpt.epoch if ckpt.epoch >= 0 else None
+    return history.history, float(ckpt.score), ckpt.state, best_epoch
 
 
 def loss_name(info):
@@ -113,7 +110,7 @@ def assert_same(got, want, metric):
                                        rtol=1e-7, atol=1e-9)
         assert g.best_score == pytest.approx(score, rel=1e-9)
         theirs = [v for _, v in history[f"val/{metric}"]]
-        # BestCheckpoint: the last epoch reaching the best score
+        # BestWeights: the last epoch reaching the best score
         maximize = metric == "accuracy"
         best_val = max(theirs) if maximize else min(theirs)
         assert g.best_epoch == max(i for i, v in enumerate(theirs)
