@@ -130,7 +130,7 @@ def _exit_after_stop(exc: KeyboardInterrupt | SystemExit) -> None:
     # would load Lightning on the way out of a refused config.
     interrupt = sys.modules.get("bench.interrupt")
     signum = interrupt.received() if interrupt is not None else None
-    if signum is None:
+    if interrupt is None or signum is None:
         if isinstance(exc, KeyboardInterrupt):
             sys.exit(130)
         raise exc

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bench.errors import ConfigError
 from bench.vocab import CELLS, OPTIMIZERS, RECURRENT_CELLS, TOPOLOGIES, is_stacked
@@ -49,6 +49,15 @@ def compose(overrides: Sequence[str]) -> DictConfig:
         return hydra_compose(config_name="config", overrides=list(overrides))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def load_mapping(path: Path) -> DictConfig:
+    """A YAML config file whose top level is a mapping (a dataset, panel or experiment config);
+    a list there is refused with a :class:`ConfigError` that names the file."""
+    cfg = OmegaConf.load(path)
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got a list")
+    return cfg
 
 
 def _choice(key: str, value, allowed: Iterable) -> None:

@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import lightning.pytorch as pl
 import torch
@@ -35,6 +36,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.console import drop_known_warnings
 from bench.vocab import RECURRENT_CELLS, TOPOLOGIES
+
+if TYPE_CHECKING:
+    from lightning.pytorch.trainer.connectors.accelerator_connector import _PRECISION_INPUT
 
 IMPLS = ("fused", "cell")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
@@ -109,11 +113,11 @@ class SyncCounter(Callback):
     launch code too, such as ``torch.unique``); on the CPU through the dispatcher.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.per_batch: list[int] = []
         self._mode: HostReads | None = None
         self._warned: list | None = None
-        self._ctx = None
+        self._ctx: warnings.catch_warnings[list[warnings.WarningMessage]] | None = None
 
     def _start(self):
         if _cuda():
@@ -164,7 +168,8 @@ def _fit(cfg, precision: str = "32-true", callbacks=(), train_batches: int = 2):
     task = BenchTask(build_model(cfg.model, info), info, cfg.dataset.loss, dict(cfg.optim))
     apply_fp32_policy(bool(cfg.trainer.get("tf32", False)))
     trainer = pl.Trainer(
-        accelerator=_accelerator(), devices=1, precision=precision, max_epochs=1,
+        accelerator=_accelerator(), devices=1, max_epochs=1,
+        precision=cast("_PRECISION_INPUT", precision),  # a name from PRECISIONS
         limit_train_batches=train_batches, limit_val_batches=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, callbacks=list(callbacks),
@@ -234,16 +239,18 @@ def check_dtypes_and_equivalence(quick: bool) -> list[Line]:
     lines = []
     for precision in precisions:
         with _quiet():
-            trainer = pl.Trainer(accelerator=_accelerator(), devices=1, precision=precision,
+            trainer = pl.Trainer(accelerator=_accelerator(), devices=1,
+                                 precision=cast("_PRECISION_INPUT", precision),  # PRECISIONS
                                  logger=False, enable_checkpointing=False,
                                  enable_progress_bar=False)
-        dtypes, worst = {}, 0.0
+        dtypes: dict[str, list[str]] = {}
+        worst = 0.0
         for cell, topology in itertools.product(RECURRENT_CELLS, TOPOLOGIES):
             torch.manual_seed(0)
             fused = _model(cell, topology, "fused", info).to(device).eval()
             loop = _model(cell, topology, "cell", info).to(device).eval()
             loop.load_state_dict(fused.state_dict())
-            seen = []
+            seen: list[torch.dtype] = []
             hooks = [layer.register_forward_hook(lambda _m, _i, o, s=seen: s.append(o[0].dtype))
                      for m in (fused, loop) for layer in m.layers]
             with torch.no_grad(), trainer.precision_plugin.forward_context():

@@ -13,7 +13,7 @@ from bench.data.base import DatasetInfo  # noqa: E402
 
 
 def learning_curves(history: dict[str, list[tuple[int, float]]], metric: str):
-    keys = [k for k in ("train/loss", "val/loss") if k in history]
+    keys: list[str] = [k for k in ("train/loss", "val/loss") if k in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for k in keys:
         e, v = zip(*history[k], strict=True)
@@ -52,6 +52,9 @@ def predictions_vs_actual(info: DatasetInfo, preds, y, naive, max_points: int = 
 def confusion_matrix(info: DatasetInfo, preds: torch.Tensor, y: torch.Tensor):
     from torchmetrics.functional.classification import multiclass_confusion_matrix
 
+    if info.num_classes is None:
+        raise ValueError(f"{info.name}: a confusion matrix needs the number of classes "
+                         "(a classification dataset)")
     cm = multiclass_confusion_matrix(preds, y, num_classes=info.num_classes).numpy()
     names = list(info.class_names) or [str(i) for i in range(info.num_classes)]
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(names), 0.8 + 0.5 * len(names)))
@@ -61,7 +64,7 @@ def confusion_matrix(info: DatasetInfo, preds: torch.Tensor, y: torch.Tensor):
     ax.set(xlabel="predicted", ylabel="actual", title=f"{info.name}: test confusion matrix")
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7,
                     color="white" if cm[i, j] > cm.max() / 2 else "black")
     fig.tight_layout()
     return fig

@@ -45,7 +45,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeGuard
 from urllib.parse import quote, unquote
 
 from bench.errors import ConfigError
@@ -257,27 +257,28 @@ def schema_lock(path: Path | None, timeout: float = 300.0) -> Iterator[None]:
         return
     from filelock import FileLock
 
-    lock: FileLock | None = FileLock(path.with_name(path.name + ".init.lock"))
+    lock = FileLock(path.with_name(path.name + ".init.lock"))
     try:
         lock.acquire(timeout=timeout)
+        held = True
     except OSError:  # includes filelock's Timeout: a holder stuck that long is not creating
-        lock = None
+        held = False
     try:
         yield
     finally:
-        if lock is not None:
+        if held:
             lock.release()
 
 
 # --------------------------------------------------------------------------- command line
 
 
-def _compose(m: re.Match, password: str | None) -> str:
+def _compose(m: re.Match[str], password: str | None) -> str:
     userinfo = m["user"] if password is None else f"{m['user']}:{password}"
     return f"{m['scheme']}{userinfo}@{m['rest']}"
 
 
-def _has_password(m: re.Match | None) -> bool:
+def _has_password(m: re.Match[str] | None) -> TypeGuard[re.Match[str]]:
     return m is not None and m["pw"] not in (None, "", MASK)
 
 
@@ -327,5 +328,7 @@ def _hide_only(url: str, hider: Callable[[str], StoreAddress]) -> str:
     the other resolution rules: the command line keeps what the user wrote, the run resolves
     it when it starts."""
     m = _URL.match(url)
+    if m is None:
+        raise ConfigError(f"not a URL of the form scheme://user:password@host: {mask(url)}")
     hider(url)  # moves the password into its variable
     return _compose(m, MASK)

@@ -135,8 +135,8 @@ class TensorSplit:
 
     def to(self, device: torch.device, memo: dict | None = None) -> TensorSplit:
         lengths = None if self.lengths is None else _move(self.lengths, device, memo)
-        return TensorSplit(*(_move(t, device, memo) for t in (self.x, self.y, self.naive)),
-                           lengths=lengths)
+        x, y, naive = (_move(t, device, memo) for t in (self.x, self.y, self.naive))
+        return TensorSplit(x, y, naive, lengths=lengths)
 
 
 def phase_layout(features: torch.Tensor, step: int) -> tuple[torch.Tensor, int]:

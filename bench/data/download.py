@@ -143,7 +143,7 @@ def locate(
     sources: list[Source], data_dir: Path, subdir: str | None
 ) -> tuple[Located | None, list[tuple[Path, Source, str]]]:
     """The first usable file, and every file found that failed its checksum."""
-    bad = []
+    bad: list[tuple[Path, Source, str]] = []
     for src in sources:
         for path in candidates(data_dir, subdir, src.name):
             if not (path.is_dir() if src.is_dir else path.is_file()):

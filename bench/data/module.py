@@ -101,7 +101,10 @@ class BenchDataModule(pl.LightningDataModule):
         sampler = IndexBatchSampler(
             len(split), batch_size, shuffle, self.seed, self._device, drop_last
         )
-        return DataLoader(split, batch_size=None, sampler=sampler, collate_fn=_identity)
+        # A map-style dataset is any object with __getitem__ and __len__, as a split is; torch's
+        # stub asks for a subclass of its Dataset.
+        return DataLoader(split, batch_size=None, sampler=sampler,  # type: ignore[arg-type]
+                          collate_fn=_identity)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.prepare().train, self.batch_size, True, self.drop_last)

@@ -64,11 +64,13 @@ def _poison(p: Prepared) -> Prepared:
     train = p.train
     if isinstance(train, TensorSplit):
         train = TensorSplit(torch.full_like(train.x, float("nan")), train.y, train.naive)
-    else:
+    elif isinstance(train, WindowSplit):
         feats = train.features.clone()
         feats[:] = float("nan")
         train = WindowSplit(feats, train.target, train.anchors, train.lookback, train.step,
                             train.delay)
+    else:
+        raise TypeError(f"nan_inputs: cannot poison a {type(train).__name__} training split")
     return Prepared(p.info, train, p.val, p.test)
 
 

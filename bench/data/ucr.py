@@ -165,7 +165,8 @@ def _check_task(cfg, train: TsData, test: TsData) -> None:
     if train.dims != test.dims:
         raise DataError(f"{test.where}: {test.dims} dimension(s); expected {train.dims} as in "
                         f"{train.where}")
-    if train.class_labels is not None and set(test.class_labels) != set(train.class_labels):
+    if (train.class_labels is not None and test.class_labels is not None
+            and set(test.class_labels) != set(train.class_labels)):
         raise DataError(f"{test.where}: @classLabel {list(test.class_labels)}; expected the "
                         f"training file's {list(train.class_labels)}")
 
@@ -184,6 +185,8 @@ def build(cfg, data_dir: Path) -> Prepared:
 
     classification = cfg.task == "classification"
     if classification:
+        if train_f.class_labels is None:  # _check_task: a classification file declares them
+            raise DataError(f"{train_f.where}: no @classLabel in a classification problem")
         classes = train_f.class_labels
         index = {c: i for i, c in enumerate(classes)}
         y_train_all = np.array([index[c] for c in train_f.labels], dtype=np.int64)
@@ -212,10 +215,13 @@ def build(cfg, data_dir: Path) -> Prepared:
 
     t_off, t_scale = 0.0, 1.0
     if classification:
-        naive_value = int(np.bincount(ys["train"], minlength=len(classes)).argmax())
+        majority = int(np.bincount(ys["train"], minlength=len(classes)).argmax())
+        naive_value: float = majority
+        naive_text = "majority class " + str(classes[majority])
     else:
         t_off, t_scale = float(ys["train"].mean()), float(ys["train"].std()) or 1.0
         naive_value = 0.0  # the training mean, in scaled units
+        naive_text = "training mean"
     splits, sizes = [], {}
     for split in ("train", "val", "test"):
         x = torch.from_numpy(_pad(series[split], length, dims))
@@ -241,8 +247,7 @@ def build(cfg, data_dir: Path) -> Prepared:
             "lengths": f"{int(all_lengths.min())}-{length}" if not equal else str(length),
             "dimensions": str(dims), "normalize": str(cfg.get("normalize", "dimension")),
             "missing_values": str(train_f.n_missing + test_f.n_missing),
-            "naive": ("majority class " + str(classes[naive_value])) if classification
-            else "training mean",
+            "naive": naive_text,
         },
     )
     return Prepared(info, *splits)

@@ -129,11 +129,11 @@ def signed_rank(
     is better (the report uses the normalised skill score). NaN with fewer than two pairs."""
     from baycomp import SignedRankTest
 
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 2:
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[ok], ys[ok]
+    if len(xs) < 2:
         return NAN
-    left, mid, right = SignedRankTest.probs(x, y, rope=max(float(rope), 1e-12),
+    left, mid, right = SignedRankTest.probs(xs, ys, rope=max(float(rope), 1e-12),
                                             nsamples=nsamples, random_state=seed)
     return Probs(float(left), float(mid), float(right))

@@ -269,13 +269,13 @@ def seed_sets(runs: pd.DataFrame, datasets: list[str]) -> SeedSets | None:
 
 def budget(definition: str) -> Budget | None:
     """The tuning budget per cell; None when no session recorded a definition with one."""
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     try:
         d = OmegaConf.create(definition) if definition else None
     except Exception:
         d = None
-    if d is None or d.get("tuning") is None:
+    if not isinstance(d, DictConfig) or d.get("tuning") is None:
         return None
     t = d.tuning
     n_trials = int(t.get("n_trials", 0))

@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -57,7 +58,8 @@ def rebuild(results: Path, readme_text: str = "", study: str | None = None) -> p
         raise ValueError(f"{results}: columns {missing} missing; not a bench results.csv")
     facts = _readme_facts(readme_text)
     name = study or results.parent.name
-    rows, dataset_params = [], {}
+    rows: list[dict[str, Any]] = []
+    dataset_params: dict[str, dict[str, str]] = {}
     for _, r in res.iterrows():
         row = {
             "kind": r["phase"], "study": name, "dataset": r["dataset"],
@@ -102,14 +104,15 @@ def rebuild(results: Path, readme_text: str = "", study: str | None = None) -> p
 def _dataset_params(dataset_name: str, key: str, definition: str | None) -> dict[str, str]:
     """``param:dataset.*`` as the runs had them: the dataset's config in this checkout with the
     study definition's overrides for that entry applied (results.csv kept no dataset keys)."""
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     from bench import tracking
+    from bench.config import load_mapping
 
     path = record.CONF_DATASETS / f"{dataset_name}.yaml"
     if not path.is_file():
         return {}
-    cfg = OmegaConf.load(path)
+    cfg = load_mapping(path)
     if definition:
         try:
             spec = OmegaConf.create(definition).datasets.get(key) or {}
@@ -117,8 +120,8 @@ def _dataset_params(dataset_name: str, key: str, definition: str | None) -> dict
             spec = {}
         dots = [str(o)[len("dataset."):] for o in spec.get("overrides", [])
                 if str(o).startswith("dataset.")]
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dots))
-    flat = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+        cfg = cast(DictConfig, OmegaConf.merge(cfg, OmegaConf.from_dotlist(dots)))
+    flat = tracking.flatten(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
     return {f"param:dataset.{k}": str(v) for k, v in sorted(flat.items())
             if not isinstance(v, list | dict)}
 

@@ -26,6 +26,7 @@ from bench.report.model import (
     VarianceRow,
     VerdictSection,
     WhatWasRun,
+    Wilcoxon,
 )
 from bench.results.record import RECORD_NAME
 
@@ -208,7 +209,7 @@ def across_summary(a: AcrossSection) -> str:
     """One line of the across-dataset evidence for the verdict; empty when nothing was compared."""
     if not a.compared:
         return ""
-    n, w, lead = len(a.datasets), a.wilcoxon, a.lead_iqm
+    n, w, lead = len(a.datasets), _tests(a), a.lead_iqm
     return (f"Across the {n} dataset(s) in the verdict: "
             + (f"significant Wilcoxon-Holm pairs: {len(w.significant)}" if w.significant else
                f"no Wilcoxon-Holm pair differs (smallest attainable p {w.smallest_p:.3g})")
@@ -242,9 +243,13 @@ def budget(b: Budget | None) -> str:
         tuning += "; tuning repeated with sampler seeds " + ", ".join(
             f"{s} on `{k}`" for k, s in sorted(b.repeats.items()))
     over = ", ".join(f"`{o}`" for o in b.overrides) or "none"
-    size = {None: "width tuned", False: "width tuned", True: "parameter budget tuned "
-            "(equal capacity per trial)"}.get(b.match_params, f"parameter budget "
-                                              f"{b.match_params} for every model")
+    # as the plan reads it: a bool or None says whether the budget is tuned, an int pins it
+    if b.match_params is None or b.match_params is False:
+        size = "width tuned"
+    elif b.match_params is True:
+        size = "parameter budget tuned (equal capacity per trial)"
+    else:
+        size = f"parameter budget {b.match_params} for every model"
     return (f"- **Budget per cell**: {tuning}; model size: {size}; epochs and batches per "
             f"epoch from the trainer config and these overrides: {over} (per-dataset overrides "
             "in the definition below)")
@@ -528,8 +533,15 @@ def _ranking(a: AcrossSection) -> list[str]:
     ]
 
 
+def _tests(a: AcrossSection) -> Wilcoxon:
+    """The Wilcoxon-Holm tests of a comparison: set with its ranking (``a.compared``)."""
+    if a.wilcoxon is None:
+        raise ValueError("the comparison across datasets has a ranking but no Wilcoxon tests")
+    return a.wilcoxon
+
+
 def _wilcoxon(a: AcrossSection) -> list[str]:
-    n, w, alpha = len(a.datasets), a.wilcoxon, a.alpha
+    n, w, alpha = len(a.datasets), _tests(a), a.alpha
     text = ["### Pairwise Wilcoxon signed-rank tests (Holm), critical-difference diagram", ""]
     text.append(
         f"Over {n} dataset(s) the exact two-sided signed-rank test cannot give p below "

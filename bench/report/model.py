@@ -16,6 +16,7 @@ import numpy as np
 
 from bench.report import aggregate, bayes, stats
 from bench.report import claims as claims_mod
+from bench.report.aggregate import Estimate
 from bench.report.formatting import Units
 
 
@@ -211,7 +212,7 @@ class AcrossSection:
         return bool(self.ranking)
 
     @property
-    def lead_iqm(self) -> aggregate.Estimate:
+    def lead_iqm(self) -> Estimate:
         return next(r.iqm for r in self.aggregate if r.arch == self.lead)
 
 
@@ -321,7 +322,7 @@ class Budget:
     pruner: str
     repeats: dict[str, list]    # dataset -> sampler seeds, where tuning ran more than once
     overrides: list[str]
-    match_params: object        # None/False: width tuned; True: budget tuned; else a budget
+    match_params: bool | int | None   # None/False: width tuned; True: budget tuned; else a budget
 
 
 @dataclass(frozen=True)

@@ -240,9 +240,7 @@ def _legacy_card(readme: Path) -> dict | None:
 
 
 def claims_table(runs_dir: Path = RUNS_DIR) -> str:
-    from omegaconf import OmegaConf
-
-    from bench.config import CONF_DIR
+    from bench.config import CONF_DIR, load_mapping
 
     rows = ["| experiment | source | claim | this harness (mean [95% CI], n seeds) | naive | "
             "verdict |", "|---|---|---|---|---|---|"]
@@ -252,7 +250,7 @@ def claims_table(runs_dir: Path = RUNS_DIR) -> str:
         if d is None:
             continue
         if not d.get("claim"):
-            ref = OmegaConf.load(CONF_DIR / "experiment" / f"{folder.name}.yaml").get(
+            ref = load_mapping(CONF_DIR / "experiment" / f"{folder.name}.yaml").get(
                 "reference") if (CONF_DIR / "experiment" / f"{folder.name}.yaml").exists() else None
             if ref:
                 d = {**d, "claim": ref.get("claim", ""), "source": ref.get("source", ""),

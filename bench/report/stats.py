@@ -26,6 +26,7 @@ import gc
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -542,6 +543,15 @@ def power_note(k: int, n_datasets: int, alpha: float = ALPHA) -> PowerNote:
 # ---------------------------------------------------------------------------------------------
 
 
+class DatasetGroups(TypedDict):
+    """One dataset's part of the verdict: its groups and its anchor (the best candidate)."""
+
+    top_group: list[str]
+    significantly_worse: list[str]
+    untested: list[str]
+    best: str
+
+
 @dataclass
 class Verdict:
     """The answer and the per-dataset groups it rests on; ``decision`` and ``alpha`` are the
@@ -549,7 +559,7 @@ class Verdict:
 
     single_best: str | None
     always_top: list[str]
-    per_dataset: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    per_dataset: dict[str, DatasetGroups] = field(default_factory=dict)
     datasets: list[str] = field(default_factory=list)
     decision: str = "test"
     alpha: float = ALPHA
@@ -575,7 +585,7 @@ def verdict(comparisons: Sequence[DatasetComparison], candidates: Sequence[str] 
     archs = sorted(set(candidates) if candidates is not None else
                    {a for c in comps for a in c.table.loc[c.table["candidate"], "arch"]})
     always = [a for a in archs if all(a in c.top_group for c in comps)]
-    per = {
+    per: dict[str, DatasetGroups] = {
         c.dataset: {
             "top_group": [a for a in c.top_group if a in archs],
             "significantly_worse": [a for a in c.significantly_worse if a in archs],

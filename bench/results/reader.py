@@ -13,6 +13,7 @@ import json
 import math
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,16 +24,20 @@ from bench.results.rope import dataset_rope
 from bench.stores import StoreAddress
 from bench.tracking import TAGS
 
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
 
 def _experiment_ids(client: MlflowClient) -> list[str]:
     return sorted(e.experiment_id for e in client.search_experiments())
 
 
-def search(client: MlflowClient, filter_string: str) -> list:
+def search(client: MlflowClient, filter_string: str) -> list[Run]:
     exps = _experiment_ids(client)
     if not exps:
         return []
-    out, token = [], None
+    out: list[Run] = []
+    token = None
     while True:
         page = client.search_runs(exps, filter_string=filter_string, max_results=1000,
                                   page_token=token)

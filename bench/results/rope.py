@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from bench.config import CONF_DIR
+from bench.config import CONF_DIR, load_mapping
 
 DEFAULT_ROPE = {"maximize": 0.005, "minimize": 0.01}
 CONF_DATASETS = CONF_DIR / "dataset"
@@ -43,9 +43,7 @@ def dataset_rope(dataset_name: str, direction: str, param: str | None = None) ->
             return r, "run config"
     path = CONF_DATASETS / f"{dataset_name}.yaml"
     if path.is_file():
-        from omegaconf import OmegaConf
-
-        r, src = resolve_rope(OmegaConf.load(path).get("rope"), direction)
+        r, src = resolve_rope(load_mapping(path).get("rope"), direction)
         if src == "config":
             return r, f"conf/dataset/{dataset_name}.yaml"
     return default_rope(direction), "default rule"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,7 +20,7 @@ from bench.vocab import (
     TOPOLOGIES,
 )
 
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "name": None,
     "description": "",
     "seeds": 5,
@@ -63,7 +64,7 @@ def load(path: str | Path, dotlist: Sequence[str] = ()) -> Study:
         schema.check(values, _schema(), source=source, partial=True, error=StudyError)
     d = OmegaConf.create(DEFAULTS)
     for _, layer in layers:
-        d = OmegaConf.merge(d, layer)
+        d = cast(DictConfig, OmegaConf.merge(d, layer))   # mappings merged: a mapping
         if "baselines" in layer and not layer.baselines:
             d.baselines = {}  # an explicit {} or null switches the default baselines off
     if not d.name:

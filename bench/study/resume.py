@@ -21,6 +21,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -106,13 +107,21 @@ class Committed:
             pass
         trials = [_frozen(r, self.path) for r in rows.to_dict("records")]
         study = optuna.create_study(study_name=optuna_study, storage=storage,
-                                    direction=direction, load_if_exists=True)
+                                    direction=_direction(direction), load_if_exists=True)
         if study.trials:   # another worker restored it meanwhile
             return 0
         study.set_user_attr("restored_from", str(self.path))
         study.add_trials(trials)
         log.info("  restored %s from %s: %d trials", optuna_study, self.path, len(trials))
         return len(trials)
+
+
+def _direction(direction: str) -> Literal["minimize", "maximize"]:
+    if direction == "minimize":
+        return "minimize"
+    if direction == "maximize":
+        return "maximize"
+    raise StudyError(f"direction {direction!r}; expected 'minimize' or 'maximize'")
 
 
 def _frozen(row: dict, path: Path):
@@ -137,7 +146,7 @@ def _frozen(row: dict, path: Path):
     curve = _curve(row)
     if state == "COMPLETE" and value is None:
         state = "FAIL"
-    attrs = {"restored": True}
+    attrs: dict[str, Any] = {"restored": True}
     run_id = row["run_id"]
     if isinstance(run_id, str) and "#" not in run_id:
         attrs[RUN_ID_ATTR] = run_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 
@@ -93,7 +94,7 @@ class Runner:
         done = self.finished_trials(cell)
         if done >= n_trials:
             self.echo(f"  tune {cell.dataset}/{cell.arch}: done ({done}/{n_trials} trials)")
-        elif self.dry_run and self._recorded_trials(cell):
+        elif self.dry_run and self.committed is not None and self._recorded_trials(cell):
             self.echo(f"  tune {cell.dataset}/{cell.arch}: {self._recorded_trials(cell)} trials "
                       f"in {self.committed.path}; would restore them and run the rest")
             return None
@@ -141,7 +142,12 @@ class Runner:
         from bench import interrupt
         from bench.train import run
 
-        values = best_values(tuned, cell.space) if tuned is not None else None
+        values = None
+        if tuned is not None:
+            if cell.space is None:
+                raise StudyError(f"{cell.dataset}/{cell.arch}: tuned, but the cell names no "
+                                 "search space")
+            values = best_values(tuned, cell.space)
         tags = self._tags(cell, cell.phase)
         if tuned is not None:
             tags[TAGS["best_trial"]] = str(tuned.best_trial.number)
@@ -185,7 +191,8 @@ class Runner:
             "git_sha": tracking.git_sha(),
         }
         run_id = tracking.start_run(self.client, exp, f"study-{s.name}", tags)
-        resolved = OmegaConf.to_container(s.definition, resolve=True)
+        resolved = cast(dict[str, Any],   # a mapping in, a dict out (the stub says any container)
+                        OmegaConf.to_container(s.definition, resolve=True))
         tracking.log_params(self.client, run_id, tracking.flatten(resolved))
         self.client.log_text(run_id, mask(OmegaConf.to_yaml(resolved)), "study.yaml")
         return run_id

@@ -197,8 +197,7 @@ def run_sweep(base: DictConfig, settings: SweepSettings, *, in_process: bool | N
         log.warning("sweep %s %s; run the same command again to resume it",
                     prep.settings.study_name, stopped)
         raise KeyboardInterrupt
-    check_outcome(study, prep.settings, stopped)
-    return study
+    return check_outcome(study, prep.settings, stopped)
 
 
 def _run_in_process(prep: PreparedSweep) -> bool:
@@ -384,15 +383,18 @@ def resume_command() -> str:
     return "the same command"
 
 
-def check_outcome(study: optuna.Study | None, settings: SweepSettings, stopped: str = "") -> None:
+def check_outcome(study: optuna.Study | None, settings: SweepSettings,
+                  stopped: str = "") -> optuna.Study:
     """Raises when the sweep ended short of its trials, so a caller cannot mistake it for
-    success; the message says why in one or two lines, and how to resume."""
+    success; the message says why in one or two lines, and how to resume. Returns the study
+    otherwise."""
     if study is None:
         raise SweepError(f"study {settings.study_name}: {stopped or 'stopped'}; "
                          f"resume with: {resume_command()}")
     why = shortfall(study, settings, stopped)
     if why:
         raise SweepError(f"study {settings.study_name}: {why}.\nResume with: {resume_command()}")
+    return study
 
 
 def shortfall(study: optuna.Study, settings: SweepSettings, stopped: str = "") -> str:

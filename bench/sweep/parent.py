@@ -16,6 +16,7 @@ import math
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,8 @@ def _log_best(study: optuna.Study, client: MlflowClient, run_id: str,
     best_params: dict[str, Any] = {}
     try:
         best = study.best_trial
-        metrics["best_value"] = float(best.value)
+        # NaN (left out below) where the best trial has no single value
+        metrics["best_value"] = math.nan if best.value is None else float(best.value)
         best_params = best.params
         tags = {f"best_param.{k}": v for k, v in best_params.items()}
         tags["best_trial"] = best.number
@@ -227,7 +229,7 @@ def _log_plots(study: optuna.Study, client: MlflowClient, run_id: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plots = {
+    plots: dict[str, Callable[[optuna.Study], Any]] = {
         "optimization_history": optuna.visualization.matplotlib.plot_optimization_history,
         "param_importances": optuna.visualization.matplotlib.plot_param_importances,
         "intermediate_values": optuna.visualization.matplotlib.plot_intermediate_values,

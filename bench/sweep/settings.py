@@ -14,7 +14,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 # Fields filled in by preparation, not by the user: left out of Hydra's schema.
 _PREPARED = {"prepared": True}
@@ -67,7 +67,8 @@ class SweepSettings:
         from omegaconf import OmegaConf
 
         # Hydra hands each setting over as its own node (a DictConfig for mappings)
-        plain = OmegaConf.to_container(OmegaConf.create(dict(values)), resolve=True)
+        plain = cast(dict[str, Any],   # a mapping in, a dict out (the stub says any container)
+                     OmegaConf.to_container(OmegaConf.create(dict(values)), resolve=True))
         plain.pop("_target_", None)
         return cls.checked(plain, where=where)
 

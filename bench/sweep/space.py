@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -26,6 +26,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from bench import schema
 from bench.config import SWEEPS_DIR
 from bench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hydra.core.override_parser.types import Override
 
 TYPES = ("float", "int", "categorical")
 _MISSING = object()
@@ -48,14 +51,21 @@ class Param:
     def suggest(self, trial: optuna.Trial) -> Any:
         if self.type == "float":
             step = None if self.step is None else float(self.step)
+            low, high = self._bounds()
             return trial.suggest_float(
-                self.name, float(self.low), float(self.high), log=self.log, step=step
+                self.name, float(low), float(high), log=self.log, step=step
             )
         if self.type == "int":
+            low, high = self._bounds()
             return trial.suggest_int(
-                self.name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
+                self.name, int(low), int(high), log=self.log, step=int(self.step or 1)
             )
         return trial.suggest_categorical(self.name, list(self.choices))
+
+    def _bounds(self) -> tuple[float | int, float | int]:
+        if self.low is None or self.high is None:
+            raise ConfigError(f"{self.name}: a {self.type} parameter needs both low and high")
+        return self.low, self.high
 
     def active(self, cfg: DictConfig) -> bool:
         for key, allowed in self.when.items():
@@ -220,13 +230,21 @@ def split_overrides(arguments: Sequence[str]) -> tuple[list[str], dict[str, str]
     """Command-line arguments as fixed overrides and ``{key: sweep expression}``."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    fixed, sweeps = [], {}
+    fixed: list[str] = []
+    sweeps: dict[str, str] = {}
     for ov in OverridesParser.create().parse_overrides(list(arguments)):
         if ov.is_sweep_override():
-            sweeps[ov.get_key_element()] = ov.input_line.split("=", 1)[1]
+            sweeps[ov.get_key_element()] = _as_written(ov).split("=", 1)[1]
         else:
-            fixed.append(ov.input_line)
+            fixed.append(_as_written(ov))
     return fixed, sweeps
+
+
+def _as_written(ov: Override) -> str:
+    """The argument as the user wrote it (Hydra's parser keeps it on every override)."""
+    if ov.input_line is None:
+        raise ConfigError(f"{ov.get_key_element()}: Hydra kept no text for this override")
+    return ov.input_line
 
 
 def _load_file(space: str | Path) -> Space:
@@ -260,10 +278,11 @@ def from_sweep_overrides(arguments: list[str]) -> tuple[list[str], list[Param]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 
-    fixed, extra = [], []
+    fixed: list[str] = []
+    extra: list[Param] = []
     for ov in OverridesParser.create().parse_overrides(arguments):
         if not ov.is_sweep_override():
-            fixed.append(ov.input_line)
+            fixed.append(_as_written(ov))
             continue
         name, value = ov.get_key_element(), ov.value()
         log = "log" in getattr(value, "tags", set())
@@ -277,11 +296,11 @@ def from_sweep_overrides(arguments: list[str]) -> tuple[list[str], list[Param]]:
                 raise ConfigError(f"{ov.input_line}: {exc.what}; {exc.expected}") from None
             extra.append(Param(name, kind, low=low, high=high, log=log))
         elif isinstance(value, RangeSweep):
-            choices = tuple(ov.sweep_iterator())
-            extra.append(Param(name, "categorical", choices=choices))
+            extra.append(Param(name, "categorical", choices=tuple(ov.sweep_iterator())))
         elif isinstance(value, ChoiceSweep):
+            items: list[Any] = value.list
             choices = [c.value() if hasattr(c, "value") and callable(c.value) else c
-                       for c in value.list]
+                       for c in items]
             encoded = any(isinstance(c, list | dict | ListConfig) for c in choices)
             if encoded:
                 choices = [json.dumps(OmegaConf.to_container(c) if isinstance(c, ListConfig)

@@ -126,7 +126,8 @@ PRUNER_CLASSES = {
 }
 # Options set through a setting of their own rather than through the option mapping.
 _SET_ELSEWHERE = ("seed",)
-_PLAIN_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "None": type(None)}
+_PLAIN_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int, "float": (int, float), "str": str, "bool": bool, "None": type(None)}
 
 
 def options(cls: type) -> dict[str, inspect.Parameter]:
