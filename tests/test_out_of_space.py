@@ -161,8 +161,8 @@ def test_a_store_on_a_full_disk(small_disk, keep_kib):
     """The store fills up too: the run is closed FAILED if it still can be, or the message
     says it shows RUNNING (or Lightning's FINISHED) and how to close it."""
     store = small_disk / "mlflow.db"
-    made = subprocess.run([sys.executable, "-c", "from bench import tracking; tracking."
-                           f"open_experiment('sqlite:///{store}', 'synthetic')"],
+    made = subprocess.run([sys.executable, "-c", "from bench import stores, tracking; tracking.open_experiment("
+                           f"stores.StoreAddress.tracking('sqlite:///{store}'), 'synthetic')"],
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert made.returncode == 0
     _fill(small_disk, keep_kib=keep_kib)
@@ -188,8 +188,8 @@ def test_a_study_whose_own_record_hits_a_full_disk(roomier_disk, tmp_path):
     """The study's session run is written outside any training run; a full disk there is the
     same one message, naming the store, with the command that resumes."""
     store = roomier_disk / "mlflow.db"
-    made = subprocess.run([sys.executable, "-c", "from bench import tracking; tracking."
-                           f"open_experiment('sqlite:///{store}', 'study-sessions')"],
+    made = subprocess.run([sys.executable, "-c", "from bench import stores, tracking; tracking.open_experiment("
+                           f"stores.StoreAddress.tracking('sqlite:///{store}'), 'study-sessions')"],
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert made.returncode == 0
     _fill(roomier_disk, keep_kib=60)
