@@ -419,6 +419,29 @@ def evaluate(model: nn.Module, info: DatasetInfo, split: Split, batch_size: int,
     return out
 
 
+def unsupported(cfg) -> str | None:
+    """Why ``cfg``'s seeds cannot train as replicas (None when they can).
+
+    The grouped model is a ``RecurrentNet`` or ``MLP`` (the naive baseline has nothing to
+    train), computed in float32 on the CPU: the loop places no model or batch on an
+    accelerator and runs no mixed precision, so such a run keeps ``bench.train.run``.
+    """
+    from bench.vocab import RECURRENT_CELLS
+
+    cell = str(cfg.model.cell)
+    if cell not in (*RECURRENT_CELLS, "mlp"):
+        return f"the {cell} model is not one the grouped model computes"
+    t = cfg.trainer
+    if str(t.get("precision", "32-true")) not in ("32-true", "32"):
+        return f"trainer.precision={t.precision} (replicas train in float32)"
+    accelerator = str(t.get("accelerator", "auto"))
+    if accelerator not in ("cpu", "auto") or (
+            accelerator == "auto" and (torch.cuda.is_available()
+                                       or torch.backends.mps.is_available())):
+        return "replicas train on the CPU, and this run would use an accelerator"
+    return None
+
+
 def fit_seeds(cfg, seeds: list[int], prepared=None) -> tuple[list[ReplicaResult], list]:
     """The final retrains of one study cell, one replica per seed, on one config.
 
