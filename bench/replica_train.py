@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from bench import interrupt
 from bench.data.base import DatasetInfo, Split
 from bench.data.module import IndexBatchSampler
 from bench.models.replicas import ReplicaNet
@@ -297,6 +298,7 @@ def train_replicas(
         splits = [train_splits[r] for r in group]
         for _, idx in _steps(_epoch_batches(samplers, [True] * size, epoch,
                                             limit_train_batches)):
+            interrupt.check()  # a deferred Ctrl-C or SIGTERM stops at a batch boundary
             batch, w = _gather(splits, idx)
             per_row = lossf(forward(batch), batch["y"])
             n = w.to(per_row.dtype).sum(1)
@@ -511,7 +513,7 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
     from bench.models import arch_name, n_params
     from bench.stores import mask
     from bench.task import BenchTask
-    from bench.train import RunResult, _model_summary
+    from bench.train import RunResult, _failure_text, _model_summary
 
     quiet_third_party()
     validate(cfg)
@@ -554,7 +556,7 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
         for res in out:
             res.status, res.wall_time_s = status, wall
             tracking.log_tags(client, res.run_id, {
-                tracking.TAGS["error"]: f"{type(exc).__name__}: {exc}"[:4000]})
+                tracking.TAGS["error"]: _failure_text(exc)[:4000]})
             client.log_text(res.run_id, mask(text), "error.txt")
             tracking.log_metrics(client, res.run_id, {"time/wall_s": wall})
             client.set_terminated(res.run_id, status)

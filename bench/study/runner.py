@@ -197,7 +197,8 @@ class Runner:
         for seed, res in zip(seeds, results, strict=True):
             if res.status != "FINISHED":
                 failures += 1
-                self.echo(f"    seed {seed} failed: {res.status}")
+                self.echo(f"    seed {seed} failed: its run {res.run_id} says why (tag "
+                          f"{TAGS['error']})")
         return failures
 
     def _tags(self, cell: Cell, phase: str) -> dict[str, str]:
