@@ -33,10 +33,44 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from bench import interrupt
 from bench.data.base import DatasetInfo, Split
 from bench.data.module import IndexBatchSampler
 from bench.models.replicas import ReplicaNet
-from bench.task import make_metrics
+from bench.task import LOSS_MODULES, make_metrics
+
+REPLICAS_TAG = "replicas"  # the group size a run was trained in; 1: alone, by bench.train.run
+
+
+def _derived(values: dict[str, float], info: DatasetInfo) -> dict[str, float]:
+    """The metrics ``BenchTask`` derives from the computed ones (``_units``, MASE), by its
+    rules, so a replica's record has the keys and values its run alone would log."""
+    if info.task != "regression":
+        return values
+    scale = abs(info.target_scale)
+    values.update({f"{k}_units": v * scale for k, v in list(values.items())
+                   if k.endswith(("mae", "rmse"))})
+    if info.mase_scale:
+        values.update({k[: -len("mae")] + "mase": v / info.mase_scale
+                       for k, v in list(values.items()) if k.endswith("mae")})
+    return values
+
+
+def _naive_preds(batch: dict, info: DatasetInfo) -> torch.Tensor:
+    return batch["naive"].long() if info.task == "classification" else batch["naive"]
+
+
+@torch.no_grad()
+def _naive_scores(info: DatasetInfo, split: Split, batches: list[torch.Tensor],
+                  prefix: str) -> dict[str, float]:
+    """The naive baseline on the batches a replica is scored on; it does not train, so one
+    computation stands for every epoch."""
+    coll = make_metrics(info)
+    for idx in batches:
+        batch = split[idx]
+        coll.update(_naive_preds(batch, info).cpu(), batch["y"].cpu())
+    values = {f"naive_{k}": float(v) for k, v in coll.compute().items()}
+    return {f"{prefix}{k}": v for k, v in _derived(values, info).items()}
 
 
 @dataclass
@@ -231,6 +265,7 @@ def train_replicas(
     val_batches = [b[: _limit(len(b), limit_val_batches)] for b in (
         list(IndexBatchSampler(len(d.val), eval_bs, False, d.seed, "cpu")) for d in data)]
     metrics = [make_metrics(info).to(device) for _ in range(k)]
+    naive = [_naive_scores(info, d.val, b, "val/") for d, b in zip(data, val_batches, strict=True)]
     results = [ReplicaResult(seed=d.seed) for d in data]
     live = [True] * k
     best = [-math.inf if maximize else math.inf] * k  # BestWeights's best
@@ -263,6 +298,7 @@ def train_replicas(
         splits = [train_splits[r] for r in group]
         for _, idx in _steps(_epoch_batches(samplers, [True] * size, epoch,
                                             limit_train_batches)):
+            interrupt.check()  # a deferred Ctrl-C or SIGTERM stops at a batch boundary
             batch, w = _gather(splits, idx)
             per_row = lossf(forward(batch), batch["y"])
             n = w.to(per_row.dtype).sum(1)
@@ -289,14 +325,16 @@ def train_replicas(
         scores = _validate(net, forward, lossf, [val_splits[r] for r in group],
                            [val_batches[r] for r in group], [live[r] for r in group],
                            [metrics[r] for r in group], metric, [results[r] for r in group],
-                           epoch)
-        seconds = time.perf_counter() - t0
+                           epoch, info, [naive[r] for r in group])
+        # the group's epoch, shared equally: what one run's epoch costs inside the group
+        seconds = (time.perf_counter() - t0) / size
         for g, r in enumerate(group):
             if not live[r]:
                 continue
             res = results[r]
             res.epochs_trained += 1
             res.history.setdefault("time/epoch_s", []).append((epoch, seconds))
+            res.history.setdefault("epoch", []).append((epoch, float(epoch)))
             score = scores[g]
             finite = math.isfinite(score)
             if finite and (score >= best[r] if maximize else score <= best[r]):
@@ -316,7 +354,7 @@ def train_replicas(
 
 @torch.no_grad()
 def _validate(net, forward, lossf, splits, batches, live, metrics, metric, results,
-              epoch) -> list[float]:
+              epoch, info, naive) -> list[float]:
     net.eval()
     k = len(splits)
     loss_sum = [0.0] * k
@@ -340,29 +378,70 @@ def _validate(net, forward, lossf, splits, batches, live, metrics, metric, resul
     for r in range(k):
         if not live[r]:
             continue
-        values = {key: float(v) for key, v in metrics[r].compute().items()}
+        values = _derived({key: float(v) for key, v in metrics[r].compute().items()}, info)
         metrics[r].reset()
         scores[r] = values[metric]
         h = results[r].history
         h.setdefault("val/loss", []).append((epoch, loss_sum[r] / max(rows[r], 1)))
         for key, v in values.items():
             h.setdefault(f"val/{key}", []).append((epoch, v))
+        for key, v in naive[r].items():
+            h.setdefault(key, []).append((epoch, v))
     return scores
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, info: DatasetInfo, split: Split, batch_size: int,
-             prefix: str = "test/", limit: int | float | None = None) -> dict[str, float]:
-    """A single model scored on a split with ``BenchTask``'s metric objects."""
+             prefix: str = "test/", limit: int | float | None = None,
+             loss: str | None = None) -> dict[str, float]:
+    """A single model scored on a split as ``BenchTask`` tests it: its metrics, the naive
+    baseline's on the same batches, the derived ones (``_units``, MASE) and, given the loss's
+    name, the loss as the mean over the split's samples."""
     model.eval()
     coll = make_metrics(info).to(next(model.parameters()).device)
+    naive = make_metrics(info).to(next(model.parameters()).device)
+    lossf = None if loss is None else LOSS_MODULES[loss](reduction="sum")
+    loss_sum, rows = 0.0, 0
     batches = list(IndexBatchSampler(len(split), batch_size, False, 0))
     for idx in batches[: _limit(len(batches), limit)]:
         batch = split[idx]
         out = model(batch["x"], batch.get("lengths"))
-        preds = out.argmax(-1) if info.task == "classification" else out.squeeze(-1)
+        out = out if info.task == "classification" else out.squeeze(-1)
+        preds = out.argmax(-1) if info.task == "classification" else out
         coll.update(preds, batch["y"])
-    return {f"{prefix}{k}": float(v) for k, v in coll.compute().items()}
+        naive.update(_naive_preds(batch, info), batch["y"])
+        if lossf is not None:
+            loss_sum += float(lossf(out, batch["y"]))
+            rows += len(batch["y"])
+    values = {k: float(v) for k, v in coll.compute().items()}
+    values.update({f"naive_{k}": float(v) for k, v in naive.compute().items()})
+    out = {f"{prefix}{k}": v for k, v in _derived(values, info).items()}
+    if lossf is not None:
+        out[f"{prefix}loss"] = loss_sum / max(rows, 1)
+    return out
+
+
+def unsupported(cfg) -> str | None:
+    """Why ``cfg``'s seeds cannot train as replicas (None when they can).
+
+    The grouped model is a ``RecurrentNet`` or ``MLP`` (the naive baseline has nothing to
+    train), computed in float32 on the CPU: the loop places no model or batch on an
+    accelerator and runs no mixed precision, so such a run keeps ``bench.train.run``.
+    """
+    from bench.vocab import RECURRENT_CELLS
+
+    cell = str(cfg.model.cell)
+    if cell not in (*RECURRENT_CELLS, "mlp"):
+        return f"the {cell} model is not one the grouped model computes"
+    t = cfg.trainer
+    if str(t.get("precision", "32-true")) not in ("32-true", "32"):
+        return f"trainer.precision={t.precision} (replicas train in float32)"
+    accelerator = str(t.get("accelerator", "auto"))
+    if accelerator not in ("cpu", "auto") or (
+            accelerator == "auto" and (torch.cuda.is_available()
+                                       or torch.backends.mps.is_available())):
+        return "replicas train on the CPU, and this run would use an accelerator"
+    return None
 
 
 def fit_seeds(cfg, seeds: list[int], prepared=None) -> tuple[list[ReplicaResult], list]:
@@ -400,7 +479,8 @@ def fit_seeds(cfg, seeds: list[int], prepared=None) -> tuple[list[ReplicaResult]
         if res.status == "FINISHED" and res.best_state is not None:
             net.write_replica(r, model, res.best_state)
             res.test_metrics = evaluate(model, info, prepared.test, int(cfg.eval_batch_size),
-                                         limit=t.get("limit_test_batches"))
+                                        limit=t.get("limit_test_batches"),
+                                        loss=cfg.dataset.loss)
     return results, models
 
 
@@ -408,50 +488,81 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
               parent_run_id: str | None = None) -> list:
     """``bench.train.run`` for several seeds of one config at once: one MLflow run per seed.
 
-    The runs are opened before training, so a failure of the group leaves each of them
-    FAILED (or KILLED) with its error, as a single run would be. Each run carries the tags
-    and params its seed's ``bench.train.run`` would, plus ``replicas`` (the group's size);
-    its per-epoch metrics are logged with the epoch as the step. Figures and checkpoints
-    are not written. Returns one ``bench.train.RunResult`` per seed, in order.
+    Each run holds what its seed's ``bench.train.run`` would record, key for key: the same
+    params, tags (plus ``replicas``, the group's size), per-epoch metrics (the naive
+    baseline's and the ``_units`` ones included), final and test metrics, status and error,
+    and the ``config.yaml`` and ``model_summary.txt`` artifacts. Per-epoch values are logged
+    with the epoch as the step, where Lightning uses the global step; the curves read the
+    same in order. Timings are the group's, shared equally among the replicas it trained.
+    The figures (``plots/``) and the best checkpoint are not written: drawing them costs
+    more per replica than the training does on the small data grouping is for, and a study
+    (the caller) keeps no checkpoint anyway.
+
+    The runs are opened before anything can fail, so a failure of the group leaves each of
+    them FAILED (or KILLED) with its error, as a single run would be; a replica whose loss
+    goes NaN fails alone. Returns one ``bench.train.RunResult`` per seed, in order.
     """
+    import traceback
+
     from omegaconf import OmegaConf
 
+    from bench import data as bench_data
     from bench import tracking
     from bench.config import validate
+    from bench.console import quiet_third_party
     from bench.models import arch_name, n_params
-    from bench.train import RunResult
+    from bench.stores import mask
+    from bench.task import BenchTask
+    from bench.train import RunResult, _failure_text, _model_summary
 
+    quiet_third_party()
     validate(cfg)
     store = tracking.store_of(cfg)
     client, exp_id = tracking.open_experiment(
         store, cfg.tracking.experiment, cfg.tracking.artifact_root)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     arch = arch_name(cfg.model)
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
     out: list[RunResult] = []
+    resolved: dict[int, dict] = {}
     for seed in seeds:
         run_tags = {**tracking.standard_tags(cfg, arch), tracking.TAGS["seed"]: seed,
                     tracking.TAGS["hardware"]: tracking.hardware(),
                     tracking.TAGS["command"]: tracking.command_line(),
-                    "replicas": len(seeds), **(tags or {})}
+                    **(tags or {}), REPLICAS_TAG: len(seeds)}
         name = cfg.get("run_name") or f"{cfg.dataset.name}-{arch}-seed{seed}"
         run_id = tracking.start_run(client, exp_id, name, run_tags, parent_run_id)
-        tracking.log_params(client, run_id,
-                            tracking.run_params({**resolved, "seed": seed}, tokens=False))
         out.append(RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id,
                              store=store))
+        resolved[seed] = {**OmegaConf.to_container(cfg, resolve=True), "seed": seed}
+        tracking.log_params(client, run_id, tracking.run_params(resolved[seed], tokens=False))
+        client.log_text(run_id, mask(OmegaConf.to_yaml(resolved[seed])), "config.yaml")
     start = time.perf_counter()
     try:
-        results, models = fit_seeds(cfg, list(seeds))
+        prepared = bench_data.build(cfg.dataset, cfg.data_dir)
+        info = prepared.info
+        for seed, res in zip(seeds, out, strict=True):
+            res.units = info.units
+            tracking.log_tags(client, res.run_id, {tracking.TAGS["units"]: info.units or None,
+                                                   tracking.TAGS["task"]: info.task})
+            if info.vocab_size:
+                tracking.log_params(client, res.run_id, {
+                    k: v for k, v in tracking.run_params(resolved[seed], tokens=True).items()
+                    if k.startswith("model.embedding")})
+        results, models = fit_seeds(cfg, list(seeds), prepared)
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
+        wall = (time.perf_counter() - start) / max(len(seeds), 1)
+        text = "".join(traceback.format_exception(exc))
         for res in out:
-            res.status = status
+            res.status, res.wall_time_s = status, wall
             tracking.log_tags(client, res.run_id, {
-                tracking.TAGS["error"]: f"{type(exc).__name__}: {exc}"[:4000]})
+                tracking.TAGS["error"]: _failure_text(exc)[:4000]})
+            client.log_text(res.run_id, mask(text), "error.txt")
+            tracking.log_metrics(client, res.run_id, {"time/wall_s": wall})
             client.set_terminated(res.run_id, status)
         raise
     wall = (time.perf_counter() - start) / max(len(seeds), 1)
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
     for res, rep, model in zip(out, results, models, strict=True):
         res.status, res.wall_time_s = rep.status, wall
         res.n_params, res.epochs_trained = n_params(model), rep.epochs_trained
@@ -459,14 +570,23 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
         res.val_metrics = {k: v[-1][1] for k, v in rep.history.items() if k.startswith("val/")}
         tracking.log_params(client, res.run_id, {
             "n_params": res.n_params, "layer_sizes": getattr(model, "layer_sizes", None)})
-        for key, values in rep.history.items():
-            for epoch, value in values:
-                tracking.log_metrics(client, res.run_id, {key: value}, step=epoch)
-        final = {"epochs_trained": rep.epochs_trained, "time/wall_s": wall, **rep.test_metrics}
-        if math.isfinite(rep.best_score):
-            final[f"best/val_{metric}"] = rep.best_score
+        client.log_text(res.run_id, _model_summary(
+            BenchTask(model, info, cfg.dataset.loss, optim), model), "model_summary.txt")
+        for epoch in sorted({e for values in rep.history.values() for e, _ in values}):
+            tracking.log_metrics(client, res.run_id, {
+                key: v for key, values in rep.history.items() for e, v in values if e == epoch},
+                step=epoch)
+        final: dict[str, float] = {"time/wall_s": wall}
+        if rep.status == "FINISHED":
+            final |= {f"best/val_{metric}": rep.best_score, "epochs_trained": rep.epochs_trained,
+                      **rep.test_metrics}
+            times = [v for _, v in rep.history.get("time/epoch_s", [])]
+            if times:
+                final["time/mean_epoch_s"] = sum(times) / len(times)
         tracking.log_metrics(client, res.run_id, final)
         if rep.error:
-            tracking.log_tags(client, res.run_id, {tracking.TAGS["error"]: rep.error})
+            error = f"NonFiniteLoss: {rep.error}"
+            tracking.log_tags(client, res.run_id, {tracking.TAGS["error"]: error})
+            client.log_text(res.run_id, error + "\n", "error.txt")
         client.set_terminated(res.run_id, "FINISHED" if rep.status == "FINISHED" else "FAILED")
     return out

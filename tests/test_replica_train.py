@@ -203,30 +203,75 @@ def test_fit_seeds_matches_train_run_per_seed(make_cfg, overrides):
             alone.test_metrics[f"test/{metric}"], rel=1e-4, abs=1e-6)
 
 
-def test_run_seeds_records_one_mlflow_run_per_seed(make_cfg, mlflow_uri):
+@pytest.mark.parametrize("overrides", [
+    ("dataset=synthetic", "model=gru", "model.hidden_size=8"),
+    ("dataset=synthetic_series", "model=lstm", "model.hidden_size=6"),
+])
+def test_run_seeds_records_what_train_run_records(make_cfg, mlflow_uri, overrides):
+    """Per seed, the same params, tags (plus ``replicas``), metric keys and test values as
+    ``bench.train.run``'s run; the forecasting dataset has units and naive forecasts."""
     from mlflow.tracking import MlflowClient
 
     from bench.replica_train import run_seeds
     from bench.train import run
 
-    cfg = make_cfg("dataset=synthetic", "model=gru", "model.hidden_size=8")
+    cfg = make_cfg(*overrides)
     results = run_seeds(cfg, [4, 5], tags={"phase": "final"})
     client = MlflowClient(mlflow_uri)
     for seed, res in zip((4, 5), results, strict=True):
-        rec = client.get_run(res.run_id)
-        assert rec.info.status == "FINISHED" and res.status == "FINISHED"
-        assert rec.data.tags["seed"] == str(seed) and rec.data.tags["phase"] == "final"
-        assert rec.data.tags["replicas"] == "2"
-        assert rec.data.params["seed"] == str(seed)
-        assert int(rec.data.params["n_params"]) == res.n_params > 0
-        assert rec.data.metrics["best/val_accuracy"] == pytest.approx(res.objective)
-        assert len(client.get_metric_history(res.run_id, "train/loss")) == 2
-        assert "test/accuracy" in rec.data.metrics
-    cfg.seed = 5
-    alone = run(cfg)
-    assert results[1].objective == pytest.approx(alone.objective, abs=1e-6)
-    assert results[1].test_metrics["test/accuracy"] == pytest.approx(
-        alone.test_metrics["test/accuracy"], abs=1e-6)
+        cfg.seed = seed
+        alone = run(cfg, tags={"phase": "final"})
+        ours, theirs = client.get_run(res.run_id), client.get_run(alone.run_id)
+        assert ours.info.status == theirs.info.status == res.status == "FINISHED"
+        assert set(ours.data.params) == set(theirs.data.params)
+        assert set(ours.data.tags) == set(theirs.data.tags) | {"replicas"}
+        assert set(ours.data.metrics) == set(theirs.data.metrics)
+        assert ours.data.tags["replicas"] == "2" and ours.data.tags["seed"] == str(seed)
+        for key in ("seed", "n_params", "layer_sizes", "optim.lr"):
+            assert ours.data.params[key] == theirs.data.params[key]
+        for key, value in theirs.data.tags.items():
+            if key not in ("mlflow.runName", "mlflow.user", "mlflow.source.name",
+                           "mlflow.source.type", "mlflow.log-model.history"):
+                assert ours.data.tags[key] == value, key
+        for key, value in theirs.data.metrics.items():
+            if key.startswith(("test/", "best/", "val/")) or key == "epochs_trained":
+                assert ours.data.metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+        for key in ("train/loss", "val/loss", f"val/{cfg.dataset.metric}"):
+            a = [m.value for m in sorted(client.get_metric_history(res.run_id, key),
+                                         key=lambda m: m.step)]
+            b = [m.value for m in sorted(client.get_metric_history(alone.run_id, key),
+                                         key=lambda m: m.step)]
+            assert a == pytest.approx(b, rel=1e-4, abs=1e-5), key
+        assert {a.path for a in client.list_artifacts(res.run_id)} == {
+            a.path for a in client.list_artifacts(alone.run_id)} - {"plots"}
+        assert res.test_metrics == pytest.approx(alone.test_metrics, rel=1e-4, abs=1e-5)
+        assert res.units == alone.units
+
+
+def test_a_nan_fails_only_its_own_seeds_run(make_cfg, mlflow_uri, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from bench import replica_train
+
+    real = replica_train.ReplicaNet
+
+    def poisoned(models):
+        net = real(models)
+        with torch.no_grad():
+            for p in net.parameters():
+                p[1] = math.nan
+        return net
+
+    monkeypatch.setattr(replica_train, "ReplicaNet", poisoned)
+    cfg = make_cfg("dataset=synthetic", "model=gru", "model.hidden_size=8")
+    results = replica_train.run_seeds(cfg, [0, 1, 2])
+    client = MlflowClient(mlflow_uri)
+    assert [r.status for r in results] == ["FINISHED", "FAILED", "FINISHED"]
+    runs = [client.get_run(r.run_id) for r in results]
+    assert [r.info.status for r in runs] == ["FINISHED", "FAILED", "FINISHED"]
+    assert "NaN" in runs[1].data.tags["error"] and "error" not in runs[0].data.tags
+    assert "test/accuracy" not in runs[1].data.metrics
+    assert "test/accuracy" in runs[2].data.metrics
 
 
 def test_fit_seeds_matches_train_run_on_unequal_lengths(make_cfg, real_data_dir):

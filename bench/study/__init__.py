@@ -10,15 +10,22 @@ A dataset's ``tuning_seeds: [0, 1]`` repeats its tuning with more than one sampl
 repeat is its own Optuna study, ``<study>.<dataset>.<arch>.t<seed>``, and its retrains carry a
 ``tuning_seed`` tag), so the report can say how much of the spread comes from tuning.
 
+``replicas: auto`` (the default; ``off``, and per dataset) trains a cell's seeds still to run
+together as one grouped model (:func:`bench.replica_train.run_seeds`): many small runs cost
+little more than one, and each seed's run records what ``bench.train.run`` would, its results
+equal within float tolerance (dropout masks excepted, drawn from the group's random stream);
+configurations it cannot take (the naive baseline, an accelerator, mixed precision) run one
+per seed. A ``replicas`` tag on every final run gives its group's size, 1 for a run alone.
+
 The definition is merged onto :data:`DEFAULTS`, then the ``key=value`` overrides of the command
 line onto it. ``baselines: {}`` or ``baselines: null`` (``baselines={}`` on the command line)
 means no baselines at all, where a merge would otherwise keep the default ones;
 ``baselines.mlp=null`` drops one. Every key and value is checked before any work (the keys of
 :data:`DEFAULTS`, and per dataset ``overrides``, ``enabled``, ``needs``, ``seeds``,
-``tuning_seeds``, ``architectures``, ``baselines`` and ``verdict``): a misspelled key or a bad
-value stops the study with a message naming the key, the file or override that wrote it and
-what was expected, because a silently ignored budget would run the default one and give a wrong
-result.
+``tuning_seeds``, ``architectures``, ``baselines``, ``verdict`` and ``replicas``): a
+misspelled key or a bad value stops the study with a message naming the key, the file or
+override that wrote it and what was expected, because a silently ignored budget would run the
+default one and give a wrong result.
 
 Resuming is by construction rather than by bookkeeping: a tuning cell is skipped when its Optuna
 study already holds the budgeted number of finished trials, and a final run is skipped when

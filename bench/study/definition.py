@@ -27,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
     "tracking_uri": None,
     "overrides": [],
     "match_params": None,
+    # auto: a cell's seeds still to run train together as one grouped model
+    # (bench.replica_train), each recorded as its own run; off: one bench.train.run per seed
+    "replicas": "auto",
     "tuning": {
         "n_trials": 20, "n_jobs": 1, "sampler": "tpe", "pruner": "median", "seed": 0,
         "storage": None, "sampler_kwargs": None,
@@ -148,6 +151,7 @@ def _schema() -> schema.Keys:
         "architectures": s.Keys(arch, nullable=True),
         "baselines": s.optional(s.list_of(s.text(), what="a list of baseline names")),
         "verdict": s.boolean,  # false: a side experiment, left out of the report's verdict
+        "replicas": _replicas,
     })
     return s.Keys({
         "name": s.optional(_name),
@@ -158,6 +162,7 @@ def _schema() -> schema.Keys:
         "match_params": s.either(s.optional(s.boolean), s.integer(minimum=1),
                                  expected="null, true (tune a parameter budget) or a positive "
                                  "integer (one budget for all)"),
+        "replicas": _replicas,
         "tuning": tuning,
         "architectures": s.Keys(arch),
         "baselines": s.Each(baseline, nullable=True, names=CELLS),
@@ -168,6 +173,14 @@ def _schema() -> schema.Keys:
 def _name(value) -> None:
     if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", value):
         raise schema.Invalid(f"{value!r} is not allowed", "expected letters, digits, '-' or '_'")
+
+
+def _replicas(value) -> None:
+    # YAML reads a bare ``off`` (and ``on``) as a boolean, so those count as written
+    if not (isinstance(value, bool) or value in ("auto", "off")):
+        raise schema.Invalid(f"{value!r} is not allowed",
+                             "expected auto (seeds trained together as replicas where the "
+                             "model allows) or off (one run per seed)")
 
 
 def _baseline_space(spec: dict) -> None:

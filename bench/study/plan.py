@@ -64,6 +64,13 @@ class Study:
         own = self.definition.datasets[dataset].get("seeds")
         return self.seeds if own is None else _seed_list(own)
 
+    def replicas(self, dataset: str) -> bool:
+        """Whether the dataset's final runs train their seeds together as replicas: its own
+        ``replicas``, else the study's (``off`` reads as false in YAML)."""
+        own = self.definition.datasets[dataset].get("replicas")
+        value = self.definition.get("replicas", "auto") if own is None else own
+        return value in ("auto", True)
+
     @cached_property
     def storage(self) -> StoreAddress:
         """The Optuna storage, by the rules of a sweep's (the study's sweeps are handed it),

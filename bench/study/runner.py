@@ -132,6 +132,14 @@ class Runner:
         return int(t["status"].isin(FINISHED_TRIAL_STATES).sum())
 
     def finals(self, cell: Cell, tuned=None) -> int:
+        """Trains the cell's seeds still to run; returns how many of them failed.
+
+        With ``replicas: auto`` they train together as one grouped model
+        (:func:`bench.replica_train.run_seeds`), each recorded as the run its seed would
+        give alone; a configuration the grouped model cannot take (see
+        :func:`bench.replica_train.unsupported`) and a single seed run alone. Every final run
+        carries a ``replicas`` tag: the size of the group it trained in, 1 when alone.
+        """
         done = self.finished_runs(cell)
         todo = [s for s in self.study.seeds_of(cell.dataset) if s not in done]
         label = f"{cell.dataset}/{cell.arch}" + (f" (tuning seed {cell.tuning_seed})"
@@ -140,7 +148,7 @@ class Runner:
         if self.dry_run or not todo:
             return 0
         from bench import interrupt
-        from bench.train import run
+        from bench.replica_train import REPLICAS_TAG, unsupported
 
         values = None
         if tuned is not None:
@@ -151,17 +159,52 @@ class Runner:
         tags = self._tags(cell, cell.phase)
         if tuned is not None:
             tags[TAGS["best_trial"]] = str(tuned.best_trial.number)
+        interrupt.check()
+        if len(todo) > 1 and self.study.replicas(cell.dataset):
+            cfg = final_config(cell, todo[0], values)
+            why = unsupported(cfg)
+            if why is None:
+                return self._group(cfg, todo, tags)
+            self.echo(f"    one run per seed: {why}")
         failures = 0
         for seed in todo:
             interrupt.check()
-            cfg = final_config(cell, seed, values)
-            try:
-                run(cfg, tags=tags, callbacks=[interrupt.SafePointInterrupt()])
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as exc:  # one failed seed must not stop the study; resume retries it
+            failures += self._alone(final_config(cell, seed, values), seed,
+                                    {**tags, REPLICAS_TAG: "1"})
+        return failures
+
+    def _alone(self, cfg, seed: int, tags: dict[str, str]) -> int:
+        from bench import interrupt
+        from bench.train import run
+
+        try:
+            run(cfg, tags=tags, callbacks=[interrupt.SafePointInterrupt()])
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # one failed seed must not stop the study; resume retries it
+            self.echo(f"    seed {seed} failed: {type(exc).__name__}: {exc}")
+            return 1
+        return 0
+
+    def _group(self, cfg, seeds: list[int], tags: dict[str, str]) -> int:
+        """The seeds as replicas of one model; a replica that fails is a failed run of its
+        own, which a re-run retries like any other."""
+        from bench.replica_train import run_seeds
+
+        self.echo(f"    seeds {seeds} trained together as {len(seeds)} replicas")
+        try:
+            results = run_seeds(cfg, seeds, tags=tags)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # the whole group failed: each seed's run says so
+            self.echo(f"    seeds {seeds} failed: {type(exc).__name__}: {exc}")
+            return len(seeds)
+        failures = 0
+        for seed, res in zip(seeds, results, strict=True):
+            if res.status != "FINISHED":
                 failures += 1
-                self.echo(f"    seed {seed} failed: {type(exc).__name__}: {exc}")
+                self.echo(f"    seed {seed} failed: its run {res.run_id} says why (tag "
+                          f"{TAGS['error']})")
         return failures
 
     def _tags(self, cell: Cell, phase: str) -> dict[str, str]:

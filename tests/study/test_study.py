@@ -246,3 +246,90 @@ def test_a_share_of_the_datasets_runs_only_those(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main([str(ROOT / "sweeps" / "study_panel.yaml"), "--datasets", "lynx,nil", "--dry-run"])
     assert "--datasets: ['nil'] not in" in capsys.readouterr().err
+
+
+def _finals(uri: str) -> dict[tuple, dict]:
+    """(phase, dataset, arch, seed) -> tags, metric keys and status of the FINISHED final runs."""
+    client = MlflowClient(uri)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    out = {}
+    for r in client.search_runs(exps, "tags.study = 'smoke' and attributes.status = 'FINISHED'",
+                                max_results=5000):
+        t = r.data.tags
+        if t.get("phase") in ("final", "baseline"):
+            key = (t["phase"], t["study_dataset"], t["arch"], int(t["seed"]))
+            assert key not in out, f"{key} finished twice"
+            out[key] = {"tags": t, "metrics": set(r.data.metrics), "params": set(r.data.params)}
+    return out
+
+
+def test_replicas_setting_is_checked():
+    assert load(SMOKE).replicas("synthetic")
+    assert not load(SMOKE, ["replicas=off"]).replicas("synthetic")
+    s = load(SMOKE, ["replicas=off", "datasets.synthetic.replicas=auto"])
+    assert s.replicas("synthetic") and not s.replicas("synthetic_series")
+    with pytest.raises(StudyError, match="replicas.*expected auto"):
+        load(SMOKE, ["replicas=sometimes"])
+    with pytest.raises(StudyError, match="datasets.synthetic.replicas"):
+        load(SMOKE, ["datasets.synthetic.replicas=3"])
+
+
+@pytest.mark.slow
+def test_replicas_give_the_runs_one_run_per_seed_gives(tmp_path, monkeypatch):
+    """``replicas: auto`` and ``off`` leave the same final runs with the same tag, param and
+    metric keys; a replica that goes NaN fails its own seed's run only, which the next
+    session retries (alone); a third session redoes nothing; the report builds."""
+    import math
+
+    import torch
+
+    from bench import replica_train
+
+    monkeypatch.chdir(tmp_path)
+    common = ["seeds=2", "tuning.n_trials=1", "architectures.cells=[gru]", "baselines.mlp=null"]
+    off_uri = f"sqlite:///{tmp_path / 'off.db'}"
+    off = load(SMOKE, [*common, f"tracking_uri={off_uri}", "replicas=off",
+                       f"tuning.storage=sqlite:///{tmp_path / 'off-optuna.db'}"])
+    assert Runner(off, echo=lambda *_: None).run("test") == 0
+
+    real = replica_train.ReplicaNet
+
+    def poisoned(models):
+        net = real(models)
+        with torch.no_grad():
+            for p in net.parameters():
+                p[1] = math.nan
+        return net
+
+    uri = f"sqlite:///{tmp_path / 'auto.db'}"
+    overrides = [*common, f"tracking_uri={uri}",
+                 f"tuning.storage=sqlite:///{tmp_path / 'auto-optuna.db'}"]
+    monkeypatch.setattr(replica_train, "ReplicaNet", poisoned)
+    lines: list[str] = []
+    # two grouped cells (gru-single on each dataset), seed 1 poisoned in each
+    assert Runner(load(SMOKE, overrides), echo=lines.append).run("test") == 2
+    assert any("trained together as 2 replicas" in line for line in lines)
+    failed = {k: v for k, v in _finals(uri).items() if k[3] == 1 and k[2] == "gru-single"}
+    assert not failed  # only seed 0 of the grouped cells finished
+    monkeypatch.setattr(replica_train, "ReplicaNet", real)
+    lines.clear()
+    assert Runner(load(SMOKE, overrides), echo=lines.append).run("test") == 0
+    assert any("gru-single: seeds done [0], to run [1]" in line for line in lines)
+    got, want = _finals(uri), _finals(off_uri)
+    assert set(got) == set(want) and len(got) == 8
+    for key, run in got.items():
+        assert set(run["tags"]) == set(want[key]["tags"]), key
+        assert run["metrics"] == want[key]["metrics"], key
+        assert run["params"] == want[key]["params"], key
+        assert want[key]["tags"]["replicas"] == "1"
+        grouped = key[2] == "gru-single" and key[3] == 0
+        assert run["tags"]["replicas"] == ("2" if grouped else "1"), key
+
+    # Nothing is redone.
+    before = _counts(uri, "smoke")
+    assert Runner(load(SMOKE, overrides), echo=lambda *_: None).run("test") == 0
+    assert _counts(uri, "smoke") == {**before, "session": before["session"] + 1}
+
+    out = build("smoke", StoreAddress.tracking(uri), tmp_path / "report")
+    assert "## Across datasets" in (out / "README.md").read_text()
+    assert "tag:replicas" in pd.read_csv(out / "record" / "synthetic.csv").columns
