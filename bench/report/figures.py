@@ -160,8 +160,7 @@ def heatmap(skill: list[list[float]], rank: list[list[float]], top: list[list[bo
         {**STYLE, "axes.grid": False}
     ):
         fig, ax = plt.subplots(figsize=(max(6.0, 2.6 + 0.72 * k), 1.8 + 0.3 * n))
-        cmap = plt.get_cmap(SKILL_CMAP).copy()
-        cmap.set_bad("#eeeeee")
+        cmap = plt.get_cmap(SKILL_CMAP).with_extremes(bad="#eeeeee")
         image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=_skill_norm(),
                           aspect="auto", interpolation="nearest")
         for i in range(n):
