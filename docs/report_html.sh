@@ -148,7 +148,7 @@ try:
     s = call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
     for domain in ("Page", "Runtime", "Log", "Network"):
         call(f"{domain}.enable", s)
-    call("Emulation.setDeviceMetricsOverride", s, width=1360, height=1500, deviceScaleFactor=1,
+    call("Emulation.setDeviceMetricsOverride", s, width=1360, height=1100, deviceScaleFactor=1,
          mobile=False)
     call("Page.navigate", s, url=page.as_uri())
     wait_for("Page.loadEventFired", s)

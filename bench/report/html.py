@@ -63,7 +63,7 @@ table.heat td { text-align: center; min-width: 64px; padding: 3px 6px; line-heig
 table.heat td small { display: block; font-size: 0.78em; opacity: 0.85; }
 table.heat td.top { box-shadow: inset 0 0 0 2px #000000; font-weight: 700; }
 table.heat td.na { background: #eeeeee; color: var(--muted); }
-table.heat tbody th { text-align: left; font-weight: 600; white-space: nowrap; }
+table.heat tbody th { text-align: left; font-weight: 600; white-space: nowrap; vertical-align: middle; }
 table.heat tbody tr.out th { font-weight: 400; font-style: italic; }
 table.heat tfoot td, table.heat tfoot th { background: var(--bg-soft); font-weight: 600; }
 .legend { font-size: 0.88em; color: var(--muted); }
