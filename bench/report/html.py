@@ -54,7 +54,7 @@ table { border-collapse: collapse; font-size: 0.88em; }
 th, td { border: 1px solid var(--line); padding: 4px 8px; vertical-align: top; }
 thead th { background: var(--bg-soft); position: sticky; top: 0; }
 td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td code { white-space: nowrap; }
+td code, td.nw { white-space: nowrap; }
 table.sortable thead th { cursor: pointer; user-select: none; }
 table.sortable thead th:hover { background: #eaeef2; }
 th[aria-sort=descending]::after { content: " \\25BC"; font-size: 0.75em; }
@@ -453,14 +453,18 @@ def _table(lines: list[str]) -> str:
              for c in lines[1].strip().strip("|").split("|")] if len(lines) > 1 else []
     align += ["l"] * (len(header) - len(align))
 
-    def cls(j: int) -> str:
-        return ' class="r"' if align[j] == "r" else ""
+    def cls(j: int, text: str = "") -> str:
+        # Short labels stay on one line (a wrapped "anchor (best candidate)" doubles a row's
+        # height); long prose cells wrap.
+        if align[j] == "r":
+            return ' class="r"'
+        return ' class="nw"' if 0 < len(text) <= 32 else ""
 
     head = "".join(f"<th{cls(j)}>{inline(c)}</th>" for j, c in enumerate(header))
     body = []
     for line in lines[2:]:
         cells = _cells(line)
-        body.append("<tr>" + "".join(f"<td{cls(min(j, len(align) - 1))}>{inline(c)}</td>"
+        body.append("<tr>" + "".join(f"<td{cls(min(j, len(align) - 1), c)}>{inline(c)}</td>"
                                      for j, c in enumerate(cells)) + "</tr>")
     return ('<div class="wrap"><table class="sortable"><thead><tr>' + head + "</tr></thead><tbody>"
             + "".join(body) + "</tbody></table></div>")
