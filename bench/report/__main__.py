@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.report.build import build, build_from_record
+from bench.report.html import HTML_NAME
 from bench.report.stats import ALPHA, TESTS
 from bench.results.record import RECORD_NAME
 from bench.stores import StoreAddress
@@ -19,7 +20,8 @@ from bench.stores import StoreAddress
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bench.report",
-        description="Write reports/<study>/README.md, results.csv and figures: from the MLflow "
+        description="Write reports/<study>/README.md, index.html, results.csv and figures: "
+        "from the MLflow "
         "runs of a study (python -m bench.study), through its tidy record, or from a tidy "
         "record alone.",
     )
@@ -42,23 +44,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--test", choices=TESTS, default="welch",
                     help="per-dataset test across seeds: Welch's unpaired t (default) or paired t "
                     "where the seed sets match")
+    ap.add_argument("--html", action=argparse.BooleanOptionalAction, default=True,
+                    help="write <out>/index.html, the report as one static page (the figures "
+                    "beside it, no server or network needed); written by default, --no-html "
+                    "skips it")
     args = ap.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         if args.record is not None:
             out = Path(args.out or args.record.parent)
-            build_from_record(args.record, out, alpha=args.alpha, test=args.test)
+            build_from_record(args.record, out, alpha=args.alpha, test=args.test,
+                              write_html=args.html)
         else:
             store = StoreAddress.tracking(args.tracking_uri)
             out = Path(args.out or Path("reports") / args.study)
             build(args.study, store, out, alpha=args.alpha, test=args.test, storage=args.storage,
-                  keep=not args.replace)
+                  keep=not args.replace, write_html=args.html)
     except (KeyError, IndexError):
         raise   # a bug, not a missing study or record
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    wrote = [out / "README.md", out / "results.csv"] + ([] if args.record else [out / RECORD_NAME])
+    wrote = [out / "README.md", *([out / HTML_NAME] if args.html else []), out / "results.csv"]
+    wrote += [] if args.record else [out / RECORD_NAME]
     print("wrote " + ", ".join(map(str, wrote)))
     return 0
 

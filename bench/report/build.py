@@ -1,7 +1,9 @@
-"""Builds ``reports/<study>/``: README.md, results.csv and figures, all from the tidy record.
+"""Builds ``reports/<study>/``: README.md, index.html, results.csv and figures, all from the
+tidy record.
 
 Every number in the README is computed from the record (:mod:`bench.report.content`) before a
-word of it is written (:mod:`bench.report.markdown`), and the verdict comes from the same
+word of it is written (:mod:`bench.report.markdown`; :mod:`bench.report.html` renders the
+same structure as a page), and the verdict comes from the same
 tables the README prints, so the prose cannot disagree with the evidence. Nothing depends on
 when or where the report is generated: regenerating from the same record gives the same bytes.
 Reading the stores is a separate first step (:func:`build` writes the record, then builds from
@@ -13,7 +15,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bench.report import content, markdown, stats
+from bench.report import content, html, markdown, stats
 from bench.report.collect import results_table, study_data
 from bench.report.content import Fetch, Figures
 from bench.results import reader, record
@@ -23,10 +25,11 @@ from bench.stores import StoreAddress, mask
 
 def build_from_record(
     path: Path, out: Path, *, alpha: float = stats.ALPHA, test: str = "welch",
-    fetch: Fetch | None = None,
+    fetch: Fetch | None = None, write_html: bool = True,
 ) -> Path:
-    """Writes README.md, results.csv and figures into ``out`` from the tidy record alone;
-    ``fetch`` copies run artifacts (prediction plots) when the MLflow store is at hand."""
+    """Writes README.md, index.html (unless not ``write_html``), results.csv and figures into
+    ``out`` from the tidy record alone; ``fetch`` copies run artifacts (prediction plots) when
+    the MLflow store is at hand."""
     data = study_data(record.read(path))
     out.mkdir(parents=True, exist_ok=True)
     figs = Figures(out / "figures")
@@ -35,6 +38,9 @@ def build_from_record(
     figs.prune()
     text = record.relative_paths(mask(markdown.render(report)))
     (out / "README.md").write_text(text, encoding="utf-8")
+    if write_html:
+        page = record.relative_paths(mask(html.render(report)))
+        (out / html.HTML_NAME).write_text(page, encoding="utf-8")
     return out
 
 
@@ -52,7 +58,7 @@ def _store_fetch(store: StoreAddress) -> Fetch:
 
 def build(
     study: str, store: StoreAddress, out: Path, *, alpha: float = stats.ALPHA, test: str = "welch",
-    storage: str | None = None, keep: bool = True,
+    storage: str | None = None, keep: bool = True, write_html: bool = True,
 ) -> Path:
     """From the stores: writes the record ``out/record/``, then builds the report from it.
 
@@ -69,5 +75,6 @@ def build(
             raise
         fresh = None
     rec = record.write(record.merge(fresh, committed), path)
-    return build_from_record(rec, out, alpha=alpha, test=test, fetch=_store_fetch(store))
+    return build_from_record(rec, out, alpha=alpha, test=test, fetch=_store_fetch(store),
+                             write_html=write_html)
 

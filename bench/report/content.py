@@ -35,7 +35,11 @@ from bench.report.model import (
     DatasetRun,
     DatasetSection,
     Figure,
+    FinalRun,
     FriedmanNemenyi,
+    HeatCell,
+    Heatmap,
+    HeatRow,
     LeaderboardRow,
     NoSkill,
     PairwiseBeats,
@@ -118,6 +122,8 @@ def compute(data: StudyData, figs: Figures, *, alpha: float = stats.ALPHA, test:
     sens = sensitivity.run(all_specs, opts, side, unconverged) if all_specs else None
     sections = [dataset_section(data, runs[runs["dataset"] == ds], all_specs[ds],
                                 an.comparisons[ds], an, figs, fetch, primary) for ds in datasets]
+    conv = convergence_section(cells)
+    across = across_section(an, all_specs, alpha, figs)
     return StudyReport(
         study=data.study,
         verdict=VerdictSection(an.verdict, progress if progress is not None and progress.partial
@@ -125,12 +131,13 @@ def compute(data: StudyData, figs: Figures, *, alpha: float = stats.ALPHA, test:
         what_was_run=what_was_run(data, datasets),
         skipped=_skipped(data),
         datasets=sections,
-        convergence=convergence_section(cells),
-        across=across_section(an, all_specs, alpha, figs),
+        convergence=conv,
+        across=across,
         sensitivity=_sensitivity(sens) if sens is not None else None,
         variance=_variance(data.runs),
         claims=[ClaimRow(c, claims_mod.measured(data.runs, data.histories, c))
                 for c in claims_mod.CLAIMS],
+        heatmap=heatmap(sections, conv, across, figs),
     )
 
 
@@ -340,7 +347,17 @@ def dataset_section(data: StudyData, runs: pd.DataFrame, spec: DatasetSpec,
         curves=_curves(data, runs, u, figs, ds),
         predictions=_predictions(runs, comp, figs, fetch, ds) if task == "regression" else None,
         tuning=tuning(data, ds, primary),
+        runs=_final_runs(runs, comp),
     )
+
+
+def _final_runs(runs: pd.DataFrame, comp: stats.DatasetComparison) -> list[FinalRun]:
+    """The runs behind the leaderboard, so that a reader can open any of them in MLflow."""
+    order = {a: i for i, a in enumerate(comp.table["arch"])}
+    rows = runs[runs["arch"].isin(order)]
+    return sorted((FinalRun(str(a), int(s), str(r)) for a, s, r in
+                   rows[["arch", "seed", "run_id"]].itertuples(index=False) if isinstance(r, str)),
+                  key=lambda f: (order[f.arch], f.seed, f.run_id))
 
 
 def _num(runs: pd.DataFrame, col: str) -> float:
@@ -518,6 +535,53 @@ def _variance(runs: pd.DataFrame) -> list[VarianceRow]:
     return [VarianceRow(r.dataset, r.arch, int(r.tuning_seeds), float(r.training_seeds),
                         float(r.sd_tuning), float(r.sd_training), float(r.tuning_share))
             for r in variance.table(runs).itertuples()]
+
+
+# ---------------------------------------------------------------------------------------------
+# The heat map
+# ---------------------------------------------------------------------------------------------
+
+
+def heatmap(sections: list[DatasetSection], conv: ConvergenceSection, across: AcrossSection,
+            figs: Figures) -> Heatmap | None:
+    """Mean skill of every candidate on every dataset, from the leaderboards already computed:
+    the picture shows the tables' numbers, not a second estimate of them."""
+    if not sections:
+        return None
+    unconverged = {(c.dataset, c.arch) for c in conv.not_converged}
+    rows = []
+    for s in sections:
+        cand = [r for r in s.leaderboard if r.candidate and np.isfinite(r.skill)]
+        ranks = _ranks([r.skill for r in cand])
+        rows.append(HeatRow(s.dataset, s.role, {
+            r.arch: HeatCell(float(r.skill), rank, r.arch in s.top_group,
+                             (s.dataset, r.arch) not in unconverged)
+            for r, rank in zip(cand, ranks, strict=True)}))
+    ranked = [r.arch for r in across.ranking]
+    others = sorted({a for r in rows for a in r.cells} - set(ranked))
+    archs = ranked + others
+    if not archs:
+        return None
+    name = "heatmap.png"
+    labels = [r.dataset + {"side": " (side)", "no skill": " (no skill)"}.get(r.role, "")
+              for r in rows]
+    fig = figures.heatmap(
+        [[r.cells[a].skill if a in r.cells else math.nan for a in archs] for r in rows],
+        [[r.cells[a].rank if a in r.cells else math.nan for a in archs] for r in rows],
+        [[a in r.cells and r.cells[a].top for a in archs] for r in rows],
+        [[a in r.cells and not r.cells[a].converged for a in archs] for r in rows],
+        labels, archs,
+        "Mean skill (colour), rank within the dataset (number)\n"
+        "outlined: in the top group; \u2020: not converged")
+    figures.save(fig, figs.path(name))
+    return Heatmap(archs, rows, _figure(name))
+
+
+def _ranks(values: list[float]) -> list[float]:
+    """Ranks, 1 = the highest, ties sharing the average rank (as the across-dataset ranks)."""
+    from scipy.stats import rankdata
+
+    return [float(x) for x in rankdata(-np.asarray(values, dtype=float), method="average")]
 
 
 # ---------------------------------------------------------------------------------------------

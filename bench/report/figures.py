@@ -120,3 +120,69 @@ def learning_curves(
         ax.legend(fontsize=7, ncol=2, loc="best")
         fig.tight_layout()
     return fig
+
+
+# Skill is coloured on one fixed scale, so that a colour means the same in every study and in
+# both renderings: 0 (the no-skill reference) is white, 1 (perfect) full blue, -1 or worse
+# full red.
+SKILL_CMAP = "RdBu"
+SKILL_RANGE = (-1.0, 1.0)
+
+
+def _skill_norm():
+    from matplotlib.colors import TwoSlopeNorm
+
+    return TwoSlopeNorm(vmin=SKILL_RANGE[0], vcenter=0.0, vmax=SKILL_RANGE[1])
+
+
+def skill_colour(x: float) -> tuple[str, str]:
+    """The heat map's fill for a skill score and a text colour that reads on it, as hex, so
+    that the HTML table shows the PNG's colours."""
+    if x is None or not np.isfinite(x):
+        return "#eeeeee", "#000000"
+    v = float(_skill_norm()(float(np.clip(x, *SKILL_RANGE))))
+    r, g, b, _ = plt.get_cmap(SKILL_CMAP)(v)
+    luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    hexa = "#{:02x}{:02x}{:02x}".format(*(round(255 * c) for c in (r, g, b)))
+    return hexa, "#ffffff" if luminance < 0.45 else "#000000"
+
+
+def rank_label(rank: float) -> str:
+    """A rank as the cell shows it: whole ranks plain, shared ones with their half."""
+    return "" if not np.isfinite(rank) else f"{rank:g}"
+
+
+def heatmap(skill: list[list[float]], rank: list[list[float]], top: list[list[bool]],
+            unconverged: list[list[bool]], rows: list[str], cols: list[str], title: str):
+    """Datasets (rows) x architectures (columns): mean skill as colour, the rank within the
+    dataset as text, the top group outlined, a dagger where the cell did not converge."""
+    from matplotlib.patches import Rectangle
+
+    n, k = len(rows), len(cols)
+    values = np.clip(np.asarray(skill, dtype=float).reshape(n, k), *SKILL_RANGE)
+    with matplotlib.rc_context(matplotlib.rcParamsDefault), matplotlib.rc_context(
+        {**STYLE, "axes.grid": False}
+    ):
+        fig, ax = plt.subplots(figsize=(max(6.0, 2.6 + 0.72 * k), 1.8 + 0.3 * n))
+        cmap = plt.get_cmap(SKILL_CMAP).with_extremes(bad="#eeeeee")
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=_skill_norm(),
+                          aspect="auto", interpolation="nearest")
+        for i in range(n):
+            for j in range(k):
+                if not np.isfinite(values[i, j]):
+                    continue
+                _, fg = skill_colour(float(values[i, j]))
+                text = rank_label(rank[i][j]) + ("\u2020" if unconverged[i][j] else "")
+                ax.text(j, i, text, ha="center", va="center", color=fg, fontsize=8,
+                        fontweight="bold" if top[i][j] else "normal")
+                if top[i][j]:
+                    ax.add_patch(Rectangle((j - 0.46, i - 0.44), 0.92, 0.88, fill=False,
+                                           edgecolor="black", linewidth=1.4))
+        ax.set_xticks(range(k), cols, rotation=35, ha="right")
+        ax.set_yticks(range(n), rows)
+        ax.tick_params(length=0)
+        ax.set_title(title, fontsize=9)
+        bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+        bar.set_label("mean skill (0: no-skill reference, 1: perfect)", fontsize=8)
+        fig.tight_layout()
+    return fig

@@ -56,7 +56,7 @@ def render(report: StudyReport) -> str:
         "",
         *verdict_lines(report),
         "",
-        what_was_run(report.what_was_run, study),
+        across(report.across),
         "",
         "## Per dataset",
         "",
@@ -69,9 +69,9 @@ def render(report: StudyReport) -> str:
     doc += [
         "\n\n".join(per_ds) if per_ds else "No final runs yet.",
         "",
-        convergence(report.convergence),
+        what_was_run(report.what_was_run, study),
         "",
-        across(report.across),
+        convergence(report.convergence),
         "",
         sensitivity(report.sensitivity) if report.sensitivity is not None else "",
         "",
@@ -87,7 +87,11 @@ def render(report: StudyReport) -> str:
         "dataset and one for its tuning trials; the report is built from it alone.",
         "- `results.csv`: one row per final run (dataset, architecture, seed, score in the "
         "dataset's units, every logged metric, the tuned parameters, MLflow run id).",
-        "- `figures/`: learning curves, prediction plots, the critical-difference diagram.",
+        "- `index.html`: this report as one static page (open it in a browser; no server "
+        "needed): the heat map as a sortable table, one collapsible section per dataset, the "
+        "MLflow run id of every final run.",
+        "- `figures/`: the heat map, learning curves, prediction plots, the critical-difference "
+        "diagram.",
         "",
     ]
     return "\n".join(doc)
@@ -99,11 +103,34 @@ def render(report: StudyReport) -> str:
 
 
 def verdict_lines(report: StudyReport) -> list[str]:
-    """The verdict with every caveat that bounds it."""
+    """The verdict with every caveat that bounds it; the heat map right under its first
+    sentence, so that the answer and its evidence fit on the first screen."""
     v: VerdictSection = report.verdict
-    lines = [verdict_text(v.verdict), ""]
+    lines = [verdict_headline(v.verdict), ""]
+    if report.heatmap is not None and report.heatmap.figure is not None:
+        lines += [f"![heat map of mean skill]({report.heatmap.figure.path})", "",
+                  heatmap_caption(), ""]
     if v.progress is not None:
         lines = [progress(v.progress, report.study), "", *lines]
+    lines += verdict_caveats(report)
+    per_ds = verdict_per_dataset(v.verdict)
+    lines += ["Per dataset:", "", *per_ds, ""] if per_ds else []
+    return lines + [verdict_method(v)]
+
+
+def heatmap_caption() -> str:
+    return ("*Mean skill over seeds per dataset and architecture (colour: 0 = the no-skill "
+            "reference, white; 1 = perfect, blue; below 0, red), the rank within the dataset in "
+            "the cell (1 = best), outlined and bold: in the dataset's top group, \u2020: the cell "
+            "did not converge. Columns: best average rank across datasets first. `index.html` "
+            "beside this file has it as a sortable table.*")
+
+
+def verdict_caveats(report: StudyReport) -> list[str]:
+    """What bounds the verdict: datasets left out, convergence, the across-dataset evidence,
+    stability, and how the verdict is computed."""
+    v: VerdictSection = report.verdict
+    lines: list[str] = []
     if v.no_skill:
         lines.append("Left out of the verdict for **no skill** (no candidate beats the "
                      "no-skill reference by more than the ROPE; their ranks are noise):")
@@ -126,16 +153,27 @@ def verdict_lines(report: StudyReport) -> list[str]:
             "**Unstable**: the verdict changes under " + "; ".join(sens.changers)
             + " (see *Sensitivity of the verdict*).")
         lines.append("")
-    lines.append(
+    return lines
+
+
+def verdict_method(v: VerdictSection) -> str:
+    return (
         "The verdict is computed: per dataset the anchor is the best candidate by mean (the naive "
         "baseline is a reference, not a candidate), and an architecture is the single best only if "
         "it is in the top group (not significantly worse than the anchor, "
         f"{stats.TEST_NAMES[v.test]}, Holm correction, alpha = {v.alpha}) on every dataset with "
         "skill, and no other candidate is.")
-    return lines
 
 
 def verdict_text(v: stats.Verdict) -> str:
+    per_ds = verdict_per_dataset(v)
+    if not per_ds:
+        return verdict_headline(v)
+    return "\n".join([verdict_headline(v) + " Per dataset:", "", *per_ds])
+
+
+def verdict_headline(v: stats.Verdict) -> str:
+    """The answer in one sentence."""
     if not v.datasets:
         return "**No verdict.** No dataset is in the verdict."
     names = ", ".join(v.datasets)
@@ -157,7 +195,14 @@ def verdict_text(v: stats.Verdict) -> str:
             "**No single best.** No architecture is in the top group on every dataset in the "
             f"verdict ({names})."
         )
-    lines = [text + " Per dataset:", ""]
+    return text
+
+
+def verdict_per_dataset(v: stats.Verdict) -> list[str]:
+    """Per dataset of the verdict: its top group, anchor and the candidates outside it."""
+    if not v.datasets:
+        return []
+    lines = []
     for ds, d in v.per_dataset.items():
         worse = _names(d["significantly_worse"]) or "none"
         top = _names(d["top_group"]) or "none"
@@ -165,7 +210,7 @@ def verdict_text(v: stats.Verdict) -> str:
         if d["untested"]:
             line += "; untested (too few seeds or no variance): " + _names(d["untested"])
         lines.append(line + ".")
-    return "\n".join(lines)
+    return lines
 
 
 def verdict_short(v: stats.Verdict) -> str:
@@ -365,15 +410,33 @@ def power(s: DatasetSection) -> str:
 
 
 def dataset_section(s: DatasetSection) -> str:
-    sec = [f"### {s.dataset}" + (f" (dataset `{s.name}`)" if s.name != s.dataset else ""), ""]
+    sec = [dataset_title(s), "", *role_note(s), legend(s), "", rope(s), "", power(s), "",
+           leaderboard(s.leaderboard, s.units), ""]
+    sec += groups(s)
+    sec += figures(s)
+    sec += ["", "#### Tuning and hyperparameter importance", "", *tuning(s.tuning)]
+    return "\n".join(sec)
+
+
+def dataset_title(s: DatasetSection) -> str:
+    return f"### {s.dataset}" + (f" (dataset `{s.name}`)" if s.name != s.dataset else "")
+
+
+def role_note(s: DatasetSection) -> list[str]:
+    """Why a dataset outside the verdict is shown at all."""
     if s.role == "side":
-        sec += ["*A side experiment for a reference claim; not part of the verdict or the "
+        return ["*A side experiment for a reference claim; not part of the verdict or the "
                 "comparisons across datasets.*", ""]
-    elif s.role == "no skill":
-        sec += ["**No skill**: no candidate beats the no-skill reference by more than the ROPE "
+    if s.role == "no skill":
+        return ["**No skill**: no candidate beats the no-skill reference by more than the ROPE "
                 "(one-sided t-test, Holm-adjusted); the ranks below are noise, so this dataset is "
                 "left out of the verdict and of the comparisons across datasets.", ""]
-    sec += [
+    return []
+
+
+def legend(s: DatasetSection) -> str:
+    """How to read the leaderboard's columns."""
+    return (
         f"Test {s.units.label()}, {'higher' if s.direction == 'maximize' else 'lower'} is better. "
         f"Mean over seeds with a 95% t-interval. *skill* is 1 - error / reference error (0 = the "
         f"no-skill reference, 1 = perfect) with a 95% t-interval; *beats naive* is a one-sided "
@@ -384,22 +447,10 @@ def dataset_section(s: DatasetSection) -> str:
         "of seed pairs the anchor wins; *P(better / equiv. / worse)* are the posterior "
         "probabilities that the architecture's mean is better than the anchor's by more than the "
         "ROPE, within it, or worse by more (unpaired Bayesian comparison, normal model, Jeffreys "
-        "prior).",
-        "",
-        rope(s),
-        "",
-        power(s),
-        "",
-        leaderboard(s.leaderboard, s.units),
-        "",
-    ]
-    sec += _groups(s)
-    sec += _figures(s)
-    sec += ["", "#### Tuning and hyperparameter importance", "", *tuning(s.tuning)]
-    return "\n".join(sec)
+        "prior).")
 
 
-def _groups(s: DatasetSection) -> list[str]:
+def groups(s: DatasetSection) -> list[str]:
     """Who is in the top group, who is out, and how the top group's members stand."""
     sec = []
     if s.tests_ran:
@@ -424,7 +475,7 @@ def _groups(s: DatasetSection) -> list[str]:
     return sec
 
 
-def _figures(s: DatasetSection) -> list[str]:
+def figures(s: DatasetSection) -> list[str]:
     sec = []
     if s.curves is not None and not s.curves.kept:
         sec += ["", f"![learning curves]({s.curves.path})"]

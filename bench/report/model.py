@@ -122,6 +122,15 @@ class Predictions:
     figure: Figure
 
 
+@dataclass(frozen=True)
+class FinalRun:
+    """A run the leaderboard counts, by the MLflow run id a reader can look it up with."""
+
+    arch: str
+    seed: int
+    run_id: str
+
+
 @dataclass
 class DatasetSection:
     dataset: str
@@ -147,6 +156,7 @@ class DatasetSection:
     curves: Figure | None
     predictions: Predictions | None
     tuning: Tuning
+    runs: list[FinalRun] = field(default_factory=list)   # leaderboard order, then seed
 
 
 @dataclass(frozen=True)
@@ -382,6 +392,34 @@ class ClaimRow:
     measured: claims_mod.Measured | None    # None when the study did not run the claim's setup
 
 
+@dataclass(frozen=True)
+class HeatCell:
+    """One architecture on one dataset, as the heat map shows it."""
+
+    skill: float                # mean skill over seeds
+    rank: float                 # among the dataset's candidates by mean skill, 1 = best
+    top: bool                   # in the dataset's top group
+    converged: bool             # False: the cell's budget ran out before it converged
+
+
+@dataclass(frozen=True)
+class HeatRow:
+    dataset: str
+    role: str                   # the DatasetSection's role
+    cells: dict[str, HeatCell]  # arch -> cell; an architecture not run there is absent
+
+
+@dataclass
+class Heatmap:
+    """Every dataset against every candidate at a glance: the verdict's evidence in one
+    picture. Columns run best average rank across datasets first, so the eye reads the
+    across-dataset order left to right."""
+
+    archs: list[str]
+    rows: list[HeatRow]         # one per dataset, in the report's order
+    figure: Figure | None
+
+
 @dataclass
 class StudyReport:
     """Everything the report shows, in reading order: the verdict first, the evidence after."""
@@ -396,3 +434,4 @@ class StudyReport:
     sensitivity: SensitivitySection | None
     variance: list[VarianceRow]
     claims: list[ClaimRow]
+    heatmap: Heatmap | None = None      # None: no dataset with a candidate

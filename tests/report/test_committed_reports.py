@@ -24,7 +24,7 @@ def test_committed_report_regenerates_from_its_record(study, tmp_path):
     copy = tmp_path / study
     shutil.copytree(committed, copy)
     build_from_record(copy / "record", copy)
-    for name in ("README.md", "results.csv"):
+    for name in ("README.md", "index.html", "results.csv", "figures/heatmap.png"):
         assert (copy / name).read_bytes() == (committed / name).read_bytes(), \
             f"reports/{study}/{name} differs from what reports/{study}/record gives"
     assert sorted(p.name for p in (copy / "figures").iterdir()) == \
