@@ -18,7 +18,7 @@ from bench.report.collect import study_data
 from bench.report.model import FinalRun
 from bench.results import record
 from bench.stores import mask
-from tests.report.test_content import _record
+from tests.support.records import hand_record as _record
 
 ROOT = Path(__file__).resolve().parents[2]
 
