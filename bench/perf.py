@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -219,16 +220,16 @@ class IndexedGRU(torch.nn.Module):
     """The cell loop before the fix, kept only as this benchmark's reference: the same GRU
     arithmetic as ``LoopLayer`` with ``xi[:, s]`` read inside the loop."""
 
-    def __init__(self, layer: torch.nn.Module):
+    def __init__(self, layer: torch.nn.Module, hidden_size: int):
         super().__init__()
-        self.layer = layer
+        self.layer, self.hidden_size = layer, hidden_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.layer.rnn
-        xi = torch.nn.functional.linear(x, r.weight_ih_l0, r.bias_ih_l0)
-        h = x.new_zeros(x.shape[0], self.layer.hidden_size)
+        w = dict(self.layer.named_parameters(prefix="", recurse=True))
+        xi = torch.nn.functional.linear(x, w["rnn.weight_ih_l0"], w["rnn.bias_ih_l0"])
+        h = x.new_zeros(x.shape[0], self.hidden_size)
         for s in range(x.shape[1]):
-            gh = torch.nn.functional.linear(h, r.weight_hh_l0, r.bias_hh_l0)
+            gh = torch.nn.functional.linear(h, w["rnn.weight_hh_l0"], w["rnn.bias_hh_l0"])
             xr, xz, xn = xi[:, s].chunk(3, -1)
             hr, hz, hn = gh.chunk(3, -1)
             z = torch.sigmoid(xz + hz)
@@ -246,9 +247,9 @@ def bench_cells(lengths: tuple[int, ...], repeats: int, batch: int = BATCH,
     fused = FusedLayer("gru", JENA_COLS, hidden, False)
     loop = LoopLayer("gru", JENA_COLS, hidden, False)
     loop.load_state_dict(fused.state_dict())
-    indexed = IndexedGRU(loop)
-    contenders = {"fused": lambda x: fused(x)[1], "cell": lambda x: loop(x)[1],
-                  "indexed": indexed}
+    indexed = IndexedGRU(loop, hidden)
+    contenders: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "fused": lambda x: fused(x)[1], "cell": lambda x: loop(x)[1], "indexed": indexed}
     rows = []
     for t in lengths:
         x = torch.randn(batch, t, JENA_COLS)
@@ -367,6 +368,60 @@ def run_components():
     ]
 
 
+def _short_run_config(dataset: str, hidden: int, epochs: int, prefix: str):
+    """The configuration both run benchmarks time: a GRU at a fixed epoch budget (no early
+    stopping, so every contender does the same number of epochs) recording to a throwaway
+    store, and the dataset prepared once."""
+    from bench.config import compose
+    from bench.data import build
+
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    cfg = compose([f"dataset={dataset}", "model=gru", f"model.hidden_size={hidden}",
+                   f"trainer.max_epochs={epochs}", "trainer.early_stopping_patience=null",
+                   "trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
+                   f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}"])
+    return cfg, build(cfg.dataset, cfg.data_dir)
+
+
+def _loss_fn(cfg, info: DatasetInfo) -> torch.nn.Module:
+    return torch.nn.CrossEntropyLoss() if info.task == "classification" else (
+        torch.nn.L1Loss() if cfg.dataset.loss == "mae" else torch.nn.MSELoss())
+
+
+def _bare_run(cfg, prepared: Prepared, epochs: int) -> None:
+    """What a run does without the harness: the same splits, model, optimiser and batches,
+    validation every epoch and the test split once, in a plain PyTorch loop."""
+    from bench.models import build_model
+
+    info = prepared.info
+    torch.manual_seed(0)
+    model = build_model(cfg.model, info)
+    opt = torch.optim.Adam(model.parameters(), lr=float(cfg.optim.lr))
+    loss_fn = _loss_fn(cfg, info)
+
+    def forward(batch):
+        out = model(batch["x"], batch.get("lengths"))
+        return out if info.task == "classification" else out.squeeze(-1)
+
+    def evaluate(split) -> None:
+        model.eval()
+        with torch.no_grad():
+            for idx in IndexBatchSampler(len(split), int(cfg.eval_batch_size), False, 0):
+                loss_fn(forward(split[idx]), split[idx]["y"])
+        model.train()
+
+    for epoch in range(epochs):
+        sampler = IndexBatchSampler(len(prepared.train), int(cfg.batch_size), True, 0)
+        sampler.set_epoch(epoch)
+        for idx in sampler:
+            batch = prepared.train[idx]
+            opt.zero_grad()
+            loss_fn(forward(batch), batch["y"]).backward()
+            opt.step()
+        evaluate(prepared.val)
+    evaluate(prepared.test)
+
+
 def bench_runs(dataset: str, runs: int, epochs: int, hidden: int = 32) -> dict:
     """Whole short runs on one panel dataset: ``train.run`` (Lightning, MLflow record, figures)
     against a bare PyTorch loop doing the same work (the same splits, model, optimiser and
@@ -376,18 +431,9 @@ def bench_runs(dataset: str, runs: int, epochs: int, hidden: int = 32) -> dict:
     harness keeps the cores busy; both contenders use one torch thread, as a sweep worker
     on a 2-core machine does.
     """
-    from bench.config import compose
-    from bench.data import build
-    from bench.models import build_model
     from bench.train import run
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-perf-runs-"))
-    cfg = compose([f"dataset={dataset}", "model=gru", f"model.hidden_size={hidden}",
-                   f"trainer.max_epochs={epochs}", "trainer.early_stopping_patience=null",
-                   "trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
-                   f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}"])
-    prepared = build(cfg.dataset, cfg.data_dir)
-    info = prepared.info
+    cfg, prepared = _short_run_config(dataset, hidden, epochs, "bench-perf-runs-")
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
 
@@ -406,33 +452,7 @@ def bench_runs(dataset: str, runs: int, epochs: int, hidden: int = 32) -> dict:
 
     def bare() -> tuple[float, float]:
         c0, t0 = time.process_time(), time.perf_counter()
-        torch.manual_seed(0)
-        model = build_model(cfg.model, info)
-        opt = torch.optim.Adam(model.parameters(), lr=float(cfg.optim.lr))
-        loss_fn = torch.nn.CrossEntropyLoss() if info.task == "classification" else (
-            torch.nn.L1Loss() if cfg.dataset.loss == "mae" else torch.nn.MSELoss())
-
-        def forward(batch):
-            out = model(batch["x"], batch.get("lengths"))
-            return out if info.task == "classification" else out.squeeze(-1)
-
-        def evaluate(split) -> None:
-            model.eval()
-            with torch.no_grad():
-                for idx in IndexBatchSampler(len(split), int(cfg.eval_batch_size), False, 0):
-                    loss_fn(forward(split[idx]), split[idx]["y"])
-            model.train()
-
-        for epoch in range(epochs):
-            sampler = IndexBatchSampler(len(prepared.train), int(cfg.batch_size), True, 0)
-            sampler.set_epoch(epoch)
-            for idx in sampler:
-                batch = prepared.train[idx]
-                opt.zero_grad()
-                loss_fn(forward(batch), batch["y"]).backward()
-                opt.step()
-            evaluate(prepared.val)
-        evaluate(prepared.test)
+        _bare_run(cfg, prepared, epochs)
         return time.perf_counter() - t0, time.process_time() - c0
 
     try:
@@ -551,22 +571,14 @@ def bench_replicas(dataset: str, ks: tuple[int, ...], repeats: int, epochs: int,
     same work per replica, best weights written back and tested). Runs per hour per core
     is 3600 over the process CPU seconds per run.
     """
-    from bench.config import compose
-    from bench.data import build
     from bench.models import build_model
     from bench.models.replicas import ReplicaNet
     from bench.replica_train import fit_seeds
     from bench.train import run
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-perf-replicas-"))
-    cfg = compose([f"dataset={dataset}", "model=gru", f"model.hidden_size={hidden}",
-                   f"trainer.max_epochs={epochs}", "trainer.early_stopping_patience=null",
-                   "trainer.enable_progress_bar=false", "trainer.accelerator=cpu",
-                   f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}"])
-    prepared = build(cfg.dataset, cfg.data_dir)
+    cfg, prepared = _short_run_config(dataset, hidden, epochs, "bench-perf-replicas-")
     info = prepared.info
-    loss_fn = torch.nn.CrossEntropyLoss() if info.task == "classification" else (
-        torch.nn.L1Loss() if cfg.dataset.loss == "mae" else torch.nn.MSELoss())
+    loss_fn = _loss_fn(cfg, info)
 
     def timed(fn, n: int) -> tuple[float, float]:
         c0, t0 = time.process_time(), time.perf_counter()
@@ -577,31 +589,7 @@ def bench_replicas(dataset: str, ks: tuple[int, ...], repeats: int, epochs: int,
         run(cfg)
 
     def bare():
-        torch.manual_seed(0)
-        model = build_model(cfg.model, info)
-        opt = torch.optim.Adam(model.parameters(), lr=float(cfg.optim.lr))
-
-        def forward(batch):
-            out = model(batch["x"], batch.get("lengths"))
-            return out if info.task == "classification" else out.squeeze(-1)
-
-        def evaluate(split) -> None:
-            model.eval()
-            with torch.no_grad():
-                for idx in IndexBatchSampler(len(split), int(cfg.eval_batch_size), False, 0):
-                    loss_fn(forward(split[idx]), split[idx]["y"])
-            model.train()
-
-        for epoch in range(epochs):
-            sampler = IndexBatchSampler(len(prepared.train), int(cfg.batch_size), True, 0)
-            sampler.set_epoch(epoch)
-            for idx in sampler:
-                batch = prepared.train[idx]
-                opt.zero_grad()
-                loss_fn(forward(batch), batch["y"]).backward()
-                opt.step()
-            evaluate(prepared.val)
-        evaluate(prepared.test)
+        _bare_run(cfg, prepared, epochs)
 
     def grouped(k: int):
         return lambda: fit_seeds(cfg, list(range(k)), prepared)
@@ -625,7 +613,7 @@ def bench_replicas(dataset: str, ks: tuple[int, ...], repeats: int, epochs: int,
             return loss_fn(out if info.task == "classification" else out.squeeze(-1),
                            batch["y"])
 
-        memory = {"single": _step_memory(build_model(cfg.model, info), prepared.train[idx],
+        memory: dict[str, float] = {"single": _step_memory(build_model(cfg.model, info), prepared.train[idx],
                                          single_loss)}
         for k in ks:
             net = ReplicaNet([build_model(cfg.model, info) for _ in range(k)])
