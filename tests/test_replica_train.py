@@ -18,6 +18,7 @@ from bench.models.replicas import ReplicaNet
 from bench.replica_train import ReplicaData, train_replicas
 from bench.task import BenchTask
 from bench.train import BestWeights, EpochHistory
+from tests.support.replicas import poison_replica
 
 INFO = DatasetInfo(name="t", task="classification", metric="accuracy", direction="maximize",
                    seq_len=9, n_features=3, num_classes=3)
@@ -253,16 +254,7 @@ def test_a_nan_fails_only_its_own_seeds_run(make_cfg, mlflow_uri, monkeypatch):
 
     from bench import replica_train
 
-    real = replica_train.ReplicaNet
-
-    def poisoned(models):
-        net = real(models)
-        with torch.no_grad():
-            for p in net.parameters():
-                p[1] = math.nan
-        return net
-
-    monkeypatch.setattr(replica_train, "ReplicaNet", poisoned)
+    poison_replica(monkeypatch)
     cfg = make_cfg("dataset=synthetic", "model=gru", "model.hidden_size=8")
     results = replica_train.run_seeds(cfg, [0, 1, 2])
     client = MlflowClient(mlflow_uri)

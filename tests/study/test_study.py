@@ -13,6 +13,7 @@ from bench.errors import StudyError
 from bench.report.build import build
 from bench.stores import StoreAddress
 from bench.study import Runner, load
+from tests.support.replicas import poison_replica
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -279,10 +280,6 @@ def test_replicas_give_the_runs_one_run_per_seed_gives(tmp_path, monkeypatch):
     """``replicas: auto`` and ``off`` leave the same final runs with the same tag, param and
     metric keys; a replica that goes NaN fails its own seed's run only, which the next
     session retries (alone); a third session redoes nothing; the report builds."""
-    import math
-
-    import torch
-
     from bench import replica_train
 
     monkeypatch.chdir(tmp_path)
@@ -292,19 +289,10 @@ def test_replicas_give_the_runs_one_run_per_seed_gives(tmp_path, monkeypatch):
                        f"tuning.storage=sqlite:///{tmp_path / 'off-optuna.db'}"])
     assert Runner(off, echo=lambda *_: None).run("test") == 0
 
-    real = replica_train.ReplicaNet
-
-    def poisoned(models):
-        net = real(models)
-        with torch.no_grad():
-            for p in net.parameters():
-                p[1] = math.nan
-        return net
-
     uri = f"sqlite:///{tmp_path / 'auto.db'}"
     overrides = [*common, f"tracking_uri={uri}",
                  f"tuning.storage=sqlite:///{tmp_path / 'auto-optuna.db'}"]
-    monkeypatch.setattr(replica_train, "ReplicaNet", poisoned)
+    real = poison_replica(monkeypatch)
     lines: list[str] = []
     # two grouped cells (gru-single on each dataset), seed 1 poisoned in each
     assert Runner(load(SMOKE, overrides), echo=lines.append).run("test") == 2
