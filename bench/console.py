@@ -24,6 +24,9 @@ _NOISE = (
     "`Trainer.fit` stopped",  # written onto the bar's line; the table says how many epochs ran
     "Restoring states from the checkpoint",  # the best epoch is re-loaded for the test, as
     "Loaded model weights from the checkpoint",  # always; the checkpoint is the run's tag
+    "GPU available:",  # the accelerators every Trainer lists; the run's device is recorded
+    "TPU available:",  # with it (and Lightning still warns when a GPU is present but unused)
+    "HPU available:",
 )
 _LIGHTNING_LOGGERS = (
     "lightning",

@@ -230,8 +230,15 @@ def _output_dir(built: _Built) -> Path:
     return built.scratch
 
 
-def _trainer(cfg: DictConfig, logger, callbacks, out_dir: Path) -> pl.Trainer:
+def _trainer(cfg: DictConfig, logger, callbacks, out_dir: Path,
+             train_batches: int | None = None) -> pl.Trainer:
+    """The Trainer a run fits with. The logging interval is fitted to the epoch: an interval
+    longer than the epoch would log no step at all (Lightning warns of it on every small
+    dataset), so it is cut to the number of training batches."""
     t = cfg.trainer
+    log_every = int(t.log_every_n_steps)
+    if train_batches:
+        log_every = max(1, min(log_every, train_batches))
     if t.enable_progress_bar:
         from bench.console import progress_bar
 
@@ -248,7 +255,7 @@ def _trainer(cfg: DictConfig, logger, callbacks, out_dir: Path) -> pl.Trainer:
         deterministic=t.deterministic,
         enable_progress_bar=t.enable_progress_bar,
         enable_model_summary=False,
-        log_every_n_steps=t.log_every_n_steps,
+        log_every_n_steps=log_every,
         num_sanity_val_steps=t.num_sanity_val_steps,
         logger=logger,
         callbacks=callbacks,
@@ -508,7 +515,7 @@ def _fit_and_test(cfg: DictConfig, run_id: str, dm: BenchDataModule, built: _Bui
         cbs.append(EarlyStopping(monitor, patience=cfg.trainer.early_stopping_patience, mode=mode))
     cbs += list(callbacks)
     apply_fp32_policy(bool(cfg.trainer.get("tf32", False)))
-    trainer = _trainer(cfg, built.metrics, cbs, out_dir)
+    trainer = _trainer(cfg, built.metrics, cbs, out_dir, dm.train_batches())
 
     if task.is_naive:
         val = trainer.validate(task, datamodule=dm, verbose=False)[0]

@@ -86,6 +86,11 @@ class BenchDataModule(pl.LightningDataModule):
     def info(self):
         return self.prepare().info
 
+    def train_batches(self) -> int:
+        """Batches in one training epoch (the last one may be short unless dropped)."""
+        n = len(self.prepare().train)
+        return max(1, n // self.batch_size if self.drop_last else -(-n // self.batch_size))
+
     def setup(self, stage: str | None = None) -> None:
         p = self.prepare()
         trainer = getattr(self, "trainer", None)
