@@ -233,13 +233,44 @@ def wants_traceback() -> bool:
     return VERBOSE_FLAG in sys.argv or os.environ.get(FULL_ERROR_ENV, "") not in ("", "0")
 
 
+def _misspelled_key(cause: BaseException | None) -> str | None:
+    """``hydra.sweeper.n_trails: unknown key; did you mean 'hydra.sweeper.n_trials'?`` for an
+    override of a key that a structured config (a dataclass: the sweeper's settings, Hydra's
+    own) or a config group in struct mode does not have, where the closest key is near
+    enough to be the one meant."""
+    import dataclasses
+    import difflib
+
+    from omegaconf import DictConfig
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    if not isinstance(cause, ConfigKeyError | ConfigAttributeError):
+        return None
+    kind, key, full = (getattr(cause, a, None) for a in ("object_type", "key", "full_key"))
+    node = getattr(cause, "parent_node", None)
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        fields = [f.name for f in dataclasses.fields(kind)]
+    elif isinstance(node, DictConfig):
+        fields = [str(k) for k in node]
+    else:
+        return None
+    close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6) if key and full else []
+    if not close:
+        return None
+    parent = str(full)[: -len(str(key))]
+    return f"{full}: unknown key; did you mean '{parent}{close[0]}'?"
+
+
 def message(exc: BaseException) -> str:
     """The one message printed for a known error."""
     if not isinstance(exc, known_types()):
         exc = out_of_space(exc) or exc
     text = str(exc).strip() or type(exc).__name__
     cause = exc.__cause__
-    if cause is not None and type(cause).__module__.startswith("omegaconf"):
+    typo = _misspelled_key(cause)
+    if typo is not None:
+        text = typo  # Hydra's advice ("use +key to append") is wrong for a typo
+    elif cause is not None and type(cause).__module__.startswith("omegaconf"):
         text += "\n" + str(cause).strip()  # Hydra's message names the override, this the key
     return (f"error: {text}\n(add {VERBOSE_FLAG} or set {FULL_ERROR_ENV}=1 to see the "
             "traceback)")

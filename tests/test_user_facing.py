@@ -57,6 +57,25 @@ def test_bad_value_is_one_message_before_heavy_imports_and_leaves_no_outputs(tmp
     assert sorted(x.name for x in tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("args, said", [
+    (("-m", "+sweep=default", "hydra.sweeper.n_trails=5"),
+     "error: hydra.sweeper.n_trails: unknown key; did you mean 'hydra.sweeper.n_trials'?"),
+    (("model.hiden_size=5",),
+     "error: model.hiden_size: unknown key; did you mean 'model.hidden_size'?"),
+    (("-m", "+sweep=default", "hydra.sweeper.n_trials=0"),
+     "error: hydra.sweeper.n_trials: 0 is not allowed; expected an integer >= 1"),
+])
+def test_misspelled_keys_and_bad_sweep_settings_are_one_line_before_heavy_imports(
+        tmp_path, args, said):
+    p = bench_cli(*args, store(tmp_path), cwd=tmp_path, python_flags=("-X", "importtime"))
+    imported = {line.split("|")[-1].strip() for line in p.stderr.splitlines()
+                if line.startswith("import time:")}
+    lines = [line for line in p.stderr.splitlines() if not line.startswith("import time:")]
+    assert p.returncode == errors.EXIT_CODE, p.stderr
+    assert lines[0] == said and len(lines) == 2 and "--verbose" in lines[1]
+    assert {"torch", "lightning", "mlflow"}.isdisjoint(imported)
+
+
 @pytest.mark.parametrize("how", ["--verbose", errors.FULL_ERROR_ENV])
 def test_traceback_on_request(tmp_path, how):
     args, env = ("model.hidden_size=-5", store(tmp_path)), {}

@@ -41,10 +41,22 @@ The package: :mod:`~bench.study.definition` (what a definition may hold, read an
 standing in for the stores) and :mod:`~bench.study.cli` (the command line).
 """
 
-from bench.study.cli import main
-from bench.study.definition import DEFAULTS, load
-from bench.study.plan import Cell, Study, final_config
-from bench.study.runner import SESSION_EXPERIMENT, Runner
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Loaded on first use, so that reading and checking a definition (``bench.study.definition``)
+# does not first import MLflow, torch and Lightning: a mistake in it is refused in a second.
+_HOMES = {"main": "cli", "DEFAULTS": "definition", "load": "definition", "Cell": "plan",
+          "Study": "plan", "final_config": "plan", "SESSION_EXPERIMENT": "runner",
+          "Runner": "runner"}
 
 __all__ = ["DEFAULTS", "SESSION_EXPERIMENT", "Cell", "Runner", "Study", "final_config", "load",
            "main"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'bench.study' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"bench.study.{_HOMES[name]}"), name)

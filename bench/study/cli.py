@@ -10,12 +10,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from bench.errors import StudyError
-from bench.results.record import locate
+from bench.errors import EXIT_CODE, StudyError
 from bench.stores import mask
 from bench.study.definition import load
-from bench.study.resume import Committed
-from bench.study.runner import Runner
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,14 +48,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise StudyError(f"--datasets: {unknown} not in {args.definition}; expected "
                                  f"some of {list(study.definition.datasets)}")
             study = replace(study, only=only)
+        # the definition is sound: now the heavy imports (MLflow, torch, Lightning)
+        from bench.results.record import locate
+        from bench.study.resume import Committed
+
         path = args.record or locate(Path("reports") / study.name)
         committed = None if args.no_record or path is None else Committed.load(path, study.name)
         if args.record is not None and committed is None:
             raise StudyError(f"--record {args.record}: not found (a record folder or CSV file)")
     except StudyError as exc:
-        ap.error(str(exc))
+        # a mistake in the definition is the user's to fix, like a bad config value: one
+        # line and exit status 1 (argparse's usage block and status 2 are for bad flags)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CODE
     command = shlex.join(["python", "-m", "bench.study", *argv])
     from bench import errors, interrupt
+    from bench.study.runner import Runner
 
     try:
         # Ctrl-C / SIGTERM end the run or trial in flight at its next batch (closed KILLED,

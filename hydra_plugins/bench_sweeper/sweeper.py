@@ -47,11 +47,14 @@ class BenchOptunaSweeper(Sweeper):
         return cfg
 
     def sweep(self, arguments: list[str]) -> Any:
-        from bench.sweep import space as space_mod
-        from bench.sweep.driver import run_sweep
         from bench.sweep.settings import SweepSettings
 
+        # checked before the heavy imports below (Optuna, then torch, Lightning and MLflow
+        # through the driver), so a bad setting is refused in a second
         settings = SweepSettings.from_config(self.raw_settings)
+        from bench.sweep import space as space_mod
+        from bench.sweep.driver import run_sweep
+
         fixed, sweeps = space_mod.split_overrides(arguments)
         settings = dataclasses.replace(settings, params={**settings.params, **sweeps})
         base = self._base_config(fixed)
