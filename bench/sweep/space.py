@@ -131,6 +131,12 @@ def _param(name: str, spec: Any, source: str) -> Param:
         raise ConfigError(f"{where}: {spec!r} is not allowed in {source}; expected a mapping "
                           f"with 'type', one of {list(TYPES)}")
     kind = spec.get("type")
+    if kind is None:  # a misspelled "type" reads better as the typo than as a missing type
+        known = {"type", "when", "choices", "low", "high", "log", "step"}
+        for key in spec:
+            if key not in known:
+                raise ConfigError(f"{where}.{key}: unknown key in {source}; "
+                                  f"{schema.suggest(key, sorted(known), where)}")
     if kind not in TYPES:
         raise ConfigError(f"{where}.type: {kind!r} is not allowed in {source}; expected one of "
                           f"{list(TYPES)}")

@@ -49,15 +49,17 @@ class BenchOptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         from bench.sweep.settings import SweepSettings
 
-        # checked before the heavy imports below (Optuna, then torch, Lightning and MLflow
-        # through the driver), so a bad setting is refused in a second
+        # the settings, then the search space against the config, are checked before torch,
+        # Lightning and MLflow load (through the driver), so a mistake is refused in seconds
         settings = SweepSettings.from_config(self.raw_settings)
         from bench.sweep import space as space_mod
-        from bench.sweep.driver import run_sweep
 
         fixed, sweeps = space_mod.split_overrides(arguments)
         settings = dataclasses.replace(settings, params={**settings.params, **sweeps})
         base = self._base_config(fixed)
+        space_mod.load(settings.space, settings.params).check(base)
+        from bench.sweep.driver import run_sweep
+
         launcher_target = str(OmegaConf.select(self.config, "hydra.launcher._target_") or "")
         if not launcher_target.endswith("BasicLauncher"):
             return self._sweep_with_launcher(base, fixed, settings)

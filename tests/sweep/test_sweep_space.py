@@ -198,3 +198,13 @@ def test_every_worker_process_of_a_study_draws_its_own_stream(tmp_path):
     again = open_storage(StoreAddress.optuna(f"sqlite:///{tmp_path / 'o.db'}"))  # another process
     assert claim_incarnation(again, "s") == 4
     assert len({worker_seed(0, n) for n in [*claims, 4]}) == 5
+
+
+def test_a_misspelled_type_is_named_as_the_typo(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("family: recurrent\ncells: [gru]\nparams:\n"
+                    "  optim.lr: {tpye: float, low: 0.001, high: 0.1}\n")
+    with pytest.raises(ConfigError) as err:
+        space_mod.load(path)
+    assert str(err.value) == (f"params.optim.lr.tpye: unknown key in {path}; "
+                              "did you mean 'params.optim.lr.type'?")
