@@ -23,6 +23,7 @@ import optuna
 from filelock import FileLock
 from optuna.storages import RDBStorage
 
+from bench.errors import StorageError, is_sqlite_full, short_reason
 from bench.stores import StoreAddress, schema_lock, sqlite_file
 
 _local_locks: dict[str, threading.Lock] = {}
@@ -50,15 +51,26 @@ def open_storage(
         engine_kwargs["connect_args"] = {"timeout": 120}
     elif real.startswith(("postgresql", "mysql")):
         engine_kwargs["pool_pre_ping"] = True
+    import sqlalchemy.exc
+
     with warnings.catch_warnings(), schema_lock(path):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
-            real,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=stale_callback,
-        )
+        try:
+            return RDBStorage(
+                real,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=stale_callback,
+            )
+        except sqlalchemy.exc.OperationalError as exc:
+            if path is not None or is_sqlite_full(exc):
+                raise  # a local file's trouble is told by the out-of-space and lock handling
+            # a server that is down, a wrong database or password: one line, not SQLAlchemy's
+            # chain of a hundred and fifty
+            raise StorageError(f"cannot open the Optuna storage {address}: {short_reason(exc)}; "
+                               "check that the server runs and the URL (host, port, database, "
+                               "user) is right") from exc
 
 
 INCARNATIONS_ATTR = "bench:worker_incarnations"

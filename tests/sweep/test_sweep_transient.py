@@ -73,3 +73,18 @@ def test_a_passing_tracking_outage_requeues_the_trial_instead_of_failing_it(tmp_
     runs = client.search_runs([exp.experiment_id], max_results=100)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     assert load(storage, "flaky").best_trial.state == TrialState.COMPLETE
+
+
+def test_an_unreachable_database_is_one_line_naming_the_storage(monkeypatch):
+    """A PostgreSQL storage nobody listens on (port 1): the user gets which storage and why,
+    the password masked, not SQLAlchemy's chain of tracebacks."""
+    from bench.errors import StorageError, message
+
+    monkeypatch.setenv("OPTUNA_STORAGE_PASSWORD", "s3cret")
+    address = StoreAddress.optuna("postgresql://bench:s3cret@127.0.0.1:1/nowhere")
+    with pytest.raises(StorageError) as err:
+        open_storage(address)
+    said = message(err.value)
+    assert said.startswith("error: cannot open the Optuna storage postgresql")
+    assert "127.0.0.1:1/nowhere: connection refused (is it running?)" in said
+    assert "s3cret" not in said and len(said.splitlines()) == 2
