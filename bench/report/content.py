@@ -20,7 +20,17 @@ import numpy as np
 import pandas as pd
 
 from bench.report import across as across_mod
-from bench.report import aggregate, bayes, convergence, figures, sensitivity, skill, stats, variance
+from bench.report import (
+    aggregate,
+    bayes,
+    convergence,
+    figures,
+    published,
+    sensitivity,
+    skill,
+    stats,
+    variance,
+)
 from bench.report import claims as claims_mod
 from bench.report.analysis import NOT_CANDIDATES, Analysis, DatasetSpec, Options, analyse, specs
 from bench.report.collect import StudyData
@@ -333,12 +343,13 @@ def dataset_section(data: StudyData, runs: pd.DataFrame, spec: DatasetSpec,
     ds = spec.dataset
     name, direction, u, task = _dataset_meta(runs, ds)
     role = "side" if ds in an.side else "no skill" if ds in an.no_skill else "verdict"
+    board = leaderboard(runs, comp)
     return DatasetSection(
         dataset=ds, name=name, units=u, direction=direction, task=task, role=role,
         test=comp.test, n_comparisons=int(comp.table["p_holm"].notna().sum()),
         rope=_rope(spec, comp), power=Power(comp.mde, comp.alpha, comp.seeds, comp.pooled_sd,
                                             comp.rope),
-        leaderboard=leaderboard(runs, comp),
+        leaderboard=board,
         tests_ran=sorted({t for t in comp.table["test"] if t}),
         anchor=comp.anchor, best_overall=comp.best_overall, alpha=comp.alpha,
         top_group=comp.top_group, significantly_worse=comp.significantly_worse,
@@ -348,6 +359,7 @@ def dataset_section(data: StudyData, runs: pd.DataFrame, spec: DatasetSpec,
         predictions=_predictions(runs, comp, figs, fetch, ds) if task == "regression" else None,
         tuning=tuning(data, ds, primary),
         runs=_final_runs(runs, comp),
+        published=published.section(name, spec.metric, direction, board),
     )
 
 
