@@ -20,18 +20,9 @@ import numpy as np
 import pandas as pd
 
 from bench.report import across as across_mod
-from bench.report import (
-    aggregate,
-    bayes,
-    convergence,
-    figures,
-    published,
-    sensitivity,
-    skill,
-    stats,
-    variance,
-)
+from bench.report import aggregate, bayes, convergence, figures, sensitivity, skill, stats, variance
 from bench.report import claims as claims_mod
+from bench.report import published as published_refs
 from bench.report.analysis import NOT_CANDIDATES, Analysis, DatasetSpec, Options, analyse, specs
 from bench.report.collect import StudyData
 from bench.report.formatting import Units
@@ -359,7 +350,7 @@ def dataset_section(data: StudyData, runs: pd.DataFrame, spec: DatasetSpec,
         predictions=_predictions(runs, comp, figs, fetch, ds) if task == "regression" else None,
         tuning=tuning(data, ds, primary),
         runs=_final_runs(runs, comp),
-        published=published.section(name, spec.metric, direction, board),
+        published=published_refs.section(name, spec.metric, direction, board),
     )
 
 
