@@ -163,7 +163,7 @@ def _reported_runs(all_runs: pd.DataFrame, primary: int | None,
 
 def _convergence_cells(runs: pd.DataFrame) -> pd.DataFrame:
     """Convergence per cell of the learned models; the naive baseline does not train."""
-    learned = runs[runs["arch"] != "naive"] if len(runs) else runs
+    learned = runs[~runs["arch"].isin(NOT_CANDIDATES)] if len(runs) else runs
     return convergence.table(learned)
 
 
