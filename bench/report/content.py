@@ -193,7 +193,7 @@ def _progress(data: StudyData, runs: pd.DataFrame) -> Progress | None:
     planned: dict[str, int] = {}
     recorded: dict[str, int] = {}
     for c in cells:
-        seeds = plan.seeds_of(c.dataset)
+        seeds = plan.cell_seeds(c)
         planned[c.dataset] = planned.get(c.dataset, 0) + len(seeds)
         m = (runs["dataset"] == c.dataset) & (runs["arch"] == c.arch) & runs["seed"].isin(seeds)
         if c.space is not None:

@@ -142,10 +142,7 @@ class Runner:
         carries a ``replicas`` tag: the size of the group it trained in, 1 when alone.
         """
         done = self.finished_runs(cell)
-        seeds = self.study.seeds_of(cell.dataset)
-        if cell.arch in DETERMINISTIC_CELLS:
-            seeds = seeds[:1]   # the same numbers under every seed: one run stands for all
-        todo = [s for s in seeds if s not in done]
+        todo = [s for s in self.study.cell_seeds(cell) if s not in done]
         label = f"{cell.dataset}/{cell.arch}" + (f" (tuning seed {cell.tuning_seed})"
                                                  if cell.repeat else "")
         self.echo(f"  {cell.phase} {label}: seeds done {sorted(done)}, to run {todo}")
