@@ -50,11 +50,17 @@ def _run(cfg: DictConfig) -> float:
     from bench import interrupt
     from bench.console import print_summary
     from bench.train import run
+    from bench.vocab import DETERMINISTIC_CELLS
 
     # Ctrl-C and SIGTERM stop the run between batches, where its MLflow run can be closed
     # KILLED; the exit code then says which signal it was (see cli()).
     with interrupt.deferred():
-        result = run(cfg, callbacks=[interrupt.SafePointInterrupt()])
+        if cfg.model.cell in DETERMINISTIC_CELLS:
+            from bench import classical
+
+            result = classical.run(cfg)
+        else:
+            result = run(cfg, callbacks=[interrupt.SafePointInterrupt()])
     print_summary(cfg, result)
     return result.objective
 

@@ -11,7 +11,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 RECURRENT_CELLS = ("rnn", "lstm", "gru")
-BASELINE_CELLS = ("mlp", "naive")
+BASELINE_CELLS = ("mlp", "naive", "classical")
+# references that train nothing and are deterministic: one run stands for every seed
+# (bench.classical), and the report never counts them as contenders
+DETERMINISTIC_CELLS = ("classical",)
 CELLS = (*RECURRENT_CELLS, *BASELINE_CELLS)
 TOPOLOGIES = ("single", "stacked", "bidirectional", "stacked_bidirectional")
 # the topologies a study compares by default (stacked_bidirectional is for single runs)

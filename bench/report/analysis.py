@@ -16,7 +16,7 @@ import pandas as pd
 from bench.report import skill, stats
 from bench.results.rope import default_rope
 
-NOT_CANDIDATES = ("naive",)   # a reference point, never a contender
+NOT_CANDIDATES = ("naive", "classical")   # reference points, never contenders
 
 
 @dataclass(frozen=True)

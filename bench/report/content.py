@@ -22,6 +22,7 @@ import pandas as pd
 from bench.report import across as across_mod
 from bench.report import aggregate, bayes, convergence, figures, sensitivity, skill, stats, variance
 from bench.report import claims as claims_mod
+from bench.report import published as published_refs
 from bench.report.analysis import NOT_CANDIDATES, Analysis, DatasetSpec, Options, analyse, specs
 from bench.report.collect import StudyData
 from bench.report.formatting import Units
@@ -162,7 +163,7 @@ def _reported_runs(all_runs: pd.DataFrame, primary: int | None,
 
 def _convergence_cells(runs: pd.DataFrame) -> pd.DataFrame:
     """Convergence per cell of the learned models; the naive baseline does not train."""
-    learned = runs[runs["arch"] != "naive"] if len(runs) else runs
+    learned = runs[~runs["arch"].isin(NOT_CANDIDATES)] if len(runs) else runs
     return convergence.table(learned)
 
 
@@ -192,7 +193,7 @@ def _progress(data: StudyData, runs: pd.DataFrame) -> Progress | None:
     planned: dict[str, int] = {}
     recorded: dict[str, int] = {}
     for c in cells:
-        seeds = plan.seeds_of(c.dataset)
+        seeds = plan.cell_seeds(c)
         planned[c.dataset] = planned.get(c.dataset, 0) + len(seeds)
         m = (runs["dataset"] == c.dataset) & (runs["arch"] == c.arch) & runs["seed"].isin(seeds)
         if c.space is not None:
@@ -333,12 +334,13 @@ def dataset_section(data: StudyData, runs: pd.DataFrame, spec: DatasetSpec,
     ds = spec.dataset
     name, direction, u, task = _dataset_meta(runs, ds)
     role = "side" if ds in an.side else "no skill" if ds in an.no_skill else "verdict"
+    board = leaderboard(runs, comp)
     return DatasetSection(
         dataset=ds, name=name, units=u, direction=direction, task=task, role=role,
         test=comp.test, n_comparisons=int(comp.table["p_holm"].notna().sum()),
         rope=_rope(spec, comp), power=Power(comp.mde, comp.alpha, comp.seeds, comp.pooled_sd,
                                             comp.rope),
-        leaderboard=leaderboard(runs, comp),
+        leaderboard=board,
         tests_ran=sorted({t for t in comp.table["test"] if t}),
         anchor=comp.anchor, best_overall=comp.best_overall, alpha=comp.alpha,
         top_group=comp.top_group, significantly_worse=comp.significantly_worse,
@@ -348,6 +350,7 @@ def dataset_section(data: StudyData, runs: pd.DataFrame, spec: DatasetSpec,
         predictions=_predictions(runs, comp, figs, fetch, ds) if task == "regression" else None,
         tuning=tuning(data, ds, primary),
         runs=_final_runs(runs, comp),
+        published=published_refs.section(name, spec.metric, direction, board),
     )
 
 

@@ -319,6 +319,7 @@ def dataset_details(s: DatasetSection, mlflow_uri: str | None) -> str:
     parts = [
         *markdown.role_note(s),
         markdown.leaderboard(s.leaderboard, s.units), "",
+        *markdown.published(s),
         *markdown.groups(s),
         *markdown.figures(s), "",
         markdown.rope(s), "", markdown.power(s), "",

@@ -409,9 +409,35 @@ def power(s: DatasetSection) -> str:
     return text
 
 
+def published(s: DatasetSection) -> list[str]:
+    """The archive's published fold-0 scores and the best recurrent cell's gap to each."""
+    p, u = s.published, s.units
+    if p is None:
+        return []
+    better = "higher" if s.direction == "maximize" else "lower"
+    if p.best_recurrent:
+        who = f"`{p.best_recurrent}` ({u.fmt(p.best_recurrent_mean)}), the best recurrent cell,"
+        col = f"`{p.best_recurrent}` minus it"
+    else:
+        who, col = "no recurrent cell ran, so", "gap"
+    rows = [[m.method, u.fmt(m.score), _signed(m.gap, u), f"`{m.source}`"] for m in p.scores]
+    return [f"Published on the same TRAIN/TEST split (fold 0; `bench/data/reference/"
+            f"published.csv` names the papers and the lines copied): {who} against each "
+            f"({better} is better).", "",
+            table(["method", f"test {u.label()}", col, "source"], rows, ["l", "r", "r", "l"]),
+            ""]
+
+
+def _signed(x: float, u: Units) -> str:
+    if not _finite(x):
+        return "n/a"
+    return ("+" if x > 0 else "") + u.width(x)
+
+
 def dataset_section(s: DatasetSection) -> str:
     sec = [dataset_title(s), "", *role_note(s), legend(s), "", rope(s), "", power(s), "",
            leaderboard(s.leaderboard, s.units), ""]
+    sec += published(s)
     sec += groups(s)
     sec += figures(s)
     sec += ["", "#### Tuning and hyperparameter importance", "", *tuning(s.tuning)]

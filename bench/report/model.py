@@ -123,6 +123,24 @@ class Predictions:
 
 
 @dataclass(frozen=True)
+class PublishedScore:
+    """A published fold-0 test score on the archive's own split, and how far the study's best
+    recurrent cell is from it."""
+
+    method: str
+    score: float
+    source: str                 # file:line in bench/data/reference/published.csv's source
+    gap: float                  # best recurrent mean - score (NaN: no recurrent cell)
+
+
+@dataclass(frozen=True)
+class Published:
+    best_recurrent: str         # the recurrent cell with the best mean ("" when none ran)
+    best_recurrent_mean: float
+    scores: list[PublishedScore]
+
+
+@dataclass(frozen=True)
 class FinalRun:
     """A run the leaderboard counts, by the MLflow run id a reader can look it up with."""
 
@@ -157,6 +175,7 @@ class DatasetSection:
     predictions: Predictions | None
     tuning: Tuning
     runs: list[FinalRun] = field(default_factory=list)   # leaderboard order, then seed
+    published: Published | None = None   # an archive dataset with published results
 
 
 @dataclass(frozen=True)

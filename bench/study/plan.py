@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.config import compose
 from bench.stores import StoreAddress
+from bench.vocab import DETERMINISTIC_CELLS
 
 # ---------------------------------------------------------------------------------------------
 # The plan
@@ -63,6 +64,12 @@ class Study:
         its tests have more power at little cost), else the study's."""
         own = self.definition.datasets[dataset].get("seeds")
         return self.seeds if own is None else _seed_list(own)
+
+    def cell_seeds(self, cell: Cell) -> list[int]:
+        """The seeds a cell runs under: its dataset's, or the first alone for a deterministic
+        baseline, whose numbers are the same under every seed (the report plans the same)."""
+        seeds = self.seeds_of(cell.dataset)
+        return seeds[:1] if cell.arch in DETERMINISTIC_CELLS else seeds
 
     def replicas(self, dataset: str) -> bool:
         """Whether the dataset's final runs train their seeds together as replicas: its own

@@ -15,6 +15,7 @@ from bench.study.plan import Cell, Study, best_values, final_config
 from bench.study.resume import Committed
 from bench.tracking import TAGS
 from bench.vocab import (
+    DETERMINISTIC_CELLS,
     FINISHED_TRIAL_STATES,
     count_finished,
 )
@@ -141,7 +142,7 @@ class Runner:
         carries a ``replicas`` tag: the size of the group it trained in, 1 when alone.
         """
         done = self.finished_runs(cell)
-        todo = [s for s in self.study.seeds_of(cell.dataset) if s not in done]
+        todo = [s for s in self.study.cell_seeds(cell) if s not in done]
         label = f"{cell.dataset}/{cell.arch}" + (f" (tuning seed {cell.tuning_seed})"
                                                  if cell.repeat else "")
         self.echo(f"  {cell.phase} {label}: seeds done {sorted(done)}, to run {todo}")
@@ -178,7 +179,12 @@ class Runner:
         from bench.train import run
 
         try:
-            run(cfg, tags=tags, callbacks=[interrupt.SafePointInterrupt()])
+            if cfg.model.cell in DETERMINISTIC_CELLS:
+                from bench import classical
+
+                classical.run(cfg, tags=tags)
+            else:
+                run(cfg, tags=tags, callbacks=[interrupt.SafePointInterrupt()])
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # one failed seed must not stop the study; resume retries it
