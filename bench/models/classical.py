@@ -29,10 +29,22 @@ from bench.errors import ConfigError
 DTW = "1NN-DTW (full window)"
 
 
+def _tslearn():
+    """tslearn, imported without its notice that h5py (for its own file format, unused here)
+    is missing."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="h5py not installed")
+        import tslearn.neighbors
+        import tslearn.utils
+    return tslearn
+
+
 def _cases(x: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
     """Cases as tslearn holds them: ``(n, T, d)``, an unequal case padded with NaN (which its
     DTW reads as the end of the series), never with the loader's zeros."""
-    from tslearn.utils import to_time_series_dataset
+    to_time_series_dataset = _tslearn().utils.to_time_series_dataset
 
     if x.ndim == 2:
         x = x[:, :, None]
@@ -45,9 +57,9 @@ def nearest_neighbour_dtw(train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
                           classification: bool, train_lengths: np.ndarray | None = None,
                           test_lengths: np.ndarray | None = None) -> np.ndarray:
     """The label (or target) of each test case's nearest training case under full-window DTW."""
-    from tslearn.neighbors import KNeighborsTimeSeriesClassifier, KNeighborsTimeSeriesRegressor
-
-    cls = KNeighborsTimeSeriesClassifier if classification else KNeighborsTimeSeriesRegressor
+    neighbors = _tslearn().neighbors
+    cls = (neighbors.KNeighborsTimeSeriesClassifier if classification
+           else neighbors.KNeighborsTimeSeriesRegressor)
     knn = cls(n_neighbors=1, metric="dtw")
     knn.fit(_cases(train_x, train_lengths), train_y)
     return np.asarray(knn.predict(_cases(test_x, test_lengths)))
