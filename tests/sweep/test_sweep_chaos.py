@@ -133,12 +133,15 @@ def test_kill_loop_on_two_sweeps_ends_with_exactly_n_trials(tmp_path, monkeypatc
     assert all(len(v) == 1 for v in per_trial.values())
     # closed FAILED when the worker was killed, KILLED when it stopped with its sweep
     assert all(per_trial[t.number][0].info.status in ("FAILED", "KILLED") for t in lost)
-    # The killed sweep's worker stopped with it: its trial ended at the next safe point
-    # (stopped and queued again, or finished if it was already testing) and it took no other
-    # after it (trials it ran before are its own: a worker runs one trial after another).
+    # The killed sweep's worker stopped with it: its trial ended (finished if it was already
+    # testing, else lost and retried once, above) and it took no other after it (trials it
+    # ran before are its own: a worker runs one trial after another). Which recovery marks
+    # it lost (the worker's own SIGTERM handling, or the survivor's heartbeat check) is a
+    # race both sides may win on a loaded machine; either is correct.
     stopped = trials[orphaned.number]
-    assert stopped.state == TrialState.COMPLETE or \
-        stopped.user_attrs[recovery.LOST_ATTR] == "stopped by SIGTERM"
+    reason = str(stopped.user_attrs.get(recovery.LOST_ATTR, ""))
+    assert stopped.state == TrialState.COMPLETE or (stopped.state == TrialState.FAIL and (
+        reason == "stopped by SIGTERM" or reason.startswith("no heartbeat for"))), reason
     pid = orphaned.user_attrs["pid"]
     after = [t.number for t in trials if t.user_attrs.get("pid") == pid
              and t.datetime_start > orphaned.datetime_start]
