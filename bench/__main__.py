@@ -39,9 +39,10 @@ def main(cfg: DictConfig) -> float:
 
 
 def _run(cfg: DictConfig) -> float:
-    from bench.config import validate
+    from bench.config import refuse_written_passwords, validate
 
     try:
+        refuse_written_passwords(cfg)
         validate(cfg)
     except errors.ConfigError:
         _discard_run_dir()

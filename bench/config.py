@@ -132,6 +132,20 @@ def validate_dataset(d: DictConfig) -> None:
     _choice("dataset.loss", d.loss, allowed_losses)
 
 
+def refuse_written_passwords(cfg: DictConfig, storage: object = None) -> None:
+    """For what the command line composed: a password given there was masked before Hydra
+    composed the config, so one still in plain text was written in a config file (a
+    ``conf/tracking`` file, a ``+sweep=`` file), which Hydra copies into every run folder."""
+    from bench.stores import STORAGE_ENV, TRACKING_ENV, password_refusal
+
+    for key, url, variable in (
+            ("tracking.uri", OmegaConf.select(cfg, "tracking.uri"), TRACKING_ENV),
+            ("hydra.sweeper.storage", storage, STORAGE_ENV)):
+        refused = password_refusal(key, url, variable)
+        if refused is not None:
+            raise refused
+
+
 def validate(cfg: DictConfig) -> None:
     if cfg.get("dataset") is None:
         raise ConfigError("dataset: missing; choose one with dataset=<name> (see conf/dataset/)")

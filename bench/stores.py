@@ -270,6 +270,21 @@ def schema_lock(path: Path | None, timeout: float = 300.0) -> Iterator[None]:
             lock.release()
 
 
+def password_refusal(key: str, url: object, variable: str) -> ConfigError | None:
+    """The error for a password written into a file (a config, a study definition): the file
+    is copied into every run folder or committed, so the secret would spread in plain text.
+    On the command line the same URL is accepted: it is masked before anything is saved."""
+    raw = str(url or "")
+    if not _has_password(_URL.match(postgres_driver(raw))):
+        return None
+    if _is_http(raw):
+        variable = MLFLOW_PASSWORD_ENV  # MLflow's own, for a server behind basic auth
+    return ConfigError(
+        f"{key}: a password written in a file is not supported (files are copied into run "
+        f"folders or committed); name only the user in the URL and put the password in "
+        f"${variable}, or give the URL on the command line (see docs/sweeps.md, 'Passwords')")
+
+
 # --------------------------------------------------------------------------- command line
 
 

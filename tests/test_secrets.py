@@ -245,3 +245,39 @@ def test_a_storage_url_with_a_user_takes_the_password_from_the_environment(monke
     assert p.returncode == 0, p.stdout + p.stderr
     assert "tune synthetic/gru-single: would run 3 trials" in p.stdout
     assert secret not in p.stdout + p.stderr
+
+
+def test_a_password_written_in_a_config_file_is_refused_before_anything_is_saved(tmp_path):
+    """A tracking config of the user's own (``--config-dir``) with the password in its URL:
+    one message naming the key and the variable, exit status 1, no run folder, and the
+    password in no line printed. The same URL on the command line is accepted (masked)."""
+    conf = tmp_path / "myconf" / "tracking"
+    conf.mkdir(parents=True)
+    (conf / "shared.yaml").write_text(
+        "uri: postgresql://bench:hunter2@127.0.0.1:1/mlflow\ndefault_uri: null\n")
+    p = subprocess.run(
+        [sys.executable, "-m", "bench", "--config-dir", str(tmp_path / "myconf"),
+         "tracking=shared", "dataset=synthetic"],
+        cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    assert p.returncode == errors.EXIT_CODE, out
+    first = out.strip().splitlines()[0]
+    assert first.startswith("error: tracking.uri: a password written in a file is not supported")
+    assert f"${stores.TRACKING_ENV}" in first and "hunter2" not in out
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_password_in_a_study_definition_is_refused_naming_the_variable(tmp_path):
+    from bench.errors import StudyError
+    from bench.study import load
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\ntuning: {storage: 'postgresql://bench:hunter2@db/optuna'}\n"
+                    "datasets:\n  synthetic: {overrides: [dataset=synthetic]}\n")
+    with pytest.raises(StudyError) as err:
+        load(path)
+    assert str(err.value).startswith("tuning.storage: a password in the URL is not allowed in")
+    assert f"${stores.STORAGE_ENV}" in str(err.value) and "hunter2" not in str(err.value)
+    with pytest.raises(StudyError) as err:
+        load(path, ["tracking_uri=postgresql://bench:hunter2@db/mlflow"])
+    assert "hunter2" not in str(err.value)

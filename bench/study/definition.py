@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import schema
 from bench.errors import ConfigError, StudyError
+from bench.stores import STORAGE_ENV, TRACKING_ENV, mask, password_refusal
 from bench.study.plan import Study
 from bench.vocab import (
     CELLS,
@@ -61,7 +62,7 @@ def load(path: str | Path, dotlist: Sequence[str] = ()) -> Study:
     p = Path(path)
     if not p.is_file():
         raise StudyError(f"study definition {p}: file not found (see sweeps/study_*.yaml)")
-    layers = [(str(path), _read(p))] + [(f"the override '{o}'", _override(o)) for o in dotlist]
+    layers = [(str(path), _read(p))] + [(f"the override '{mask(o)}'", _override(o)) for o in dotlist]
     plain = [(source, OmegaConf.to_container(layer)) for source, layer in layers]
     for source, values in plain:
         schema.check(values, _schema(), source=source, partial=True, error=StudyError)
@@ -107,11 +108,11 @@ def _read(p: Path) -> DictConfig:
 
 def _override(text: str) -> DictConfig:
     if "=" not in text:
-        raise StudyError(f"the override {text!r}: expected key=value, e.g. seeds=3")
+        raise StudyError(f"the override {mask(text)!r}: expected key=value, e.g. seeds=3")
     try:
         return OmegaConf.from_dotlist([text])
     except Exception as exc:
-        raise StudyError(f"the override {text!r}: expected key=value, e.g. seeds=3 ({exc})") \
+        raise StudyError(f"the override {mask(text)!r}: expected key=value, e.g. seeds=3 ({exc})") \
             from None
 
 
@@ -125,8 +126,8 @@ def _schema() -> schema.Keys:
     overrides = s.list_of(s.text(), what="a list of key=value overrides")
     sweep = setting_checks()
     tuning = s.Keys({
-        **{k: sweep[k] for k in ("n_jobs", "sampler", "sampler_kwargs", "pruner", "seed",
-                                 "storage")},
+        **{k: sweep[k] for k in ("n_jobs", "sampler", "sampler_kwargs", "pruner", "seed")},
+        "storage": s.optional(_url_without_password(STORAGE_ENV)),
         "n_trials": s.integer(minimum=0),  # 0: the configurations as given, untuned
     }, whole=check_strategy)
     arch = {
@@ -157,7 +158,7 @@ def _schema() -> schema.Keys:
         "name": s.optional(_name),
         "description": s.optional(s.text()),
         "seeds": seeds,
-        "tracking_uri": s.optional(s.text(nonempty=True)),
+        "tracking_uri": s.optional(_url_without_password(TRACKING_ENV)),
         "overrides": overrides,
         "match_params": s.either(s.optional(s.boolean), s.integer(minimum=1),
                                  expected="null, true (tune a parameter budget) or a positive "
@@ -187,6 +188,18 @@ def _baseline_space(spec: dict) -> None:
     if spec.get("tune", False) and not spec.get("space"):
         raise schema.Invalid("tune: true needs a search space", "expected e.g. space: mlp",
                              key="space")
+
+
+def _url_without_password(variable: str) -> schema.Check:
+    """A store URL with no password in it: a definition is committed and shared, and an
+    override of it is saved with the study's session; the password goes by ``variable``."""
+    def check_(value: Any) -> None:
+        schema.text(nonempty=True)(value)
+        if password_refusal("", value, variable) is not None:
+            raise schema.Invalid("a password in the URL is not allowed",
+                                 f"the URL naming only the user, the password in ${variable} "
+                                 "(see docs/sweeps.md, 'Passwords')")
+    return check_
 
 
 def _whole(d: dict) -> None:

@@ -57,6 +57,9 @@ class BenchOptunaSweeper(Sweeper):
         fixed, sweeps = space_mod.split_overrides(arguments)
         settings = dataclasses.replace(settings, params={**settings.params, **sweeps})
         base = self._base_config(fixed)
+        from bench.config import refuse_written_passwords
+
+        refuse_written_passwords(base, settings.storage)
         space_mod.load(settings.space, settings.params).check(base)
         from bench.sweep.driver import run_sweep
 
