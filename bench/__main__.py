@@ -56,12 +56,16 @@ def _run(cfg: DictConfig) -> float:
     # Ctrl-C and SIGTERM stop the run between batches, where its MLflow run can be closed
     # KILLED; the exit code then says which signal it was (see cli()).
     with interrupt.deferred():
-        if cfg.model.cell in DETERMINISTIC_CELLS:
-            from bench import classical
+        try:
+            if cfg.model.cell in DETERMINISTIC_CELLS:
+                from bench import classical
 
-            result = classical.run(cfg)
-        else:
-            result = run(cfg, callbacks=[interrupt.SafePointInterrupt()])
+                result = classical.run(cfg)
+            else:
+                result = run(cfg, callbacks=[interrupt.SafePointInterrupt()])
+        except errors.DataError:
+            _discard_run_dir()  # refused before any run was recorded: nothing to keep
+            raise
     print_summary(cfg, result)
     return result.objective
 

@@ -39,6 +39,7 @@ def run(cfg: DictConfig, *, tags: dict[str, str] | None = None) -> RunResult:
     every outcome (FAILED with the error in its ``error`` tag, as a training run)."""
     quiet_third_party()
     validate(cfg)
+    prepared = data.build(cfg.dataset, cfg.data_dir)  # refused before anything is recorded
     store = tracking.store_of(cfg)
     client, exp_id = tracking.open_experiment(store, cfg.tracking.experiment,
                                               cfg.tracking.artifact_root)
@@ -54,7 +55,6 @@ def run(cfg: DictConfig, *, tags: dict[str, str] | None = None) -> RunResult:
         resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
         tracking.log_params(client, run_id, tracking.run_params(resolved, tokens=False))
         client.log_text(run_id, mask(OmegaConf.to_yaml(resolved)), "config.yaml")
-        prepared = data.build(cfg.dataset, cfg.data_dir)
         info = prepared.info
         result.units = info.units
         tracking.log_tags(client, run_id, {tracking.TAGS["units"]: info.units or None,

@@ -346,6 +346,14 @@ def run(
 
 def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id) -> RunResult:
     validate(cfg)
+    # the data before the record: a missing or malformed file (or an archive name that does
+    # not exist) is refused before an experiment or a FAILED run is created for it
+    dm = BenchDataModule(
+        lambda: data.build(cfg.dataset, cfg.data_dir),
+        batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size,
+        seed=cfg.seed, on_device=cfg.trainer.on_device,
+    )
+    dm.prepare()
     client, exp_id = tracking.open_experiment(
         built.store, cfg.tracking.experiment, cfg.tracking.artifact_root)
     built.client = client
@@ -357,7 +365,7 @@ def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id) -> RunR
     start = time.perf_counter()
     history = EpochHistory()
     try:
-        dm = _data(cfg, client, run_id, result, built)
+        _data(cfg, client, run_id, result, built, dm)
         _model(cfg, client, run_id, result, built)
         trainer = _fit_and_test(cfg, run_id, dm, built, history, callbacks, result, client)
         _record(client, run_id, trainer, built, history, result, metric)
@@ -466,17 +474,12 @@ def _start_run(cfg: DictConfig, client, exp_id: str, tags, parent_run_id) -> str
 
 
 def _data(cfg: DictConfig, client, run_id: str, result: RunResult,
-          built: _Built) -> BenchDataModule:
-    """The config as params and artifact, then the data module, prepared (its facts tagged)."""
+          built: _Built, dm: BenchDataModule) -> None:
+    """The config as params and artifact, and the prepared data's facts as tags."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tracking.log_params(client, run_id, tracking.run_params(resolved, tokens=False))
     client.log_text(run_id, mask(OmegaConf.to_yaml(resolved)), "config.yaml")
 
-    dm = BenchDataModule(
-        lambda: data.build(cfg.dataset, cfg.data_dir),
-        batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size,
-        seed=cfg.seed, on_device=cfg.trainer.on_device,
-    )
     info = built.info = dm.prepare().info
     result.units = info.units
     tracking.log_tags(client, run_id, {tracking.TAGS["units"]: info.units or None,
@@ -485,7 +488,6 @@ def _data(cfg: DictConfig, client, run_id: str, result: RunResult,
         tracking.log_params(client, run_id, {
             k: v for k, v in tracking.run_params(resolved, tokens=True).items()
             if k.startswith("model.embedding")})
-    return dm
 
 
 def _model(cfg: DictConfig, client, run_id: str, result: RunResult, built: _Built) -> None:

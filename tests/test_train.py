@@ -100,17 +100,24 @@ def test_same_seed_same_numbers(make_cfg):
 
 
 def test_a_failing_run_is_closed_failed_and_keeps_its_record(make_cfg, mlflow_uri):
+    with pytest.raises(NonFiniteLoss):
+        run(make_cfg("dataset=synthetic", "dataset.nan_inputs=true", "model.hidden_size=8"))
+    client = MlflowClient(mlflow_uri)
+    exp = client.get_experiment_by_name("synthetic")
+    (rec,) = client.search_runs([exp.experiment_id])
+    assert rec.info.status == "FAILED"
+    assert "NonFiniteLoss" in rec.data.tags["error"]
+    assert rec.data.params["model.hidden_size"] == "8"
+    paths = {a.path for a in client.list_artifacts(rec.info.run_id)}
+    assert {"config.yaml", "error.txt"} <= paths
+
+
+def test_data_that_cannot_be_used_is_refused_before_anything_is_recorded(make_cfg, mlflow_uri):
     cfg = make_cfg("dataset=synthetic_series", "dataset.seq_len=900", "dataset.n_samples=1000")
     with pytest.raises(ValueError, match="does not fit"):
         run(cfg)
     client = MlflowClient(mlflow_uri)
-    exp = client.get_experiment_by_name("synthetic_series")
-    (rec,) = client.search_runs([exp.experiment_id])
-    assert rec.info.status == "FAILED"
-    assert "does not fit" in rec.data.tags["error"]
-    assert rec.data.params["dataset.seq_len"] == "900"
-    paths = {a.path for a in client.list_artifacts(rec.info.run_id)}
-    assert {"config.yaml", "error.txt"} <= paths
+    assert client.get_experiment_by_name("synthetic_series") is None
 
 
 def test_nan_loss_fails_the_run(make_cfg, mlflow_uri):
