@@ -263,6 +263,7 @@ class Runner:
                       f"{c.n_sessions} earlier session(s) count as done")
         session = None if self.dry_run else self._open_session(command)
         status, failures, start = "FAILED", 0, time.perf_counter()
+        error: BaseException | None = None
         try:
             from bench import interrupt
 
@@ -275,13 +276,33 @@ class Runner:
                     continue
                 failures += self.finals(cell, tuned)
             status = "FINISHED"
-        except (KeyboardInterrupt, SystemExit):
-            status = "KILLED"
+        except (KeyboardInterrupt, SystemExit) as exc:
+            status, error = "KILLED", exc
+            raise
+        except Exception as exc:
+            error = exc
             raise
         finally:
+            if session is not None and status != "FINISHED":
+                # the session says why it ended, as a run does
+                tracking.log_tags(self.client, session, {TAGS["error"]: _why(error, status)})
             if session is not None:
                 tracking.log_metrics(self.client, session, {
                     "session/wall_s": time.perf_counter() - start, "session/failed_runs": failures,
                 })
                 self.client.set_terminated(session, status)
         return failures
+
+
+def _why(exc: BaseException | None, status: str) -> str:
+    """The ``error`` tag of a session that did not finish: the signal that stopped it, or
+    the error's one line."""
+    if status == "KILLED":
+        from bench import interrupt
+
+        signum = interrupt.received()
+        return f"stopped by {interrupt.signal_name(signum)}" if signum is not None else (
+            "stopped by SIGINT" if isinstance(exc, KeyboardInterrupt) else "stopped")
+    from bench.errors import short_reason
+
+    return f"{type(exc).__name__}: {short_reason(exc)}" if exc is not None else "failed"

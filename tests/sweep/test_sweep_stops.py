@@ -205,6 +205,7 @@ def test_study_stopped_by_sigterm_exits_143_and_closes_its_session(tmp_path):
     assert not [r for r in runs if r.info.status == "RUNNING"]
     (session,) = [r for r in runs if r.data.tags.get("phase") == "session"]
     assert session.info.status == "KILLED"
+    assert session.data.tags["error"] == "stopped by SIGTERM"
 
 
 def test_a_worker_whose_sweep_is_gone_stops_before_loading_anything():
