@@ -146,6 +146,30 @@ def refuse_written_passwords(cfg: DictConfig, storage: object = None) -> None:
             raise refused
 
 
+def check_fold_setting(key: str, value) -> None:
+    """Refuses a fold setting that is neither ``auto``, ``off`` nor a count of at least 2
+    (YAML reads a bare ``off`` as false, which counts as written)."""
+    if value is None or isinstance(value, bool) or value in ("auto", "off"):
+        return
+    if isinstance(value, int) and value >= 2:
+        return
+    raise ConfigError(f"{key}: {value!r} is not allowed; expected auto (k folds on small "
+                      "training sets), off (the validation hold-out) or a number of folds >= 2")
+
+
+def validate_folds(f) -> None:
+    """``folds``: tuning on folds of the training cases (``bench.fold_train``)."""
+    if f is None:
+        return
+    check_fold_setting("folds.k", f.get("k", "off"))
+    for key in ("auto_k", "max_cases"):
+        _positive_int(f"folds.{key}", f.get(key, 5))
+    if int(f.get("auto_k", 5)) < 2:
+        raise ConfigError(f"folds.auto_k: {f.auto_k!r} is not allowed; expected at least 2 folds")
+    if not isinstance(f.get("seed", 0), int) or isinstance(f.get("seed", 0), bool):
+        raise ConfigError(f"folds.seed: {f.seed!r} is not allowed; expected an integer")
+
+
 def validate(cfg: DictConfig) -> None:
     if cfg.get("dataset") is None:
         raise ConfigError("dataset: missing; choose one with dataset=<name> (see conf/dataset/)")
@@ -160,5 +184,6 @@ def validate(cfg: DictConfig) -> None:
     _positive_int("trainer.max_epochs", t.max_epochs)
     _choice("trainer.precision", str(t.precision), PRECISIONS)
     _positive_int("trainer.early_stopping_patience", t.early_stopping_patience, allow_none=True)
+    validate_folds(cfg.get("folds"))
     if not isinstance(cfg.seed, int):
         raise ConfigError(f"seed: {cfg.seed!r} is not allowed; expected an integer")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -91,11 +92,14 @@ class ReplicaResult:
 
 @dataclass
 class ReplicaData:
-    """One replica's rows: its seed draws its batch order; folds give each their own splits."""
+    """One replica's rows: its seed draws its batch order; folds give each their own splits.
+
+    ``val`` None: a replica trained for a set number of epochs on all its rows (the final
+    model after fold tuning), which keeps its last epoch's weights."""
 
     seed: int
     train: Split
-    val: Split
+    val: Split | None
 
 
 def _elementwise_loss(name: str):
@@ -245,11 +249,14 @@ def train_replicas(
     direction: str | None = None,
     limit_train_batches: int | float | None = None,
     limit_val_batches: int | float | None = None,
+    on_epoch: Callable[[int, list[ReplicaResult]], None] | None = None,
 ) -> list[ReplicaResult]:
     """Trains the K replicas of ``net`` together; one result per replica, in order.
 
     ``net`` shrinks as replicas stop or fail (``ReplicaNet.keep``): each replica's weights
-    to keep are its ``best_state``.
+    to keep are its ``best_state``. ``on_epoch(epoch, results)`` runs after every epoch's
+    bookkeeping (a sweep's pruner reads the folds' scores there; what it raises ends the
+    training).
     """
     k = net.k
     if len(data) != k:
@@ -262,10 +269,13 @@ def train_replicas(
     opt = ReplicaOptimizer(list(net.parameters()), k, optim)
     train_samplers = [IndexBatchSampler(len(d.train), batch_size, True, d.seed, "cpu")
                       for d in data]
-    val_batches = [b[: _limit(len(b), limit_val_batches)] for b in (
-        list(IndexBatchSampler(len(d.val), eval_bs, False, d.seed, "cpu")) for d in data)]
+    val_batches = [[] if d.val is None else b[: _limit(len(b), limit_val_batches)] for d, b in (
+        (d, [] if d.val is None else list(IndexBatchSampler(len(d.val), eval_bs, False, d.seed,
+                                                               "cpu"))) for d in data)]
     metrics = [make_metrics(info).to(device) for _ in range(k)]
-    naive = [_naive_scores(info, d.val, b, "val/") for d, b in zip(data, val_batches, strict=True)]
+    naive = [{} if d.val is None else _naive_scores(info, d.val, b, "val/")
+             for d, b in zip(data, val_batches, strict=True)]
+    validated = [d.val is not None for d in data]
     results = [ReplicaResult(seed=d.seed) for d in data]
     live = [True] * k
     best = [-math.inf if maximize else math.inf] * k  # BestWeights's best
@@ -323,7 +333,8 @@ def train_replicas(
                 continue
             results[r].history.setdefault("train/loss", []).append((epoch, mean_loss[g]))
         scores = _validate(net, forward, lossf, [val_splits[r] for r in group],
-                           [val_batches[r] for r in group], [live[r] for r in group],
+                           [val_batches[r] for r in group],
+                           [live[r] and validated[r] for r in group],
                            [metrics[r] for r in group], metric, [results[r] for r in group],
                            epoch, info, [naive[r] for r in group])
         # the group's epoch, shared equally: what one run's epoch costs inside the group
@@ -335,6 +346,10 @@ def train_replicas(
             res.epochs_trained += 1
             res.history.setdefault("time/epoch_s", []).append((epoch, seconds))
             res.history.setdefault("epoch", []).append((epoch, float(epoch)))
+            if not validated[r]:
+                if epoch == max_epochs - 1:  # no score to choose by: the last epoch's weights
+                    res.best_epoch, res.best_state = epoch, net.replica_state(g)
+                continue
             score = scores[g]
             finite = math.isfinite(score)
             if finite and (score >= best[r] if maximize else score <= best[r]):
@@ -349,6 +364,8 @@ def train_replicas(
                     wait[r] += 1
                     if wait[r] >= patience:
                         live[r] = False
+        if on_epoch is not None:
+            on_epoch(epoch, results)
     return results
 
 
@@ -359,7 +376,7 @@ def _validate(net, forward, lossf, splits, batches, live, metrics, metric, resul
     k = len(splits)
     loss_sum = [0.0] * k
     rows = [0] * k
-    for s in range(max(len(b) for b in batches)):
+    for s in range(max((len(b) for b in batches), default=0)):
         idx = [b[s] if (s < len(b) and live[r]) else None for r, b in enumerate(batches)]
         if all(i is None for i in idx):
             break
@@ -485,7 +502,7 @@ def fit_seeds(cfg, seeds: list[int], prepared=None) -> tuple[list[ReplicaResult]
 
 
 def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
-              parent_run_id: str | None = None) -> list:
+              parent_run_id: str | None = None, fit: Callable | None = None) -> list:
     """``bench.train.run`` for several seeds of one config at once: one MLflow run per seed.
 
     Each run holds what its seed's ``bench.train.run`` would record, key for key: the same
@@ -494,6 +511,8 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
     and the ``config.yaml`` and ``model_summary.txt`` artifacts. Per-epoch values are logged
     with the epoch as the step, where Lightning uses the global step; the curves read the
     same in order. Timings are the group's, shared equally among the replicas it trained.
+    ``fit`` replaces :func:`fit_seeds` (same arguments and results): the final models of
+    fold tuning train on all training cases (``bench.fold_train``).
     The figures (``plots/``) and the best checkpoint are not written: drawing them costs
     more per replica than the training does on the small data grouping is for, and a study
     (the caller) keeps no checkpoint anyway.
@@ -548,7 +567,7 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
                 tracking.log_params(client, res.run_id, {
                     k: v for k, v in tracking.run_params(resolved[seed], tokens=True).items()
                     if k.startswith("model.embedding")})
-        results, models = fit_seeds(cfg, list(seeds), prepared)
+        results, models = (fit or fit_seeds)(cfg, list(seeds), prepared)
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
         wall = (time.perf_counter() - start) / max(len(seeds), 1)

@@ -300,7 +300,7 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 _FILE_KEYS = frozenset({"files", "sources", "mirrors", "subdir", "member", "expected", "expected_rows",
                         "expected_columns", "expected_dates", "md5", "sha256", "url",
                         "target_presets"})
-_NOT_KNOBS = frozenset({"data_dir", "run_name", "study", "tracking",
+_NOT_KNOBS = frozenset({"data_dir", "run_name", "study", "tracking", "folds",
                         "trainer.enable_progress_bar", "trainer.log_every_n_steps"})
 _TOKEN_KEYS = ("model.embedding_dim", "model.embedding.")
 

@@ -322,9 +322,12 @@ def run(
     callbacks: tuple | list = (),
     tags: dict[str, str] | None = None,
     parent_run_id: str | None = None,
+    test: bool = True,
 ) -> RunResult:
     """Opens the MLflow run, then: data -> model -> fit and test -> record; closes the run
-    in every outcome. ``callbacks``, ``tags`` and ``parent_run_id`` are a sweep trial's.
+    in every outcome. ``callbacks``, ``tags`` and ``parent_run_id`` are a sweep trial's;
+    ``test=False`` (a tuning trial) never evaluates the test split: choosing among trials by
+    anything computed on it would leak it into the result.
 
     A full disk, wherever the run hits it, ends it with one
     :class:`~bench.errors.OutOfSpaceError` naming the file, the file system and what became
@@ -334,7 +337,7 @@ def run(
     quiet_third_party()
     built = _Built(tracking.store_of(cfg))
     try:
-        return _run(cfg, built, callbacks, tags, parent_run_id)
+        return _run(cfg, built, callbacks, tags, parent_run_id, test)
     except Exception as exc:
         if isinstance(exc, errors.OutOfSpaceError) or errors.out_of_space_cause(exc) is None:
             raise
@@ -344,7 +347,8 @@ def run(
             shutil.rmtree(built.scratch, ignore_errors=True)
 
 
-def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id) -> RunResult:
+def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id,
+         test: bool = True) -> RunResult:
     validate(cfg)
     # the data before the record: a missing or malformed file (or an archive name that does
     # not exist) is refused before an experiment or a FAILED run is created for it
@@ -367,7 +371,8 @@ def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id) -> RunR
     try:
         _data(cfg, client, run_id, result, built, dm)
         _model(cfg, client, run_id, result, built)
-        trainer = _fit_and_test(cfg, run_id, dm, built, history, callbacks, result, client)
+        trainer = _fit_and_test(cfg, run_id, dm, built, history, callbacks, result, client,
+                                test)
         _record(client, run_id, trainer, built, history, result, metric)
         built.metrics.flush()
         result.status = "FINISHED"
@@ -505,7 +510,8 @@ def _model(cfg: DictConfig, client, run_id: str, result: RunResult, built: _Buil
 
 
 def _fit_and_test(cfg: DictConfig, run_id: str, dm: BenchDataModule, built: _Built,
-                  history: EpochHistory, callbacks, result: RunResult, client) -> pl.Trainer:
+                  history: EpochHistory, callbacks, result: RunResult, client,
+                  test: bool = True) -> pl.Trainer:
     """Fits (the naive baseline only validates), then tests the best epoch's weights."""
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
     task = built.task
@@ -522,7 +528,8 @@ def _fit_and_test(cfg: DictConfig, run_id: str, dm: BenchDataModule, built: _Bui
     if task.is_naive:
         val = trainer.validate(task, datamodule=dm, verbose=False)[0]
         result.objective = float(val[monitor])
-        trainer.test(task, datamodule=dm, verbose=False)
+        if test:
+            trainer.test(task, datamodule=dm, verbose=False)
         result.val_metrics = _scalar_metrics(val, "val/")
     else:
         trainer.fit(task, datamodule=dm)
@@ -532,7 +539,8 @@ def _fit_and_test(cfg: DictConfig, run_id: str, dm: BenchDataModule, built: _Bui
                 result.checkpoint = str(_save_best(best, out_dir, run_id))
                 tracking.log_tags(client, run_id, {tracking.TAGS["checkpoint"]: result.checkpoint})
             task.load_state_dict(best.state)
-        trainer.test(task, datamodule=dm, verbose=False)
+        if test:
+            trainer.test(task, datamodule=dm, verbose=False)
         result.val_metrics = {k: v[-1][1] for k, v in history.history.items()
                               if k.startswith("val/")}
     return trainer

@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
      "bench.config", "bench.scratch"),
     ("bench.data", "bench.models", "bench.plots"),
     ("bench.task", "bench.tracking", "bench.console", "bench.train", "bench.replica_train",
-     "bench.classical"),
+     "bench.classical", "bench.fold_train"),
     ("bench.sweep", "hydra_plugins"),
     ("bench.results",),
     ("bench.study",),

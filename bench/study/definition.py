@@ -34,6 +34,10 @@ DEFAULTS: dict[str, Any] = {
     "tuning": {
         "n_trials": 20, "n_jobs": 1, "sampler": "tpe", "pruner": "median", "seed": 0,
         "storage": None, "sampler_kwargs": None,
+        # auto: a trial on a training set under folds.max_cases (500) cases is scored by the
+        # mean over 5 folds of all training cases, and the final models train on all of them
+        # for the tuned epochs (bench.fold_train); off: the validation hold-out; or a count
+        "folds": "auto",
     },
     "architectures": {
         "cells": list(RECURRENT_CELLS),
@@ -129,6 +133,7 @@ def _schema() -> schema.Keys:
         **{k: sweep[k] for k in ("n_jobs", "sampler", "sampler_kwargs", "pruner", "seed")},
         "storage": s.optional(_url_without_password(STORAGE_ENV)),
         "n_trials": s.integer(minimum=0),  # 0: the configurations as given, untuned
+        "folds": _folds,
     }, whole=check_strategy)
     arch = {
         "cells": s.list_of(s.one_of(RECURRENT_CELLS), nonempty=True),
@@ -182,6 +187,18 @@ def _replicas(value) -> None:
         raise schema.Invalid(f"{value!r} is not allowed",
                              "expected auto (seeds trained together as replicas where the "
                              "model allows) or off (one run per seed)")
+
+
+def _folds(value) -> None:
+    from bench.config import check_fold_setting
+
+    try:
+        check_fold_setting("tuning.folds", value)
+    except ConfigError:
+        raise schema.Invalid(f"{value!r} is not allowed",
+                             "expected auto (5 folds of the training cases where they are "
+                             "fewer than 500), off (the validation hold-out) or a number of "
+                             "folds >= 2") from None
 
 
 def _baseline_space(spec: dict) -> None:

@@ -78,6 +78,12 @@ class Study:
         value = self.definition.get("replicas", "auto") if own is None else own
         return value in ("auto", True)
 
+    @property
+    def folds(self) -> str:
+        """``tuning.folds`` as a sweep's ``folds.k`` takes it (YAML's bare off is false)."""
+        value = self.definition.tuning.get("folds", "auto")
+        return "off" if value in (None, False) else str(value)
+
     @cached_property
     def storage(self) -> StoreAddress:
         """The Optuna storage, by the rules of a sweep's (the study's sweeps are handed it),

@@ -107,7 +107,7 @@ class Runner:
             from bench.sweep import tune
 
             tune(
-                list(cell.overrides), cell.space,
+                [*cell.overrides, f"folds.k={self.study.folds}"], cell.space,
                 study_name=cell.optuna_study, storage=str(self.study.storage), n_trials=n_trials,
                 n_jobs=int(t.n_jobs), sampler=str(t.sampler),
                 # a pruner is a name or {name: ..., its options}; the sampler may take options
@@ -161,6 +161,10 @@ class Runner:
         if tuned is not None:
             tags[TAGS["best_trial"]] = str(tuned.best_trial.number)
         interrupt.check()
+        epochs = None if tuned is None else self._tuned_epochs(tuned.best_trial)
+        if epochs is not None:
+            return self._on_all_cases(final_config(cell, todo[0], values), todo, epochs, tags,
+                                      grouped=len(todo) > 1 and self.study.replicas(cell.dataset))
         if len(todo) > 1 and self.study.replicas(cell.dataset):
             cfg = final_config(cell, todo[0], values)
             why = unsupported(cfg)
@@ -203,6 +207,48 @@ class Runner:
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # the whole group failed: each seed's run says so
+            self.echo(f"    seeds {seeds} failed: {type(exc).__name__}: {exc}")
+            return len(seeds)
+        failures = 0
+        for seed, res in zip(seeds, results, strict=True):
+            if res.status != "FINISHED":
+                failures += 1
+                self.echo(f"    seed {seed} failed: its run {res.run_id} says why (tag "
+                          f"{TAGS['error']})")
+        return failures
+
+    def _tuned_epochs(self, trial) -> int | None:
+        """The epochs a fold-tuned trial chose for its final models; None: tuned on the
+        hold-out. A trial restored from a record keeps only its MLflow run, whose tag holds
+        them."""
+        from bench.fold_train import FOLDS_TAG, TUNED_EPOCHS_TAG
+
+        value = trial.user_attrs.get(TUNED_EPOCHS_TAG)
+        if value is None and trial.user_attrs.get(tracking.RUN_ID_ATTR):
+            try:
+                tags = self.client.get_run(trial.user_attrs[tracking.RUN_ID_ATTR]).data.tags
+            except Exception:
+                return None
+            if tags.get(FOLDS_TAG):
+                value = tags.get(TUNED_EPOCHS_TAG)
+        return None if value is None else int(value)
+
+    def _on_all_cases(self, cfg, seeds: list[int], epochs: int, tags: dict[str, str],
+                      grouped: bool) -> int:
+        """The final models of a fold-tuned cell: each seed trained on all training cases for
+        the tuned epochs and tested once (``bench.fold_train.run_final``)."""
+        from bench.fold_train import run_final
+        from bench.replica_train import REPLICAS_TAG
+
+        how = f"together as {len(seeds)} replicas" if grouped else "one at a time"
+        self.echo(f"    seeds {seeds} trained on all training cases for {epochs} epochs, {how}")
+        if not grouped:
+            tags = {**tags, REPLICAS_TAG: "1"}
+        try:
+            results = run_final(cfg, seeds, epochs, tags=tags, grouped=grouped)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # each seed's run says so; a re-run retries them
             self.echo(f"    seeds {seeds} failed: {type(exc).__name__}: {exc}")
             return len(seeds)
         failures = 0

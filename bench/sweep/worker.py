@@ -51,7 +51,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
-from bench import errors, interrupt, tracking
+from bench import errors, fold_train, interrupt, tracking
 from bench.stores import StoreAddress, mask
 from bench.sweep import devices, parent, recovery
 from bench.sweep import space as space_mod
@@ -297,8 +297,16 @@ def _train_and_tell(study: optuna.Study, storage: RDBStorage, trial: optuna.Tria
         log.info("trial %d: %s", trial.number, values)
         callbacks = [PruningCallback(trial, monitor=f"val/{cfg.dataset.metric}"),
                      interrupt.SafePointInterrupt()]
-        result = run(cfg, callbacks=callbacks, tags=trial_tags(settings, trial, storage),
-                     parent_run_id=settings.parent_run_id)
+        tags = trial_tags(settings, trial, storage)
+        if fold_train.requested(cfg):  # small training sets: the mean over folds
+            hooks = fold_train.TrialHooks(
+                report=_fold_reporter(trial),
+                started=lambda run_id: _set_attrs(trial, **{tracking.RUN_ID_ATTR: run_id}))
+            result = fold_train.run_trial(cfg, hooks=hooks, tags=tags, callbacks=callbacks,
+                                          parent_run_id=settings.parent_run_id)
+        else:
+            result = run(cfg, callbacks=callbacks, tags=tags,
+                         parent_run_id=settings.parent_run_id, test=False)
     except optuna.TrialPruned as exc:
         reported = storage.get_trial(trial_id(trial)).intermediate_values
         _set_attrs(trial, epochs_trained=len(reported))
@@ -328,12 +336,32 @@ def _train_and_tell(study: optuna.Study, storage: RDBStorage, trial: optuna.Tria
     return _tell_result(study, trial, result, base.dataset.metric)
 
 
+def _fold_reporter(trial: optuna.Trial):
+    """The pruner's view of a fold trial: the mean over folds after every epoch, reported and
+    judged as ``PruningCallback`` does a single run's validation metric."""
+    def report(epoch: int, value: float) -> None:
+        if math.isfinite(value):
+            trial.report(value, step=epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"Trial was pruned at epoch {epoch}.")
+    return report
+
+
 def _tell_result(study: optuna.Study, trial: optuna.Trial, result, metric: str) -> str:
-    """Records the finished run on the trial and tells its objective (non-finite: FAIL)."""
+    """Records the finished run on the trial and tells its objective (non-finite: FAIL).
+
+    A trial scored on folds also keeps the per-fold scores behind its mean and the epochs
+    its final models train for."""
     metrics = {k: v for k, v in {**result.val_metrics, **result.test_metrics}.items()
                if isinstance(v, float) and math.isfinite(v)}
+    folds = {}
+    if isinstance(result, fold_train.FoldRunResult):
+        folds = {fold_train.FOLDS_TAG: result.folds,
+                 fold_train.FOLD_VALUES_ATTR: list(result.fold_values),
+                 fold_train.TUNED_EPOCHS_TAG: result.tuned_epochs}
     _set_attrs(trial, epochs_trained=result.epochs_trained, wall_time_s=result.wall_time_s,
-               n_params=result.n_params, **{tracking.RUN_ID_ATTR: result.run_id}, **metrics)
+               n_params=result.n_params, **{tracking.RUN_ID_ATTR: result.run_id}, **metrics,
+               **folds)
     if not math.isfinite(result.objective):
         _set_attrs(trial, error=f"objective is {result.objective}")
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
