@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -58,6 +59,15 @@ def load_mapping(path: Path) -> DictConfig:
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: expected a mapping of keys to values, got a list")
     return cfg
+
+
+def plain(node: DictConfig) -> dict[str, Any]:
+    """A config mapping resolved into plain containers, typed as the mapping it is (params,
+    optimiser settings and payloads are read from these, never from config nodes)."""
+    out = OmegaConf.to_container(node, resolve=True)
+    if not isinstance(out, dict):
+        raise ConfigError(f"expected a mapping of keys to values, got {type(out).__name__}")
+    return {str(k): v for k, v in out.items()}
 
 
 def _choice(key: str, value, allowed: Iterable) -> None:

@@ -143,7 +143,11 @@ class ReplicaOptimizer:
         """``torch.nn.utils.clip_grad_norm_`` (what Lightning's ``gradient_clip_val`` does),
         with one total norm per replica."""
         grads = [p.grad for p in self.params if p.grad is not None]
-        sq = sum(g.square().flatten(1).sum(1) for g in grads)
+        if not grads:
+            return
+        sq = grads[0].square().flatten(1).sum(1)
+        for g in grads[1:]:
+            sq = sq + g.square().flatten(1).sum(1)
         coef = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
@@ -187,14 +191,15 @@ class ReplicaOptimizer:
 def _gather(splits: list[Split], idx: list[torch.Tensor | None]) -> tuple[dict, torch.Tensor]:
     """One grouped batch ``(K, B, ...)`` and its row weights ``(K, B)`` (0 on padding)."""
     b = max(len(i) for i in idx if i is not None)
-    rows, counts = [], []
+    rows: list[torch.Tensor] = []
+    counts: list[int] = []
     for i in idx:
-        n = 0 if i is None else len(i)
-        counts.append(n)
-        if n < b:
-            fill = torch.zeros(b - n, dtype=torch.long) if i is None else i[:1].expand(b - n)
-            i = fill if i is None else torch.cat([i, fill])
-        rows.append(i)
+        if i is None:  # no batch for this replica: padding rows only
+            counts.append(0)
+            rows.append(torch.zeros(b, dtype=torch.long))
+            continue
+        counts.append(len(i))
+        rows.append(i if len(i) == b else torch.cat([i, i[:1].expand(b - len(i))]))
     if all(s is splits[0] for s in splits):
         # one split shared by every replica (seeds): one gather for the whole group
         flat = splits[0][torch.cat(rows)]
@@ -508,7 +513,7 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
 
     from bench import data as bench_data
     from bench import tracking
-    from bench.config import validate
+    from bench.config import plain, validate
     from bench.console import quiet_third_party
     from bench.models import arch_name, n_params
     from bench.stores import mask
@@ -533,7 +538,7 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
         run_id = tracking.start_run(client, exp_id, name, run_tags, parent_run_id)
         out.append(RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id,
                              store=store))
-        resolved[seed] = {**OmegaConf.to_container(cfg, resolve=True), "seed": seed}
+        resolved[seed] = {**plain(cfg), "seed": seed}
         tracking.log_params(client, run_id, tracking.run_params(resolved[seed], tokens=False))
         client.log_text(run_id, mask(OmegaConf.to_yaml(resolved[seed])), "config.yaml")
     start = time.perf_counter()
@@ -562,7 +567,7 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
             client.set_terminated(res.run_id, status)
         raise
     wall = (time.perf_counter() - start) / max(len(seeds), 1)
-    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    optim = plain(cfg.optim)
     for res, rep, model in zip(out, results, models, strict=True):
         res.status, res.wall_time_s = rep.status, wall
         res.n_params, res.epochs_trained = n_params(model), rep.epochs_trained

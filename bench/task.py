@@ -13,6 +13,7 @@ import torchmetrics
 from torch import nn
 
 from bench.data.base import DatasetInfo
+from bench.models.baselines import Naive
 
 LOSS_MODULES = {"cross_entropy": nn.CrossEntropyLoss, "mae": nn.L1Loss, "mse": nn.MSELoss}
 
@@ -73,7 +74,7 @@ class BenchTask(pl.LightningModule):
         self._loss_count: torch.Tensor | None = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.is_naive:
+        if isinstance(self.model, Naive):
             return self.model.predict(batch["naive"])
         out = self.model(batch["x"], batch.get("lengths"))
         return out.squeeze(-1) if self.info.task == "regression" else out
@@ -102,7 +103,7 @@ class BenchTask(pl.LightningModule):
         """Lightning's accumulation of an epoch mean, step for step (the same float32 sums)."""
         if loss.dtype not in (torch.float32, torch.float64):
             loss = loss.to(torch.get_default_dtype())
-        if self._loss_sum is None:
+        if self._loss_sum is None or self._loss_count is None:
             self._loss_sum = torch.tensor(0.0, dtype=torch.get_default_dtype(),
                                           device=loss.device)
             self._loss_count = torch.tensor(0, device=loss.device)
@@ -112,7 +113,7 @@ class BenchTask(pl.LightningModule):
     def _flag_nonfinite(self, loss: torch.Tensor, batch_idx: int) -> None:
         """Remembers, on the device, whether and where the loss first stopped being finite."""
         bad = ~torch.isfinite(loss)
-        if self._nonfinite is None:
+        if self._nonfinite is None or self._nonfinite_step is None:
             self._nonfinite = bad.clone()
             self._nonfinite_step = torch.where(bad, batch_idx, -1)
             return
@@ -128,7 +129,7 @@ class BenchTask(pl.LightningModule):
         epoch, which is the price of not syncing every step.
         """
         if self._nonfinite is not None and bool(self._nonfinite):
-            step = int(self._nonfinite_step)
+            step = -1 if self._nonfinite_step is None else int(self._nonfinite_step)
             self._nonfinite = self._nonfinite_step = None
             raise NonFiniteLoss(
                 f"training loss became NaN or infinite at epoch {self.current_epoch}, "

@@ -118,7 +118,7 @@ class LoopLayer(nn.Module):
         # One unbind before the loop: indexing ``xi[:, s]`` inside it makes autograd build
         # a full (B, T, G) gradient per step, a backward quadratic in T.
         steps = xi.unbind(1)
-        alive = (None,) * t
+        alive: tuple[torch.Tensor | None, ...] = (None,) * t
         if lengths is not None:
             alive = (torch.arange(t, device=x.device) < lengths.to(x.device).unsqueeze(1)
                      ).unsqueeze(-1).unbind(1)
@@ -163,6 +163,7 @@ class LoopLayer(nn.Module):
         return torch.cat(outs, -1), torch.cat(finals, -1)
 
 
-def make_layer(impl: str, cell: str, input_size: int, hidden_size: int, bidirectional: bool):
+def make_layer(impl: str, cell: str, input_size: int, hidden_size: int,
+               bidirectional: bool) -> FusedLayer | LoopLayer:
     cls = FusedLayer if impl == "fused" else LoopLayer
     return cls(cell, input_size, hidden_size, bidirectional)

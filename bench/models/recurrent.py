@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.models.cells import FusedLayer, make_layer, reverse_padded, sequence_mask
+from bench.models.cells import FusedLayer, LoopLayer, make_layer, reverse_padded, sequence_mask
 from bench.models.init import init_dense, init_recurrent
 from bench.models.precision import as_float32, float32_region
 
@@ -27,6 +27,11 @@ def make_head(kind: str, in_features: int, out_features: int, hidden: int) -> nn
 
 
 class RecurrentNet(nn.Module):
+    # set by ``bench.models.build_model``: the per-layer widths it built (recorded as a
+    # param), and how many vocabulary words a pretrained embedding file held
+    layer_sizes: list[int]
+    pretrained_words: int | None = None
+
     def __init__(
         self,
         *,
@@ -57,8 +62,12 @@ class RecurrentNet(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.head = make_head(head, width, out_features, head_hidden)
 
+    def recurrent_layers(self) -> list[FusedLayer | LoopLayer]:
+        """The layers with their own type (a ``ModuleList`` yields plain modules)."""
+        return [layer for layer in self.layers if isinstance(layer, FusedLayer | LoopLayer)]
+
     def initialise(self, scheme: str, forget_bias: float | None) -> None:
-        for layer in self.layers:
+        for layer in self.recurrent_layers():
             init_recurrent(layer, self.cell, scheme, forget_bias)
         init_dense(self.head, scheme)
         if self.embedding is not None:
@@ -83,7 +92,7 @@ class RecurrentNet(nn.Module):
         if self.reverse:
             x = reverse_padded(x, lengths)
         summary = None
-        for layer in self.layers:
+        for layer in self.recurrent_layers():
             if self.training and self.dropout > 0:
                 x = x * sequence_mask(x, self.dropout)
             own = host_lengths if isinstance(layer, FusedLayer) else lengths

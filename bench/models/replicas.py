@@ -86,7 +86,7 @@ class ReplicaNet(nn.Module):
                                  requires_grad=params[0].requires_grad)
                 stacked[_key(n)] = p
         self.stacked = stacked
-        if self.kind == "mlp":
+        if isinstance(first, MLP):
             self._mlp_layout(first)
         else:
             self._recurrent_layout(first)
@@ -109,7 +109,7 @@ class ReplicaNet(nn.Module):
         self.cell, self.reverse = m.cell, m.reverse
         self.dropout, self.recurrent_dropout = m.dropout, m.recurrent_dropout
         self.layers = [(f"layers.{i}.rnn", layer.hidden_size, layer.bidirectional)
-                       for i, layer in enumerate(m.layers)]
+                       for i, layer in enumerate(m.recurrent_layers())]
         if isinstance(m.head, nn.Linear):
             self.head = [("head", False)]
         else:
@@ -186,7 +186,7 @@ class ReplicaNet(nn.Module):
             x = x[:, :, : int(lengths.max())]
         if self.reverse:
             x = _reverse_padded(x, lengths)
-        summary = None
+        summary: torch.Tensor | None = None
         for prefix, hidden, bidirectional in self.layers:
             if self.training and self.dropout > 0:
                 x = x * _sequence_mask(x, self.dropout)
@@ -197,6 +197,8 @@ class ReplicaNet(nn.Module):
                 outs.append(_reverse_padded(out, lengths) if sfx else out)
                 finals.append(h)
             x, summary = torch.cat(outs, -1), torch.cat(finals, -1)
+        if summary is None:
+            raise ValueError("ReplicaNet: a recurrent model without recurrent layers")
         for name, relu in self.head:
             summary = _linear(summary, self.p(f"{name}.weight"), self.p(f"{name}.bias"))
             if relu:
@@ -214,7 +216,7 @@ class ReplicaNet(nn.Module):
         xi = _linear(x.reshape(k, b * t, f), w_ih, b_ih).view(k, b, t, GATES[self.cell] * hidden)
         # one unbind before the loop: indexing inside it makes the backward quadratic in T
         steps = xi.unbind(2)
-        alive = (None,) * t
+        alive: tuple[torch.Tensor | None, ...] = (None,) * t
         if lengths is not None:
             alive = (torch.arange(t, device=x.device) < lengths.to(x.device).unsqueeze(-1)
                      ).unsqueeze(-1).unbind(2)
