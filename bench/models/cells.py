@@ -16,6 +16,7 @@ from its own last step, not from the padding. Outputs at padded steps are zero i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -45,6 +46,59 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tenso
     n = lengths.to(x.device).unsqueeze(1)
     idx = torch.where(steps < n, n - 1 - steps, steps)
     return x.gather(1, idx.unsqueeze(-1).expand_as(x))
+
+
+def step_masks(lengths: torch.Tensor | None, t: int,
+               device: torch.device) -> tuple[torch.Tensor | None, ...]:
+    """Per time step, which sequences are still inside their length (``(..., 1)`` booleans
+    over the batch dimensions of ``lengths``); all None when every sequence is full."""
+    if lengths is None:
+        return (None,) * t
+    live = torch.arange(t, device=device) < lengths.to(device).unsqueeze(-1)
+    return live.unsqueeze(-1).unbind(-2)
+
+
+def cell_step(cell: str, gx: torch.Tensor, gh: torch.Tensor, h: torch.Tensor,
+              c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the cell from its input and recurrent projections (PyTorch's gate order
+    and formulas, so the loop matches the fused kernels); ``c`` is the LSTM's cell state,
+    passed through unchanged by the others."""
+    if cell == "rnn":
+        return torch.tanh(gx + gh), c
+    if cell == "gru":
+        xr, xz, xn = gx.chunk(3, -1)
+        hr, hz, hn = gh.chunk(3, -1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        return (1 - z) * n + z * h, c
+    i, f, g, o = (gx + gh).chunk(4, -1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+
+def recur(cell: str, steps: Sequence[torch.Tensor], alive: Sequence[torch.Tensor | None],
+          h: torch.Tensor, c: torch.Tensor, mask: torch.Tensor | None,
+          recurrent: Callable[[torch.Tensor], torch.Tensor],
+          ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The recurrence over time: each step's outputs and the final state.
+
+    Shared by the single loop (``LoopLayer``) and the grouped one
+    (``bench.models.replicas``), which differ only in how the recurrent projection
+    ``recurrent(h)`` is batched, so a replica computes its single model's arithmetic.
+    """
+    outs = []
+    for gx, live in zip(steps, alive, strict=True):
+        hr = h if mask is None else h * mask
+        h_new, c_new = cell_step(cell, gx, recurrent(hr), h, c)
+        if live is None:
+            h, c = h_new, c_new
+            outs.append(h)
+        else:
+            # past its length a sequence keeps its state and emits zeros, as packing does
+            h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
+            outs.append(h_new * live)
+    return outs, h
 
 
 class FusedLayer(nn.Module):
@@ -117,35 +171,8 @@ class LoopLayer(nn.Module):
         c = x.new_zeros(b, self.hidden_size)
         # One unbind before the loop: indexing ``xi[:, s]`` inside it makes autograd build
         # a full (B, T, G) gradient per step, a backward quadratic in T.
-        steps = xi.unbind(1)
-        alive: tuple[torch.Tensor | None, ...] = (None,) * t
-        if lengths is not None:
-            alive = (torch.arange(t, device=x.device) < lengths.to(x.device).unsqueeze(1)
-                     ).unsqueeze(-1).unbind(1)
-        outs = []
-        for gx, live in zip(steps, alive, strict=True):
-            hr = h if mask is None else h * mask
-            gh = torch.nn.functional.linear(hr, w_hh, b_hh)
-            if self.cell == "rnn":
-                h_new, c_new = torch.tanh(gx + gh), c
-            elif self.cell == "gru":
-                xr, xz, xn = gx.chunk(3, -1)
-                hr_, hz, hn = gh.chunk(3, -1)
-                r = torch.sigmoid(xr + hr_)
-                z = torch.sigmoid(xz + hz)
-                n = torch.tanh(xn + r * hn)
-                h_new, c_new = (1 - z) * n + z * h, c
-            else:
-                i, f, gg, o = (gx + gh).chunk(4, -1)
-                c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
-                h_new = torch.sigmoid(o) * torch.tanh(c_new)
-            if live is None:
-                h, c = h_new, c_new
-                outs.append(h)
-            else:
-                # past its length a sequence keeps its state and emits zeros, as packing does
-                h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
-                outs.append(h_new * live)
+        outs, h = recur(self.cell, xi.unbind(1), step_masks(lengths, t, x.device),
+                        h, c, mask, lambda hr: torch.nn.functional.linear(hr, w_hh, b_hh))
         return torch.stack(outs, 1), h
 
     def forward(self, x: torch.Tensor, recurrent_dropout: float = 0.0,
