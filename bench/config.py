@@ -140,6 +140,7 @@ def validate_dataset(d: DictConfig) -> None:
     _choice("dataset.direction", d.direction, DIRECTIONS)
     allowed_losses = ("cross_entropy",) if d.task == "classification" else ("mae", "mse")
     _choice("dataset.loss", d.loss, allowed_losses)
+    _positive_int("dataset.classes", d.get("classes"), allow_none=True)
 
 
 def validate(cfg: DictConfig) -> None:

@@ -34,10 +34,11 @@ import torch
 from torch import nn
 
 from bench import interrupt
-from bench.data.base import DatasetInfo, Split
+from bench.data.base import DatasetInfo, Split, split_targets
 from bench.data.module import IndexBatchSampler
 from bench.models.replicas import ReplicaNet
-from bench.task import LOSS_MODULES, make_metrics
+from bench.task import LOSS_MODULES, chance_loss, fit_check, make_metrics
+from bench.vocab import fit_label
 
 REPLICAS_TAG = "replicas"  # the group size a run was trained in; 1: alone, by bench.train.run
 
@@ -554,6 +555,7 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
                     k: v for k, v in tracking.run_params(resolved[seed], tokens=True).items()
                     if k.startswith("model.embedding")})
         results, models = fit_seeds(cfg, list(seeds), prepared)
+        chance = chance_loss(info, cfg.dataset.loss, split_targets(prepared.train))
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
         wall = (time.perf_counter() - start) / max(len(seeds), 1)
@@ -588,6 +590,12 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
             times = [v for _, v in rep.history.get("time/epoch_s", [])]
             if times:
                 final["time/mean_epoch_s"] = sum(times) / len(times)
+            curve = rep.history.get("train/loss")
+            if curve:
+                fit = fit_check(curve[-1][1], chance)
+                final |= fit
+                tracking.log_tags(client, res.run_id,
+                                  {tracking.TAGS["fit"]: fit_label(fit["fit/loss_ratio"])})
         tracking.log_metrics(client, res.run_id, final)
         if rep.error:
             error = f"NonFiniteLoss: {rep.error}"

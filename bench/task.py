@@ -7,6 +7,8 @@ computed on exactly the batches the model saw.
 
 from __future__ import annotations
 
+import math
+
 import lightning.pytorch as pl
 import torch
 import torchmetrics
@@ -16,6 +18,33 @@ from bench.data.base import DatasetInfo
 from bench.models.baselines import Naive
 
 LOSS_MODULES = {"cross_entropy": nn.CrossEntropyLoss, "mae": nn.L1Loss, "mse": nn.MSELoss}
+
+
+def chance_loss(info: DatasetInfo, loss: str, train_targets: torch.Tensor) -> float:
+    """The training loss of a model that learned nothing from the inputs, in the loss's units.
+
+    Cross-entropy: ln K, the loss of the uniform prediction over K classes. MSE and MAE: the
+    loss of the best constant prediction on the training targets (their mean for MSE, their
+    median for MAE), in the scaled units the loss is computed in; for a forecast it is the
+    constant, not the persistence forecast, because persistence already reads the inputs.
+    """
+    if loss == "cross_entropy":
+        if not info.num_classes:
+            return math.nan
+        return math.log(info.num_classes)
+    y = train_targets.detach().double().flatten()
+    if not len(y):
+        return math.nan
+    if loss == "mse":
+        return float((y - y.mean()).square().mean())
+    return float((y - y.median()).abs().mean())
+
+
+def fit_check(train_loss: float, chance: float) -> dict[str, float]:
+    """The fit metrics a run records: its final training loss, the chance loss and their
+    ratio (NaN where either is unknown or the chance loss is 0)."""
+    ratio = train_loss / chance if math.isfinite(train_loss) and chance > 0 else math.nan
+    return {"fit/train_loss": train_loss, "fit/chance_loss": chance, "fit/loss_ratio": ratio}
 
 
 class NonFiniteLoss(RuntimeError):

@@ -73,6 +73,7 @@ TAGS = MappingProxyType({
     "seed": "seed", "git_sha": "git_sha", "metric": "metric", "direction": "direction",
     "hardware": "hardware", "command": "command", "units": "units", "task": "task",
     "checkpoint": "checkpoint", "error": "error", "pruned": "pruned",
+    "fit": "fit",                        # fitted | did not fit (bench.vocab.FIT_RATIO)
     # studies (bench.study) and the report
     "study": "study",                    # the study's name (bench.train sets it from cfg.study)
     "phase": "phase",                    # session | tune | final | baseline

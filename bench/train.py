@@ -34,11 +34,18 @@ from omegaconf import DictConfig, OmegaConf
 from bench import data, errors, plots, scratch, tracking
 from bench.config import plain, validate
 from bench.console import quiet_third_party
-from bench.data.base import DatasetInfo
+from bench.data.base import DatasetInfo, split_targets
 from bench.data.module import BenchDataModule
 from bench.models import arch_name, build_model, n_params
 from bench.stores import StoreAddress, mask
-from bench.task import BenchTask, NonFiniteLoss, apply_fp32_policy
+from bench.task import (
+    BenchTask,
+    NonFiniteLoss,
+    apply_fp32_policy,
+    chance_loss,
+    fit_check,
+)
+from bench.vocab import fit_label
 
 __all__ = ["NonFiniteLoss", "RunResult", "run"]
 
@@ -357,7 +364,8 @@ def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id) -> RunR
         task = _model(cfg, client, run_id, result, built, info)
         trainer = _fit_and_test(cfg, run_id, dm, built, task, history, callbacks, result,
                                 client)
-        _record(client, run_id, trainer, task, metrics, history, result, metric)
+        chance = chance_loss(info, cfg.dataset.loss, split_targets(dm.prepare().train))
+        _record(client, run_id, trainer, task, metrics, history, result, metric, chance)
         metrics.flush()
         result.status = "FINISHED"
         return result
@@ -550,13 +558,19 @@ def _save_best(best: BestWeights, out_dir: Path, run_id: str) -> Path:
 
 
 def _record(client, run_id: str, trainer: pl.Trainer, task: BenchTask, metrics: RunMetrics,
-            history: EpochHistory, result: RunResult, metric: str) -> None:
-    """Final metrics (best validation value, test metrics, epochs, timing) and figures."""
+            history: EpochHistory, result: RunResult, metric: str, chance: float) -> None:
+    """Final metrics (best validation value, test metrics, epochs, timing, the fit check) and
+    figures."""
     result.epochs_trained = history.epochs_trained
     result.test_metrics = _scalar_metrics(trainer.callback_metrics, "test/")
     final = {"best/val_" + metric: result.objective, "epochs_trained": result.epochs_trained}
     if history.epoch_times:
         final["time/mean_epoch_s"] = sum(history.epoch_times) / len(history.epoch_times)
+    curve = history.history.get("train/loss")
+    if curve:  # trained (the naive baseline only validates)
+        fit = fit_check(curve[-1][1], chance)
+        final.update(fit)
+        tracking.log_tags(client, run_id, {tracking.TAGS["fit"]: fit_label(fit["fit/loss_ratio"])})
     metrics.add({**final, **result.test_metrics})
     _log_figures(client, run_id, task, task.info, history, metric)
 

@@ -23,6 +23,23 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 # trial was judged (and costs as much budget as it used), a failed one was not.
 FINISHED_TRIAL_STATES = ("COMPLETE", "PRUNED")
 
+# A run fitted its training data when its final epoch's training loss is below this fraction of
+# the chance loss (ln K for K classes; the best constant prediction's loss for regression): at
+# or above it the model learned next to nothing about the cases it trained on, whatever its
+# validation curve did. Runs record the ratio (bench.task), the report judges cells by it.
+FIT_RATIO = 0.9
+
+
+def fitted(ratio: float) -> bool | None:
+    """Whether a run with this training-to-chance loss ratio fitted; None when unknown."""
+    return ratio < FIT_RATIO if ratio == ratio and abs(ratio) != float("inf") else None
+
+
+def fit_label(ratio: float) -> str | None:
+    """The run's ``fit`` tag: ``fitted``, ``did not fit``, or none when it cannot be judged."""
+    ok = fitted(ratio)
+    return None if ok is None else ("fitted" if ok else "did not fit")
+
 
 def is_recurrent(cell: object) -> bool:
     return cell in RECURRENT_CELLS

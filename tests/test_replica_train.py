@@ -234,7 +234,7 @@ def test_run_seeds_records_what_train_run_records(make_cfg, mlflow_uri, override
                            "mlflow.source.type", "mlflow.log-model.history"):
                 assert ours.data.tags[key] == value, key
         for key, value in theirs.data.metrics.items():
-            if key.startswith(("test/", "best/", "val/")) or key == "epochs_trained":
+            if key.startswith(("test/", "best/", "val/", "fit/")) or key == "epochs_trained":
                 assert ours.data.metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
         for key in ("train/loss", "val/loss", f"val/{cfg.dataset.metric}"):
             a = [m.value for m in sorted(client.get_metric_history(res.run_id, key),
