@@ -17,7 +17,16 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bench.errors import ConfigError
-from bench.vocab import CELLS, OPTIMIZERS, RECURRENT_CELLS, TOPOLOGIES, is_stacked
+from bench.vocab import (
+    CELLS,
+    NORMALIZE,
+    OPTIMIZERS,
+    RECURRENT_CELLS,
+    SCHEDULES,
+    SUMMARIES,
+    TOPOLOGIES,
+    is_stacked,
+)
 
 
 def _shipped(package: str) -> Path:
@@ -126,6 +135,7 @@ def validate_model(m: DictConfig) -> None:
             "kernels cannot drop the recurrent state); set model.impl=cell or recurrent_dropout=0"
         )
     _choice("model.head", m.head, ("linear", "mlp"))
+    _choice("model.summary", m.get("summary", "last"), SUMMARIES)
     _positive_int("model.head_hidden", m.head_hidden)
     _choice("model.init", m.init, ("pytorch", "keras"))
     _positive_int("model.embedding_dim", m.embedding_dim)
@@ -141,6 +151,34 @@ def validate_dataset(d: DictConfig) -> None:
     allowed_losses = ("cross_entropy",) if d.task == "classification" else ("mae", "mse")
     _choice("dataset.loss", d.loss, allowed_losses)
     _positive_int("dataset.classes", d.get("classes"), allow_none=True)
+    if d.get("kind") == "ucr":
+        _choice("dataset.normalize", d.get("normalize", "dimension"), NORMALIZE)
+
+
+def _non_negative(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected a number >= 0")
+
+
+def validate_optim(o: DictConfig) -> None:
+    _non_negative("optim.weight_decay", o.get("weight_decay", 0.0))
+    _choice("optim.schedule", o.get("schedule", "none"), SCHEDULES)
+    if o.get("schedule", "none") == "none":
+        return
+    _non_negative("optim.min_lr", o.get("min_lr", 0.0))
+    factor = o.get("plateau_factor", 0.5)
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor < 1:
+        raise ConfigError(f"optim.plateau_factor: {factor!r} is not allowed; expected a number "
+                          "in (0, 1)")
+    _positive_int("optim.plateau_patience", o.get("plateau_patience", 50))
+
+
+def validate_trainer_clip(t: DictConfig) -> None:
+    clip = t.get("gradient_clip_val")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float)
+                             or not clip > 0):
+        raise ConfigError(f"trainer.gradient_clip_val: {clip!r} is not allowed; expected a "
+                          "positive number (the largest gradient norm), or null for no clipping")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -153,9 +191,11 @@ def validate(cfg: DictConfig) -> None:
     _choice("optim.name", cfg.optim.name, OPTIMIZERS)
     if not isinstance(cfg.optim.lr, int | float) or cfg.optim.lr <= 0:
         raise ConfigError(f"optim.lr: {cfg.optim.lr!r} is not allowed; expected a positive number")
+    validate_optim(cfg.optim)
     t = cfg.trainer
     _positive_int("trainer.max_epochs", t.max_epochs)
     _choice("trainer.precision", str(t.precision), PRECISIONS)
     _positive_int("trainer.early_stopping_patience", t.early_stopping_patience, allow_none=True)
+    validate_trainer_clip(t)
     if not isinstance(cfg.seed, int):
         raise ConfigError(f"seed: {cfg.seed!r} is not allowed; expected an integer")

@@ -13,7 +13,9 @@ and add its per-step hook overhead, which on small data is what grouping removes
 What the loop does reproduce is what ``bench.train.run`` does per run, rule for rule, so
 each replica's record is the one an independent run would give (the tests check this with
 dropout 0): the same batches (``IndexBatchSampler`` with the replica's seed, reshuffled per
-epoch), the same loss, the same optimisers (Adam, Keras-default RMSprop, SGD), Lightning's
+epoch), the same loss, the same optimisers (Adam, Keras-default RMSprop, SGD) and learning-rate
+schedules (``bench.task.make_schedule``, one per replica, a plateau read off the replica's own
+training loss), Lightning's
 clip by global norm, Lightning's ``EarlyStopping`` rule (strict improvement, patience) and
 ``BestWeights``'s (ties go to the later epoch), the epoch's training loss as the mean over
 its samples, validation metrics from the same torchmetrics objects as ``BenchTask``, and a
@@ -37,7 +39,7 @@ from bench import interrupt
 from bench.data.base import DatasetInfo, Split, split_targets
 from bench.data.module import IndexBatchSampler
 from bench.models.replicas import ReplicaNet
-from bench.task import LOSS_MODULES, chance_loss, fit_check, make_metrics
+from bench.task import LOSS_MODULES, chance_loss, fit_check, make_metrics, make_schedule
 from bench.vocab import fit_label
 
 REPLICAS_TAG = "replicas"  # the group size a run was trained in; 1: alone, by bench.train.run
@@ -121,11 +123,12 @@ class ReplicaOptimizer:
     def __init__(self, params: list[nn.Parameter], k: int, optim: dict):
         self.params = [p for p in params if p.requires_grad]
         self.name = optim["name"]
-        self.lr = float(optim["lr"])
         self.wd = float(optim.get("weight_decay", 0.0))
         self.momentum = float(optim.get("momentum", 0.0))
         device, dtype = self.params[0].device, self.params[0].dtype
         self.steps = torch.zeros(k, device=device, dtype=dtype)
+        # one learning rate per replica: a schedule moves each by its own epochs and losses
+        self.lr = torch.full((k,), float(optim["lr"]), device=device, dtype=dtype)
         self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
 
     def keep(self, positions: list[int], params: list[nn.Parameter]) -> None:
@@ -133,7 +136,11 @@ class ReplicaOptimizer:
         parameters after ``ReplicaNet.keep`` (which replaces them)."""
         self.params = [p for p in params if p.requires_grad]
         self.steps = self.steps[positions]
+        self.lr = self.lr[positions]
         self.state = [(s1[positions], s2[positions]) for s1, s2 in self.state]
+
+    def set_lr(self, rates: list[float]) -> None:
+        self.lr = torch.tensor(rates, device=self.lr.device, dtype=self.lr.dtype)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -161,6 +168,7 @@ class ReplicaOptimizer:
                 continue
             shape = (-1, *([1] * (p.dim() - 1)))
             live = mask.view(shape)
+            lr = self.lr.view(shape)
             g = p.grad if self.wd == 0 else p.grad + self.wd * p
             if self.name == "adam":
                 b1, b2, eps = 0.9, 0.999, 1e-8
@@ -170,12 +178,12 @@ class ReplicaOptimizer:
                 # never used (masked), clamp keeps it finite
                 n = self.steps.clamp(min=1).view(shape)
                 bc1, bc2 = 1 - b1 ** n, 1 - b2 ** n
-                new = p - (self.lr / bc1) * m / (v.sqrt() / bc2.sqrt() + eps)
+                new = p - (lr / bc1) * m / (v.sqrt() / bc2.sqrt() + eps)
                 s1.copy_(m)
                 s2.copy_(v)
             elif self.name == "rmsprop":  # Keras's defaults, as BenchTask configures it
                 v = torch.where(live, s2 * 0.9 + 0.1 * g * g, s2)
-                new = p - self.lr * g / (v.sqrt() + 1e-7)
+                new = p - lr * g / (v.sqrt() + 1e-7)
                 s2.copy_(v)
             elif self.name == "sgd":
                 if self.momentum:
@@ -183,7 +191,7 @@ class ReplicaOptimizer:
                     buf = torch.where(live, self.momentum * s1 + g, s1)
                     s1.copy_(buf)
                     g = buf
-                new = p - self.lr * g
+                new = p - lr * g
             else:
                 raise ValueError(f"unknown optimizer {self.name!r}")
             p.copy_(torch.where(live, new, p))
@@ -266,6 +274,11 @@ def train_replicas(
     eval_bs = eval_batch_size or batch_size
     lossf = _elementwise_loss(loss)
     opt = ReplicaOptimizer(list(net.parameters()), k, optim)
+    # each replica's schedule: the scheduler BenchTask would build, on a stand-in optimiser
+    # whose learning rate the replica reads every epoch
+    holders = [torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=float(optim["lr"]))
+               for _ in range(k)]
+    schedules = [make_schedule(h, optim, max_epochs) for h in holders]
     train_samplers = [IndexBatchSampler(len(d.train), batch_size, True, d.seed, "cpu")
                       for d in data]
     val_batches = [b[: _limit(len(b), limit_val_batches)] for b in (
@@ -295,6 +308,8 @@ def train_replicas(
             opt.keep(keep, list(net.parameters()))
             group = [group[g] for g in keep]
         size = len(group)
+        if schedules[0] is not None:
+            opt.set_lr([holders[r].param_groups[0]["lr"] for r in group])
         t0 = time.perf_counter()
         net.train()
         loss_sum = torch.zeros(size, device=device, dtype=torch.float64)
@@ -328,6 +343,11 @@ def train_replicas(
                 results[r].error = f"training loss became NaN or infinite at epoch {epoch}"
                 continue
             results[r].history.setdefault("train/loss", []).append((epoch, mean_loss[g]))
+            schedule = schedules[r]
+            if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                schedule.step(mean_loss[g])
+            elif schedule is not None:
+                schedule.step()
         scores = _validate(net, forward, lossf, [val_splits[r] for r in group],
                            [val_batches[r] for r in group], [live[r] for r in group],
                            [metrics[r] for r in group], metric, [results[r] for r in group],

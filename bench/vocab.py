@@ -18,6 +18,9 @@ TOPOLOGIES = ("single", "stacked", "bidirectional", "stacked_bidirectional")
 STUDY_TOPOLOGIES = ("single", "stacked", "bidirectional")
 LOSSES = ("cross_entropy", "mae", "mse")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+SCHEDULES = ("none", "cosine", "plateau")  # learning-rate schedules (bench.task.make_schedule)
+SUMMARIES = ("last", "mean", "max")  # what a recurrent head reads of the sequence
+NORMALIZE = ("dimension", "series", "none")  # archive datasets' normalisation (bench.data.ucr)
 
 # An Optuna trial counts towards a sweep's ``n_trials`` once it ended on its own terms: a pruned
 # trial was judged (and costs as much budget as it used), a failed one was not.

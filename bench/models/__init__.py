@@ -56,6 +56,7 @@ def _construct(mcfg, info: DatasetInfo, sizes: list[int]) -> MLP | RecurrentNet:
         bidirectional=str(mcfg.topology).endswith("bidirectional"), impl=mcfg.impl,
         dropout=float(mcfg.dropout), recurrent_dropout=float(mcfg.recurrent_dropout),
         reverse=bool(mcfg.reverse), head=mcfg.head, head_hidden=int(mcfg.head_hidden),
+        summary=str(mcfg.get("summary", "last")),
         vocab_size=vocab_size, embedding_dim=embedding_dim,
     )
 

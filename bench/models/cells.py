@@ -101,6 +101,31 @@ def recur(cell: str, steps: Sequence[torch.Tensor], alive: Sequence[torch.Tensor
     return outs, h
 
 
+def summarise(kind: str, outputs: torch.Tensor, final: torch.Tensor,
+              lengths: torch.Tensor | None) -> torch.Tensor:
+    """What the head reads of a sequence: ``last``, each direction's final state (the state
+    after the whole sequence, for a backward direction after reading back to t=0); ``mean`` or
+    ``max``, the last layer's outputs pooled over each sequence's own steps.
+
+    Pooling lets a class that shows anywhere in a long series reach the head without
+    surviving hundreds of recurrent steps. ``outputs`` is ``(..., T, D)`` with zeros at
+    padded steps; ``lengths`` ``(...)`` or None when every sequence is full.
+    """
+    if kind == "last":
+        return final
+    t = outputs.shape[-2]
+    if kind == "mean":
+        if lengths is None:
+            return outputs.mean(-2)
+        return outputs.sum(-2) / lengths.to(outputs.device).unsqueeze(-1).to(outputs.dtype)
+    if kind == "max":
+        if lengths is None:
+            return outputs.amax(-2)
+        live = torch.arange(t, device=outputs.device) < lengths.to(outputs.device).unsqueeze(-1)
+        return outputs.masked_fill(~live.unsqueeze(-1), float("-inf")).amax(-2)
+    raise ValueError(f"model.summary: {kind!r}; expected one of last, mean, max")
+
+
 class FusedLayer(nn.Module):
     """One recurrent layer (one or two directions) on the fused kernel."""
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from bench.models.baselines import MLP
-from bench.models.cells import GATES, recur, step_masks
+from bench.models.cells import GATES, recur, step_masks, summarise
 from bench.models.precision import as_float32, float32_region
 from bench.models.recurrent import RecurrentNet
 
@@ -106,7 +106,7 @@ class ReplicaNet(nn.Module):
 
     def _recurrent_layout(self, m: RecurrentNet) -> None:
         self.has_embedding = m.embedding is not None
-        self.cell, self.reverse = m.cell, m.reverse
+        self.cell, self.reverse, self.summary = m.cell, m.reverse, m.summary
         self.dropout, self.recurrent_dropout = m.dropout, m.recurrent_dropout
         self.layers = [(f"layers.{i}.rnn", layer.hidden_size, layer.bidirectional)
                        for i, layer in enumerate(m.recurrent_layers())]
@@ -199,6 +199,7 @@ class ReplicaNet(nn.Module):
             x, summary = torch.cat(outs, -1), torch.cat(finals, -1)
         if summary is None:
             raise ValueError("ReplicaNet: a recurrent model without recurrent layers")
+        summary = summarise(self.summary, x, summary, lengths)
         for name, relu in self.head:
             summary = _linear(summary, self.p(f"{name}.weight"), self.p(f"{name}.bias"))
             if relu:
