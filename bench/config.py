@@ -12,11 +12,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bench.errors import ConfigError
-from bench.vocab import CELLS, OPTIMIZERS, RECURRENT_CELLS, TOPOLOGIES, is_stacked
+from bench.vocab import (
+    CELLS,
+    NORMALIZE,
+    OPTIMIZERS,
+    RECURRENT_CELLS,
+    SCHEDULES,
+    SUMMARIES,
+    TOPOLOGIES,
+    is_stacked,
+)
 
 
 def _shipped(package: str) -> Path:
@@ -58,6 +68,15 @@ def load_mapping(path: Path) -> DictConfig:
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: expected a mapping of keys to values, got a list")
     return cfg
+
+
+def plain(node: DictConfig) -> dict[str, Any]:
+    """A config mapping resolved into plain containers, typed as the mapping it is (params,
+    optimiser settings and payloads are read from these, never from config nodes)."""
+    out = OmegaConf.to_container(node, resolve=True)
+    if not isinstance(out, dict):
+        raise ConfigError(f"expected a mapping of keys to values, got {type(out).__name__}")
+    return {str(k): v for k, v in out.items()}
 
 
 def _choice(key: str, value, allowed: Iterable) -> None:
@@ -116,6 +135,7 @@ def validate_model(m: DictConfig) -> None:
             "kernels cannot drop the recurrent state); set model.impl=cell or recurrent_dropout=0"
         )
     _choice("model.head", m.head, ("linear", "mlp"))
+    _choice("model.summary", m.get("summary", "last"), SUMMARIES)
     _positive_int("model.head_hidden", m.head_hidden)
     _choice("model.init", m.init, ("pytorch", "keras"))
     _positive_int("model.embedding_dim", m.embedding_dim)
@@ -130,6 +150,35 @@ def validate_dataset(d: DictConfig) -> None:
     _choice("dataset.direction", d.direction, DIRECTIONS)
     allowed_losses = ("cross_entropy",) if d.task == "classification" else ("mae", "mse")
     _choice("dataset.loss", d.loss, allowed_losses)
+    _positive_int("dataset.classes", d.get("classes"), allow_none=True)
+    if d.get("kind") == "ucr":
+        _choice("dataset.normalize", d.get("normalize", "dimension"), NORMALIZE)
+
+
+def _non_negative(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected a number >= 0")
+
+
+def validate_optim(o: DictConfig) -> None:
+    _non_negative("optim.weight_decay", o.get("weight_decay", 0.0))
+    _choice("optim.schedule", o.get("schedule", "none"), SCHEDULES)
+    if o.get("schedule", "none") == "none":
+        return
+    _non_negative("optim.min_lr", o.get("min_lr", 0.0))
+    factor = o.get("plateau_factor", 0.5)
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor < 1:
+        raise ConfigError(f"optim.plateau_factor: {factor!r} is not allowed; expected a number "
+                          "in (0, 1)")
+    _positive_int("optim.plateau_patience", o.get("plateau_patience", 50))
+
+
+def validate_trainer_clip(t: DictConfig) -> None:
+    clip = t.get("gradient_clip_val")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float)
+                             or not clip > 0):
+        raise ConfigError(f"trainer.gradient_clip_val: {clip!r} is not allowed; expected a "
+                          "positive number (the largest gradient norm), or null for no clipping")
 
 
 def refuse_written_passwords(cfg: DictConfig, storage: object = None) -> None:
@@ -180,10 +229,12 @@ def validate(cfg: DictConfig) -> None:
     _choice("optim.name", cfg.optim.name, OPTIMIZERS)
     if not isinstance(cfg.optim.lr, int | float) or cfg.optim.lr <= 0:
         raise ConfigError(f"optim.lr: {cfg.optim.lr!r} is not allowed; expected a positive number")
+    validate_optim(cfg.optim)
     t = cfg.trainer
     _positive_int("trainer.max_epochs", t.max_epochs)
     _choice("trainer.precision", str(t.precision), PRECISIONS)
     _positive_int("trainer.early_stopping_patience", t.early_stopping_patience, allow_none=True)
     validate_folds(cfg.get("folds"))
+    validate_trainer_clip(t)
     if not isinstance(cfg.seed, int):
         raise ConfigError(f"seed: {cfg.seed!r} is not allowed; expected an integer")

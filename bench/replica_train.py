@@ -13,7 +13,9 @@ and add its per-step hook overhead, which on small data is what grouping removes
 What the loop does reproduce is what ``bench.train.run`` does per run, rule for rule, so
 each replica's record is the one an independent run would give (the tests check this with
 dropout 0): the same batches (``IndexBatchSampler`` with the replica's seed, reshuffled per
-epoch), the same loss, the same optimisers (Adam, Keras-default RMSprop, SGD), Lightning's
+epoch), the same loss, the same optimisers (Adam, Keras-default RMSprop, SGD) and learning-rate
+schedules (``bench.task.make_schedule``, one per replica, a plateau read off the replica's own
+training loss), Lightning's
 clip by global norm, Lightning's ``EarlyStopping`` rule (strict improvement, patience) and
 ``BestWeights``'s (ties go to the later epoch), the epoch's training loss as the mean over
 its samples, validation metrics from the same torchmetrics objects as ``BenchTask``, and a
@@ -35,10 +37,11 @@ import torch
 from torch import nn
 
 from bench import interrupt
-from bench.data.base import DatasetInfo, Split
+from bench.data.base import DatasetInfo, Split, split_targets
 from bench.data.module import IndexBatchSampler
 from bench.models.replicas import ReplicaNet
-from bench.task import LOSS_MODULES, make_metrics
+from bench.task import LOSS_MODULES, chance_loss, fit_check, make_metrics, make_schedule
+from bench.vocab import fit_label
 
 REPLICAS_TAG = "replicas"  # the group size a run was trained in; 1: alone, by bench.train.run
 
@@ -124,11 +127,12 @@ class ReplicaOptimizer:
     def __init__(self, params: list[nn.Parameter], k: int, optim: dict):
         self.params = [p for p in params if p.requires_grad]
         self.name = optim["name"]
-        self.lr = float(optim["lr"])
         self.wd = float(optim.get("weight_decay", 0.0))
         self.momentum = float(optim.get("momentum", 0.0))
         device, dtype = self.params[0].device, self.params[0].dtype
         self.steps = torch.zeros(k, device=device, dtype=dtype)
+        # one learning rate per replica: a schedule moves each by its own epochs and losses
+        self.lr = torch.full((k,), float(optim["lr"]), device=device, dtype=dtype)
         self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
 
     def keep(self, positions: list[int], params: list[nn.Parameter]) -> None:
@@ -136,7 +140,11 @@ class ReplicaOptimizer:
         parameters after ``ReplicaNet.keep`` (which replaces them)."""
         self.params = [p for p in params if p.requires_grad]
         self.steps = self.steps[positions]
+        self.lr = self.lr[positions]
         self.state = [(s1[positions], s2[positions]) for s1, s2 in self.state]
+
+    def set_lr(self, rates: list[float]) -> None:
+        self.lr = torch.tensor(rates, device=self.lr.device, dtype=self.lr.dtype)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -147,7 +155,11 @@ class ReplicaOptimizer:
         """``torch.nn.utils.clip_grad_norm_`` (what Lightning's ``gradient_clip_val`` does),
         with one total norm per replica."""
         grads = [p.grad for p in self.params if p.grad is not None]
-        sq = sum(g.square().flatten(1).sum(1) for g in grads)
+        if not grads:
+            return
+        sq = grads[0].square().flatten(1).sum(1)
+        for g in grads[1:]:
+            sq = sq + g.square().flatten(1).sum(1)
         coef = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
@@ -160,6 +172,7 @@ class ReplicaOptimizer:
                 continue
             shape = (-1, *([1] * (p.dim() - 1)))
             live = mask.view(shape)
+            lr = self.lr.view(shape)
             g = p.grad if self.wd == 0 else p.grad + self.wd * p
             if self.name == "adam":
                 b1, b2, eps = 0.9, 0.999, 1e-8
@@ -169,12 +182,12 @@ class ReplicaOptimizer:
                 # never used (masked), clamp keeps it finite
                 n = self.steps.clamp(min=1).view(shape)
                 bc1, bc2 = 1 - b1 ** n, 1 - b2 ** n
-                new = p - (self.lr / bc1) * m / (v.sqrt() / bc2.sqrt() + eps)
+                new = p - (lr / bc1) * m / (v.sqrt() / bc2.sqrt() + eps)
                 s1.copy_(m)
                 s2.copy_(v)
             elif self.name == "rmsprop":  # Keras's defaults, as BenchTask configures it
                 v = torch.where(live, s2 * 0.9 + 0.1 * g * g, s2)
-                new = p - self.lr * g / (v.sqrt() + 1e-7)
+                new = p - lr * g / (v.sqrt() + 1e-7)
                 s2.copy_(v)
             elif self.name == "sgd":
                 if self.momentum:
@@ -182,7 +195,7 @@ class ReplicaOptimizer:
                     buf = torch.where(live, self.momentum * s1 + g, s1)
                     s1.copy_(buf)
                     g = buf
-                new = p - self.lr * g
+                new = p - lr * g
             else:
                 raise ValueError(f"unknown optimizer {self.name!r}")
             p.copy_(torch.where(live, new, p))
@@ -191,14 +204,15 @@ class ReplicaOptimizer:
 def _gather(splits: list[Split], idx: list[torch.Tensor | None]) -> tuple[dict, torch.Tensor]:
     """One grouped batch ``(K, B, ...)`` and its row weights ``(K, B)`` (0 on padding)."""
     b = max(len(i) for i in idx if i is not None)
-    rows, counts = [], []
+    rows: list[torch.Tensor] = []
+    counts: list[int] = []
     for i in idx:
-        n = 0 if i is None else len(i)
-        counts.append(n)
-        if n < b:
-            fill = torch.zeros(b - n, dtype=torch.long) if i is None else i[:1].expand(b - n)
-            i = fill if i is None else torch.cat([i, fill])
-        rows.append(i)
+        if i is None:  # no batch for this replica: padding rows only
+            counts.append(0)
+            rows.append(torch.zeros(b, dtype=torch.long))
+            continue
+        counts.append(len(i))
+        rows.append(i if len(i) == b else torch.cat([i, i[:1].expand(b - len(i))]))
     if all(s is splits[0] for s in splits):
         # one split shared by every replica (seeds): one gather for the whole group
         flat = splits[0][torch.cat(rows)]
@@ -267,6 +281,11 @@ def train_replicas(
     eval_bs = eval_batch_size or batch_size
     lossf = _elementwise_loss(loss)
     opt = ReplicaOptimizer(list(net.parameters()), k, optim)
+    # each replica's schedule: the scheduler BenchTask would build, on a stand-in optimiser
+    # whose learning rate the replica reads every epoch
+    holders = [torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=float(optim["lr"]))
+               for _ in range(k)]
+    schedules = [make_schedule(h, optim, max_epochs) for h in holders]
     train_samplers = [IndexBatchSampler(len(d.train), batch_size, True, d.seed, "cpu")
                       for d in data]
     val_batches = [[] if d.val is None else b[: _limit(len(b), limit_val_batches)] for d, b in (
@@ -299,6 +318,8 @@ def train_replicas(
             opt.keep(keep, list(net.parameters()))
             group = [group[g] for g in keep]
         size = len(group)
+        if schedules[0] is not None:
+            opt.set_lr([holders[r].param_groups[0]["lr"] for r in group])
         t0 = time.perf_counter()
         net.train()
         loss_sum = torch.zeros(size, device=device, dtype=torch.float64)
@@ -332,6 +353,11 @@ def train_replicas(
                 results[r].error = f"training loss became NaN or infinite at epoch {epoch}"
                 continue
             results[r].history.setdefault("train/loss", []).append((epoch, mean_loss[g]))
+            schedule = schedules[r]
+            if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                schedule.step(mean_loss[g])
+            elif schedule is not None:
+                schedule.step()
         scores = _validate(net, forward, lossf, [val_splits[r] for r in group],
                            [val_batches[r] for r in group],
                            [live[r] and validated[r] for r in group],
@@ -527,7 +553,7 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
 
     from bench import data as bench_data
     from bench import tracking
-    from bench.config import validate
+    from bench.config import plain, validate
     from bench.console import quiet_third_party
     from bench.models import arch_name, n_params
     from bench.stores import mask
@@ -552,7 +578,7 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
         run_id = tracking.start_run(client, exp_id, name, run_tags, parent_run_id)
         out.append(RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id,
                              store=store))
-        resolved[seed] = {**OmegaConf.to_container(cfg, resolve=True), "seed": seed}
+        resolved[seed] = {**plain(cfg), "seed": seed}
         tracking.log_params(client, run_id, tracking.run_params(resolved[seed], tokens=False))
         client.log_text(run_id, mask(OmegaConf.to_yaml(resolved[seed])), "config.yaml")
     start = time.perf_counter()
@@ -568,6 +594,7 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
                     k: v for k, v in tracking.run_params(resolved[seed], tokens=True).items()
                     if k.startswith("model.embedding")})
         results, models = (fit or fit_seeds)(cfg, list(seeds), prepared)
+        chance = chance_loss(info, cfg.dataset.loss, split_targets(prepared.train))
     except BaseException as exc:
         status = "KILLED" if isinstance(exc, KeyboardInterrupt | SystemExit) else "FAILED"
         wall = (time.perf_counter() - start) / max(len(seeds), 1)
@@ -581,7 +608,7 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
             client.set_terminated(res.run_id, status)
         raise
     wall = (time.perf_counter() - start) / max(len(seeds), 1)
-    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    optim = plain(cfg.optim)
     for res, rep, model in zip(out, results, models, strict=True):
         res.status, res.wall_time_s = rep.status, wall
         res.n_params, res.epochs_trained = n_params(model), rep.epochs_trained
@@ -602,6 +629,12 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
             times = [v for _, v in rep.history.get("time/epoch_s", [])]
             if times:
                 final["time/mean_epoch_s"] = sum(times) / len(times)
+            curve = rep.history.get("train/loss")
+            if curve:
+                check = fit_check(curve[-1][1], chance)
+                final |= check
+                tracking.log_tags(client, res.run_id,
+                                  {tracking.TAGS["fit"]: fit_label(check["fit/loss_ratio"])})
         tracking.log_metrics(client, res.run_id, final)
         if rep.error:
             error = f"NonFiniteLoss: {rep.error}"

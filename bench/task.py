@@ -7,14 +7,44 @@ computed on exactly the batches the model saw.
 
 from __future__ import annotations
 
+import math
+
 import lightning.pytorch as pl
 import torch
 import torchmetrics
 from torch import nn
 
 from bench.data.base import DatasetInfo
+from bench.models.baselines import Naive
 
 LOSS_MODULES = {"cross_entropy": nn.CrossEntropyLoss, "mae": nn.L1Loss, "mse": nn.MSELoss}
+
+
+def chance_loss(info: DatasetInfo, loss: str, train_targets: torch.Tensor) -> float:
+    """The training loss of a model that learned nothing from the inputs, in the loss's units.
+
+    Cross-entropy: ln K, the loss of the uniform prediction over K classes. MSE and MAE: the
+    loss of the best constant prediction on the training targets (their mean for MSE, their
+    median for MAE), in the scaled units the loss is computed in; for a forecast it is the
+    constant, not the persistence forecast, because persistence already reads the inputs.
+    """
+    if loss == "cross_entropy":
+        if not info.num_classes:
+            return math.nan
+        return math.log(info.num_classes)
+    y = train_targets.detach().double().flatten()
+    if not len(y):
+        return math.nan
+    if loss == "mse":
+        return float((y - y.mean()).square().mean())
+    return float((y - y.median()).abs().mean())
+
+
+def fit_check(train_loss: float, chance: float) -> dict[str, float]:
+    """The fit metrics a run records: its final training loss, the chance loss and their
+    ratio (NaN where either is unknown or the chance loss is 0)."""
+    ratio = train_loss / chance if math.isfinite(train_loss) and chance > 0 else math.nan
+    return {"fit/train_loss": train_loss, "fit/chance_loss": chance, "fit/loss_ratio": ratio}
 
 
 class NonFiniteLoss(RuntimeError):
@@ -73,7 +103,7 @@ class BenchTask(pl.LightningModule):
         self._loss_count: torch.Tensor | None = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.is_naive:
+        if isinstance(self.model, Naive):
             return self.model.predict(batch["naive"])
         out = self.model(batch["x"], batch.get("lengths"))
         return out.squeeze(-1) if self.info.task == "regression" else out
@@ -102,7 +132,7 @@ class BenchTask(pl.LightningModule):
         """Lightning's accumulation of an epoch mean, step for step (the same float32 sums)."""
         if loss.dtype not in (torch.float32, torch.float64):
             loss = loss.to(torch.get_default_dtype())
-        if self._loss_sum is None:
+        if self._loss_sum is None or self._loss_count is None:
             self._loss_sum = torch.tensor(0.0, dtype=torch.get_default_dtype(),
                                           device=loss.device)
             self._loss_count = torch.tensor(0, device=loss.device)
@@ -112,7 +142,7 @@ class BenchTask(pl.LightningModule):
     def _flag_nonfinite(self, loss: torch.Tensor, batch_idx: int) -> None:
         """Remembers, on the device, whether and where the loss first stopped being finite."""
         bad = ~torch.isfinite(loss)
-        if self._nonfinite is None:
+        if self._nonfinite is None or self._nonfinite_step is None:
             self._nonfinite = bad.clone()
             self._nonfinite_step = torch.where(bad, batch_idx, -1)
             return
@@ -128,7 +158,7 @@ class BenchTask(pl.LightningModule):
         epoch, which is the price of not syncing every step.
         """
         if self._nonfinite is not None and bool(self._nonfinite):
-            step = int(self._nonfinite_step)
+            step = -1 if self._nonfinite_step is None else int(self._nonfinite_step)
             self._nonfinite = self._nonfinite_step = None
             raise NonFiniteLoss(
                 f"training loss became NaN or infinite at epoch {self.current_epoch}, "
@@ -192,14 +222,49 @@ class BenchTask(pl.LightningModule):
             )]
 
     def configure_optimizers(self):
-        name, lr = self.optim["name"], float(self.optim["lr"])
-        wd = float(self.optim.get("weight_decay", 0.0))
-        params = self.model.parameters()
-        if name == "adam":
-            return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-        if name == "rmsprop":
-            # Keras's RMSprop defaults (rho 0.9, eps 1e-7), which the reference runs used.
-            return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, weight_decay=wd)
-        return torch.optim.SGD(
-            params, lr=lr, momentum=float(self.optim.get("momentum", 0.0)), weight_decay=wd
-        )
+        optimizer = make_optimizer(self.model.parameters(), self.optim)
+        schedule = make_schedule(optimizer, self.optim, int(self.trainer.max_epochs or 1))
+        if schedule is None:
+            return optimizer
+        scheduler = {"scheduler": schedule, "interval": "epoch", "frequency": 1}
+        if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler["monitor"] = "train/loss"
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def make_optimizer(params, optim: dict) -> torch.optim.Optimizer:
+    name, lr = optim["name"], float(optim["lr"])
+    wd = float(optim.get("weight_decay", 0.0))
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "rmsprop":
+        # Keras's RMSprop defaults (rho 0.9, eps 1e-7), which the reference runs used.
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, weight_decay=wd)
+    return torch.optim.SGD(params, lr=lr, momentum=float(optim.get("momentum", 0.0)),
+                           weight_decay=wd)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, optim: dict, max_epochs: int):
+    """The learning-rate schedule ``optim.schedule`` names, stepped once per epoch; None for
+    ``none`` (a constant rate, as before schedules existed).
+
+    ``cosine`` anneals from ``optim.lr`` to ``optim.min_lr`` over the epoch budget.
+    ``plateau`` halves the rate (``optim.plateau_factor``) once the epoch's training loss
+    has not improved for ``optim.plateau_patience`` epochs, down to ``optim.min_lr``: the rule
+    of the archive's deep learners (ResNet, InceptionTime: factor 0.5, patience 50, minimum
+    1e-4), which read the training loss because a few dozen validation cases cannot decide.
+    The replicas step the very same scheduler objects, so both paths share the rates.
+    """
+    kind = str(optim.get("schedule", "none") or "none")
+    lr = float(optim["lr"])
+    min_lr = min(float(optim.get("min_lr", 0.0)), lr)
+    if kind == "none":
+        return None
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(1, max_epochs), eta_min=min_lr)
+    if kind == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=float(optim.get("plateau_factor", 0.5)),
+            patience=int(optim.get("plateau_patience", 50)), min_lr=min_lr)
+    raise ValueError(f"optim.schedule: {kind!r}; expected one of none, cosine, plateau")

@@ -73,6 +73,7 @@ TAGS = MappingProxyType({
     "seed": "seed", "git_sha": "git_sha", "metric": "metric", "direction": "direction",
     "hardware": "hardware", "command": "command", "units": "units", "task": "task",
     "checkpoint": "checkpoint", "error": "error", "pruned": "pruned",
+    "fit": "fit",                        # fitted | did not fit (bench.vocab.FIT_RATIO)
     # studies (bench.study) and the report
     "study": "study",                    # the study's name (bench.train sets it from cfg.study)
     "phase": "phase",                    # session | tune | final | baseline
@@ -88,6 +89,7 @@ TAGS = MappingProxyType({
     "retry_of": "retry_of",              # the trial number a retried trial repeats
     "optuna_space": "optuna_space",
 })
+
 # The Optuna trial attribute that links a trial to its MLflow run.
 RUN_ID_ATTR = "mlflow_run_id"
 # MLflow 3's UI picks its view from this experiment tag; untagged experiments may open in
@@ -328,8 +330,14 @@ def run_params(resolved: Mapping[str, Any], tokens: bool) -> dict[str, Any]:
     """
     flat = flatten(resolved)
     unused = _unused_model_keys(resolved.get("model") or {})
-    if (resolved.get("optim") or {}).get("name") != "sgd":
+    optim = resolved.get("optim") or {}
+    if optim.get("name") != "sgd":
         unused.add("optim.momentum")
+    schedule = optim.get("schedule") or "none"
+    if schedule == "none":
+        unused.add("optim.min_lr")
+    if schedule != "plateau":
+        unused |= {"optim.plateau_factor", "optim.plateau_patience"}
     out = {}
     for key, value in flat.items():
         parts = key.split(".")

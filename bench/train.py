@@ -27,16 +27,25 @@ from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.model_summary import ModelSummary
+from mlflow import MlflowClient
 from mlflow.entities import Metric
 from omegaconf import DictConfig, OmegaConf
 
 from bench import data, errors, plots, scratch, tracking
-from bench.config import validate
+from bench.config import plain, validate
 from bench.console import quiet_third_party
+from bench.data.base import DatasetInfo, split_targets
 from bench.data.module import BenchDataModule
 from bench.models import arch_name, build_model, n_params
 from bench.stores import StoreAddress, mask
-from bench.task import BenchTask, NonFiniteLoss, apply_fp32_policy
+from bench.task import (
+    BenchTask,
+    NonFiniteLoss,
+    apply_fp32_policy,
+    chance_loss,
+    fit_check,
+)
+from bench.vocab import fit_label
 
 __all__ = ["NonFiniteLoss", "RunResult", "run"]
 
@@ -63,7 +72,7 @@ class RunResult:
 class EpochHistory(Callback):
     """Keeps per-epoch values for the learning-curve figure and times each epoch."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.history: dict[str, list[tuple[int, float]]] = {}
         self.epochs_trained = 0
         self._t0 = 0.0
@@ -306,9 +315,9 @@ class _Built:
     """What the steps of a run hand each other; the cleanup reads what was reached."""
 
     store: StoreAddress
-    info: object = None
+    info: DatasetInfo | None = None
     task: BenchTask | None = None
-    client: object = None
+    client: MlflowClient | None = None
     run_id: str | None = None
     scratch: Path | None = None  # removed when the run ends
     out_dir: Path | None = None
@@ -339,9 +348,10 @@ def run(
     try:
         return _run(cfg, built, callbacks, tags, parent_run_id, test)
     except Exception as exc:
-        if isinstance(exc, errors.OutOfSpaceError) or errors.out_of_space_cause(exc) is None:
+        cause = errors.out_of_space_cause(exc)
+        if isinstance(exc, errors.OutOfSpaceError) or cause is None:
             raise
-        raise _out_of_space(exc, cfg, built) from exc
+        raise _out_of_space(exc, cause, built) from exc
     finally:
         if built.scratch is not None:
             shutil.rmtree(built.scratch, ignore_errors=True)
@@ -362,19 +372,20 @@ def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id,
         built.store, cfg.tracking.experiment, cfg.tracking.artifact_root)
     built.client = client
     run_id = built.run_id = _start_run(cfg, client, exp_id, tags, parent_run_id)
-    built.metrics = RunMetrics(client, run_id)
+    metrics = built.metrics = RunMetrics(client, run_id)
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
     result = RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id,
                        store=built.store)
     start = time.perf_counter()
     history = EpochHistory()
     try:
-        _data(cfg, client, run_id, result, built, dm)
-        _model(cfg, client, run_id, result, built)
-        trainer = _fit_and_test(cfg, run_id, dm, built, history, callbacks, result, client,
-                                test)
-        _record(client, run_id, trainer, built, history, result, metric)
-        built.metrics.flush()
+        info = _data(cfg, client, run_id, result, built, dm)
+        task = _model(cfg, client, run_id, result, built, info)
+        trainer = _fit_and_test(cfg, run_id, dm, built, task, history, callbacks, result,
+                                client, test)
+        chance = chance_loss(info, cfg.dataset.loss, split_targets(dm.prepare().train))
+        _record(client, run_id, trainer, task, metrics, history, result, metric, chance)
+        metrics.flush()
         result.status = "FINISHED"
         return result
     except BaseException as exc:
@@ -386,11 +397,13 @@ def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id,
         _close(client, run_id, built, history, result, metric)
 
 
-def _out_of_space(exc: BaseException, cfg: DictConfig, built: _Built) -> errors.OutOfSpaceError:
-    """The one error for a run that hit a full disk: which file, which file system, how to
-    make room, and whether the MLflow run could still be closed (FAILED) or shows RUNNING."""
-    cause = errors.out_of_space_cause(exc)
+def _out_of_space(exc: BaseException, cause: BaseException,
+                  built: _Built) -> errors.OutOfSpaceError:
+    """The one error for a run that hit a full disk (``cause``, in ``exc``'s chain): which
+    file, which file system, how to make room, and whether the MLflow run could still be
+    closed (FAILED) or shows RUNNING."""
     store = built.store.sqlite_file
+    path: str | Path | None
     if errors.is_sqlite_full(cause):
         what, path, fix = "the MLflow store", store, _STORE_FIX
     else:
@@ -415,8 +428,9 @@ def _what_was_written(exc: BaseException, built: _Built,
     with contextlib.suppress(Exception):
         from mlflow.utils.file_utils import local_file_uri_to_path
 
-        uri = built.client.get_run(built.run_id).info.artifact_uri
-        artifacts = Path(local_file_uri_to_path(uri)) if uri.startswith("file:") else None
+        if built.client is not None and built.run_id is not None:
+            uri = built.client.get_run(built.run_id).info.artifact_uri
+            artifacts = Path(local_file_uri_to_path(uri)) if uri.startswith("file:") else None
     path = errors.written_file(exc)
     if path is None:
         if artifacts is not None and _in_module(exc, "mlflow.store.artifact"):
@@ -455,7 +469,8 @@ def _closing_note(built: _Built, store: Path | None) -> str:
         return "No MLflow run was started."
     status = "RUNNING"
     with contextlib.suppress(Exception):
-        status = built.client.get_run(built.run_id).info.status
+        if built.client is not None:
+            status = built.client.get_run(built.run_id).info.status
     if built.closed:
         return f"The MLflow run {built.run_id} was closed {status}."
     where = built.store
@@ -479,9 +494,9 @@ def _start_run(cfg: DictConfig, client, exp_id: str, tags, parent_run_id) -> str
 
 
 def _data(cfg: DictConfig, client, run_id: str, result: RunResult,
-          built: _Built, dm: BenchDataModule) -> None:
+          built: _Built, dm: BenchDataModule) -> DatasetInfo:
     """The config as params and artifact, and the prepared data's facts as tags."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = plain(cfg)
     tracking.log_params(client, run_id, tracking.run_params(resolved, tokens=False))
     client.log_text(run_id, mask(OmegaConf.to_yaml(resolved)), "config.yaml")
 
@@ -493,28 +508,29 @@ def _data(cfg: DictConfig, client, run_id: str, result: RunResult,
         tracking.log_params(client, run_id, {
             k: v for k, v in tracking.run_params(resolved, tokens=True).items()
             if k.startswith("model.embedding")})
+    return info
 
 
-def _model(cfg: DictConfig, client, run_id: str, result: RunResult, built: _Built) -> None:
+def _model(cfg: DictConfig, client, run_id: str, result: RunResult, built: _Built,
+           info: DatasetInfo) -> BenchTask:
     """The seeded model and its task; size and summary recorded."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = build_model(cfg.model, built.info, cfg.data_dir)
+    model = build_model(cfg.model, info, cfg.data_dir)
     result.n_params = n_params(model)
     tracking.log_params(client, run_id, {
         "n_params": result.n_params,
         "layer_sizes": getattr(model, "layer_sizes", None),
     })
-    built.task = BenchTask(model, built.info, cfg.dataset.loss,
-                           OmegaConf.to_container(cfg.optim, resolve=True))
-    client.log_text(run_id, _model_summary(built.task, model), "model_summary.txt")
+    task = built.task = BenchTask(model, info, cfg.dataset.loss, plain(cfg.optim))
+    client.log_text(run_id, _model_summary(task, model), "model_summary.txt")
+    return task
 
 
 def _fit_and_test(cfg: DictConfig, run_id: str, dm: BenchDataModule, built: _Built,
-                  history: EpochHistory, callbacks, result: RunResult, client,
-                  test: bool = True) -> pl.Trainer:
+                  task: BenchTask, history: EpochHistory, callbacks, result: RunResult,
+                  client, test: bool = True) -> pl.Trainer:
     """Fits (the naive baseline only validates), then tests the best epoch's weights."""
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
-    task = built.task
     out_dir = built.out_dir = _output_dir(built)
     monitor, mode = f"val/{metric}", ("max" if direction == "maximize" else "min")
     best = BestWeights(monitor, mode)
@@ -533,7 +549,7 @@ def _fit_and_test(cfg: DictConfig, run_id: str, dm: BenchDataModule, built: _Bui
         result.val_metrics = _scalar_metrics(val, "val/")
     else:
         trainer.fit(task, datamodule=dm)
-        if best.state is not None:
+        if best.state is not None and best.score is not None:
             result.objective = float(best.score)
             if built.scratch is None:  # a scratch folder's path would soon point at nothing
                 result.checkpoint = str(_save_best(best, out_dir, run_id))
@@ -557,16 +573,22 @@ def _save_best(best: BestWeights, out_dir: Path, run_id: str) -> Path:
     return path
 
 
-def _record(client, run_id: str, trainer: pl.Trainer, built: _Built, history: EpochHistory,
-            result: RunResult, metric: str) -> None:
-    """Final metrics (best validation value, test metrics, epochs, timing) and figures."""
+def _record(client, run_id: str, trainer: pl.Trainer, task: BenchTask, metrics: RunMetrics,
+            history: EpochHistory, result: RunResult, metric: str, chance: float) -> None:
+    """Final metrics (best validation value, test metrics, epochs, timing, the fit check) and
+    figures."""
     result.epochs_trained = history.epochs_trained
     result.test_metrics = _scalar_metrics(trainer.callback_metrics, "test/")
     final = {"best/val_" + metric: result.objective, "epochs_trained": result.epochs_trained}
     if history.epoch_times:
         final["time/mean_epoch_s"] = sum(history.epoch_times) / len(history.epoch_times)
-    built.metrics.add({**final, **result.test_metrics})
-    _log_figures(client, run_id, built.task, built.info, history, metric)
+    curve = history.history.get("train/loss")
+    if curve:  # trained (the naive baseline only validates)
+        fit = fit_check(curve[-1][1], chance)
+        final.update(fit)
+        tracking.log_tags(client, run_id, {tracking.TAGS["fit"]: fit_label(fit["fit/loss_ratio"])})
+    metrics.add({**final, **result.test_metrics})
+    _log_figures(client, run_id, task, task.info, history, metric)
 
 
 def _record_failure(client, run_id: str, exc: BaseException, status: str) -> None:
@@ -583,13 +605,14 @@ def _close(client, run_id: str, built: _Built, history: EpochHistory, result: Ru
     """The figures of an unfinished run, its wall time and its final MLflow status."""
     try:
         if built.task is not None and result.status != "FINISHED":
-            _log_figures(client, run_id, built.task, built.info, history, metric)
+            _log_figures(client, run_id, built.task, built.task.info, history, metric)
     except Exception:  # a figure must never hide the original error
         pass
     # losing a timing (or, in a run that failed, a metric) must not hide the run's outcome
     with contextlib.suppress(Exception):
-        built.metrics.add({"time/wall_s": result.wall_time_s})
-        built.metrics.flush()
+        if built.metrics is not None:
+            built.metrics.add({"time/wall_s": result.wall_time_s})
+            built.metrics.flush()
     mlflow_status = {"FINISHED": "FINISHED", "PRUNED": "FINISHED", "KILLED": "KILLED"}
     client.set_terminated(run_id, mlflow_status.get(result.status, "FAILED"))
     built.closed = True

@@ -21,10 +21,30 @@ TOPOLOGIES = ("single", "stacked", "bidirectional", "stacked_bidirectional")
 STUDY_TOPOLOGIES = ("single", "stacked", "bidirectional")
 LOSSES = ("cross_entropy", "mae", "mse")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+SCHEDULES = ("none", "cosine", "plateau")  # learning-rate schedules (bench.task.make_schedule)
+SUMMARIES = ("last", "mean", "max")  # what a recurrent head reads of the sequence
+NORMALIZE = ("dimension", "series", "none")  # archive datasets' normalisation (bench.data.ucr)
 
 # An Optuna trial counts towards a sweep's ``n_trials`` once it ended on its own terms: a pruned
 # trial was judged (and costs as much budget as it used), a failed one was not.
 FINISHED_TRIAL_STATES = ("COMPLETE", "PRUNED")
+
+# A run fitted its training data when its final epoch's training loss is below this fraction of
+# the chance loss (ln K for K classes; the best constant prediction's loss for regression): at
+# or above it the model learned next to nothing about the cases it trained on, whatever its
+# validation curve did. Runs record the ratio (bench.task), the report judges cells by it.
+FIT_RATIO = 0.9
+
+
+def fitted(ratio: float) -> bool | None:
+    """Whether a run with this training-to-chance loss ratio fitted; None when unknown."""
+    return ratio < FIT_RATIO if ratio == ratio and abs(ratio) != float("inf") else None
+
+
+def fit_label(ratio: float) -> str | None:
+    """The run's ``fit`` tag: ``fitted``, ``did not fit``, or none when it cannot be judged."""
+    ok = fitted(ratio)
+    return None if ok is None else ("fitted" if ok else "did not fit")
 
 
 def is_recurrent(cell: object) -> bool:

@@ -56,11 +56,28 @@ def test_every_dataset_composes_with_every_model(dataset, model):
         ("optim.name=adagrad", "optim.name", "'rmsprop'"),
         ("dataset.metric=f1", "dataset.metric", "'accuracy'"),
         ("model.dropout=1.5", "model.dropout", "[0, 1)"),
+        ("model.summary=first", "model.summary", "'mean'"),
+        ("optim.schedule=onecycle", "optim.schedule", "'cosine'"),
+        ("optim.weight_decay=-0.1", "optim.weight_decay", ">= 0"),
+        ("trainer.gradient_clip_val=0", "trainer.gradient_clip_val", "positive number"),
+        ("dataset.classes=0", "dataset.classes", "positive integer"),
     ],
 )
 def test_bad_values_name_the_key_and_the_allowed_values(override, key, allowed):
     with pytest.raises(ConfigError) as err:
         validate(compose_cfg([override]))
+    assert key in str(err.value) and allowed in str(err.value)
+
+
+@pytest.mark.parametrize(("override", "key", "allowed"), [
+    (["optim.schedule=plateau", "optim.plateau_factor=2"], "optim.plateau_factor", "(0, 1)"),
+    (["optim.schedule=plateau", "optim.plateau_patience=0"], "optim.plateau_patience",
+     "positive integer"),
+    (["dataset=arrowhead", "dataset.normalize=global"], "dataset.normalize", "'series'"),
+])
+def test_bad_knob_values_name_the_key(override, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        validate(compose_cfg(override))
     assert key in str(err.value) and allowed in str(err.value)
 
 

@@ -154,6 +154,23 @@ def test_other_optimizers_and_the_mlp(optim, tmp_path):
     assert_same(got, want, "accuracy")
 
 
+@pytest.mark.parametrize("optim", [
+    {"name": "adam", "lr": 0.05, "schedule": "cosine", "min_lr": 1e-3},
+    {"name": "adam", "lr": 0.05, "schedule": "plateau", "plateau_patience": 1,
+     "plateau_factor": 0.5, "min_lr": 1e-4, "weight_decay": 1e-3},
+])
+def test_schedules_weight_decay_and_a_pooled_summary_per_replica(optim, tmp_path):
+    """Each replica's learning rate follows the schedule its own run would step (the plateau
+    on its own training loss), with replicas on folds of different sizes and clipped."""
+    cfg = mcfg(cell="gru", summary="mean")
+    full = split(60, INFO, 3)
+    rows = [torch.arange(0, 41), torch.arange(10, 60), torch.arange(5, 30)]
+    trains = [TensorSplit(full.x[r], full.y[r], full.naive[r]) for r in rows]
+    vals = [split(n, INFO, 4 + n) for n in (12, 20, 17)]
+    got, want = run_both(cfg, INFO, trains, vals, tmp_path, optim=optim, epochs=8, clip=0.5)
+    assert_same(got, want, "accuracy")
+
+
 def test_a_nan_fails_its_own_replica_only(tmp_path):
     train, val = split(37, INFO, 1), split(20, INFO, 2)
     got, want = run_both(mcfg(cell="gru"), INFO, [train] * 3, [val] * 3, tmp_path, epochs=3,
@@ -235,7 +252,7 @@ def test_run_seeds_records_what_train_run_records(make_cfg, mlflow_uri, override
                            "mlflow.source.type", "mlflow.log-model.history"):
                 assert ours.data.tags[key] == value, key
         for key, value in theirs.data.metrics.items():
-            if key.startswith(("test/", "best/", "val/")) or key == "epochs_trained":
+            if key.startswith(("test/", "best/", "val/", "fit/")) or key == "epochs_trained":
                 assert ours.data.metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
         for key in ("train/loss", "val/loss", f"val/{cfg.dataset.metric}"):
             a = [m.value for m in sorted(client.get_metric_history(res.run_id, key),

@@ -64,6 +64,32 @@ def test_unequal_lengths_reverse_and_mlp_head(cell):
     _check_forward(models, x, lengths)
 
 
+@pytest.mark.parametrize(("cell", "summary"), [("gru", "mean"), ("lstm", "max"),
+                                               ("rnn", "mean")])
+def test_pooled_summaries_equal_the_single_models(cell, summary):
+    """Mean and max over each sequence's own steps, padding excluded, per replica."""
+    models = singles(mcfg(cell=cell, topology="stacked_bidirectional", summary=summary))
+    torch.manual_seed(9)
+    x = torch.randn(K, 4, 7, 5, dtype=torch.float64)
+    _check_forward(models, x)
+    lengths = torch.randint(2, 8, (K, 4))
+    x = x * (torch.arange(7) < lengths.unsqueeze(-1)).unsqueeze(-1)
+    _check_forward(models, x, lengths)
+    loops = singles(mcfg(cell=cell, impl="cell", topology="bidirectional", summary=summary))
+    _check_forward(loops, x, lengths)
+
+
+def test_a_pooled_summary_reads_no_padding():
+    """A sequence padded with steps past its length summarises as the sequence alone."""
+    for summary in ("mean", "max"):
+        torch.manual_seed(0)
+        m = build_model(mcfg(cell="gru", topology="bidirectional", summary=summary),
+                        CLS).double()
+        x = torch.randn(1, 4, 5, dtype=torch.float64)
+        padded = torch.cat([x, torch.full((1, 3, 5), 7.0, dtype=torch.float64)], 1)
+        torch.testing.assert_close(m(padded, torch.tensor([4])), m(x))
+
+
 def test_tokens_and_the_mlp():
     models = singles(mcfg(cell="lstm", topology="bidirectional"), TOK)
     ids = torch.randint(0, 50, (K, 4, 7))

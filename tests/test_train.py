@@ -11,8 +11,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
+from bench.data.base import DatasetInfo
+from bench.task import chance_loss
 from bench.train import NonFiniteLoss, run
-from bench.vocab import RECURRENT_CELLS, TOPOLOGIES
+from bench.vocab import RECURRENT_CELLS, TOPOLOGIES, fit_label
 
 
 def _run_record(uri, run_id):
@@ -42,6 +44,13 @@ def test_classification_run_is_recorded(make_cfg, mlflow_uri):
                 "best/val_accuracy"):
         assert key in rec.data.metrics, key
     assert rec.data.metrics["best/val_accuracy"] == pytest.approx(result.objective)
+    # the fit check: the last epoch's training loss against ln K
+    m = rec.data.metrics
+    assert m["fit/train_loss"] == pytest.approx(
+        client.get_metric_history(result.run_id, "train/loss")[-1].value)
+    assert m["fit/chance_loss"] == pytest.approx(math.log(2))
+    assert m["fit/loss_ratio"] == pytest.approx(m["fit/train_loss"] / math.log(2))
+    assert tags["fit"] == ("fitted" if m["fit/loss_ratio"] < 0.9 else "did not fit")
     paths = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"config.yaml", "model_summary.txt", "plots"} <= paths
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
@@ -63,6 +72,20 @@ def test_regression_run_reports_units_and_predictions(make_cfg, mlflow_uri):
     assert m["test/naive_mae_units"] / m["test/naive_mae"] == pytest.approx(ratio, rel=1e-4)
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
     assert "plots/predictions_vs_actual.png" in plots
+    # chance: the training targets' variance in the scaled units the MSE is computed in
+    assert m["fit/chance_loss"] > 0 and m["fit/loss_ratio"] == pytest.approx(
+        m["fit/train_loss"] / m["fit/chance_loss"])
+
+
+def test_chance_loss_is_ln_k_or_the_best_constant_predictions_loss():
+    info = DatasetInfo("d", "classification", "accuracy", "maximize", 4, 1, num_classes=3)
+    y = torch.tensor([0.0, 1.0, 2.0, 10.0])
+    assert chance_loss(info, "cross_entropy", y) == pytest.approx(math.log(3))
+    reg = DatasetInfo("d", "regression", "mae", "minimize", 4, 1)
+    assert chance_loss(reg, "mse", y) == pytest.approx(float(((y - y.mean()) ** 2).mean()))
+    assert chance_loss(reg, "mae", y) == pytest.approx((1 + 0 + 1 + 9) / 4)  # median 1
+    assert fit_label(0.5) == "fitted" and fit_label(0.9) == "did not fit"
+    assert fit_label(math.nan) is None
 
 
 @pytest.mark.parametrize(("cell", "topology", "impl"),

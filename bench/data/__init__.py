@@ -33,7 +33,13 @@ def build(dataset_cfg, data_dir: str | Path | None = None) -> Prepared:
             f"dataset.kind: {kind!r} is not a known dataset kind; expected one of {sorted(KINDS)}"
         )
     module = importlib.import_module(KINDS[kind])
-    return module.build(dataset_cfg, Path(data_dir) if data_dir else default_data_dir())
+    prepared = module.build(dataset_cfg, Path(data_dir) if data_dir else default_data_dir())
+    classes = dataset_cfg.get("classes")
+    if classes is not None and prepared.info.num_classes != classes:
+        # the config's count is what a record without fit metrics takes its chance loss from
+        raise DataError(f"dataset.classes: {classes}, but {prepared.info.name} has "
+                        f"{prepared.info.num_classes} classes; expected the data's count")
+    return prepared
 
 
 __all__ = ["ConfigError", "DataError", "DatasetInfo", "Prepared", "build", "default_data_dir"]

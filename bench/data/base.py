@@ -139,6 +139,18 @@ class TensorSplit:
         return TensorSplit(x, y, naive, lengths=lengths)
 
 
+def split_targets(split: Split, chunk: int = 65536) -> torch.Tensor:
+    """Every target of a split, without gathering its inputs where the split holds the
+    targets apart (a window split's inputs are many times its targets)."""
+    if isinstance(split, TensorSplit):
+        return split.y
+    if isinstance(split, WindowSplit):
+        return split.target[split.anchors + split.delay]
+    n = len(split)
+    return torch.cat([split[torch.arange(i, min(i + chunk, n))]["y"]
+                      for i in range(0, n, chunk)])
+
+
 def phase_layout(features: torch.Tensor, step: int) -> tuple[torch.Tensor, int]:
     """The series regrouped by row phase modulo ``step``, so every window is one block.
 

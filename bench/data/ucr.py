@@ -33,8 +33,8 @@ import torch
 from bench.data.base import ConfigError, DataError, DatasetInfo, Prepared, TensorSplit
 from bench.data.download import Located, Source, load_verified
 from bench.data.ts_format import MISSING, TsData, read_ts
+from bench.vocab import NORMALIZE
 
-NORMALIZE = ("dimension", "series", "none")
 URL = "https://timeseriesclassification.com/aeon-toolkit/{name}.zip"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 

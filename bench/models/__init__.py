@@ -34,22 +34,30 @@ def arch_name(mcfg) -> str:
 
 
 def _out_features(info: DatasetInfo) -> int:
-    return info.num_classes if info.task == "classification" else 1
+    if info.task != "classification":
+        return 1
+    if not info.num_classes:
+        raise ConfigError(f"dataset {info.name}: a classification dataset must state its "
+                          "number of classes (DatasetInfo.num_classes)")
+    return info.num_classes
 
 
-def _construct(mcfg, info: DatasetInfo, sizes: list[int]) -> nn.Module:
-    common = {"vocab_size": info.vocab_size, "embedding_dim": int(mcfg.get("embedding_dim", 32))}
+def _construct(mcfg, info: DatasetInfo, sizes: list[int]) -> MLP | RecurrentNet:
+    vocab_size, embedding_dim = info.vocab_size, int(mcfg.get("embedding_dim", 32))
     if mcfg.cell == "mlp":
         return MLP(
             seq_len=info.seq_len, input_size=info.n_features, hidden_sizes=sizes,
-            out_features=_out_features(info), dropout=float(mcfg.dropout), **common,
+            out_features=_out_features(info), dropout=float(mcfg.dropout),
+            vocab_size=vocab_size, embedding_dim=embedding_dim,
         )
     return RecurrentNet(
         cell=mcfg.cell, input_size=info.n_features, hidden_sizes=sizes,
         out_features=_out_features(info),
         bidirectional=str(mcfg.topology).endswith("bidirectional"), impl=mcfg.impl,
         dropout=float(mcfg.dropout), recurrent_dropout=float(mcfg.recurrent_dropout),
-        reverse=bool(mcfg.reverse), head=mcfg.head, head_hidden=int(mcfg.head_hidden), **common,
+        reverse=bool(mcfg.reverse), head=mcfg.head, head_hidden=int(mcfg.head_hidden),
+        summary=str(mcfg.get("summary", "last")),
+        vocab_size=vocab_size, embedding_dim=embedding_dim,
     )
 
 
@@ -82,7 +90,8 @@ def fit_budget(mcfg, info: DatasetInfo, base: list[int], budget: int) -> list[in
     return best
 
 
-def load_pretrained_embedding(model: nn.Module, mcfg, info: DatasetInfo, data_dir) -> None:
+def load_pretrained_embedding(model: MLP | RecurrentNet, mcfg, info: DatasetInfo,
+                              data_dir) -> None:
     """Overwrites the initialised embedding with pretrained vectors (``model.embedding``)."""
     spec = mcfg.get("embedding") or {}
     if not spec.get("pretrained"):
@@ -90,15 +99,16 @@ def load_pretrained_embedding(model: nn.Module, mcfg, info: DatasetInfo, data_di
     from bench.data import default_data_dir
     from bench.data.glove import embedding_matrix
 
-    if getattr(model, "embedding", None) is None:
+    embedding = model.embedding
+    if embedding is None:
         raise ConfigError("model.embedding.pretrained: set, but the dataset feeds no tokens; "
                           "expected a token dataset such as dataset=imdb")
     matrix, found = embedding_matrix(
         spec, info.vocabulary, int(mcfg.embedding_dim),
         Path(data_dir) if data_dir else default_data_dir(), seed=int(spec.get("seed", 0)))
     with torch.no_grad():
-        model.embedding.weight.copy_(matrix)
-    model.embedding.weight.requires_grad_(not bool(spec.get("freeze", True)))
+        embedding.weight.copy_(matrix)
+    embedding.weight.requires_grad_(not bool(spec.get("freeze", True)))
     model.pretrained_words = found
 
 

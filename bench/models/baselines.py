@@ -29,6 +29,11 @@ class Naive(nn.Module):
 
 
 class MLP(nn.Module):
+    # set by ``bench.models.build_model``: the per-layer widths it built (recorded as a
+    # param), and how many vocabulary words a pretrained embedding file held
+    layer_sizes: list[int]
+    pretrained_words: int | None = None
+
     def __init__(
         self,
         *,

@@ -16,6 +16,7 @@ from its own last step, not from the padding. Outputs at padded steps are zero i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -45,6 +46,84 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tenso
     n = lengths.to(x.device).unsqueeze(1)
     idx = torch.where(steps < n, n - 1 - steps, steps)
     return x.gather(1, idx.unsqueeze(-1).expand_as(x))
+
+
+def step_masks(lengths: torch.Tensor | None, t: int,
+               device: torch.device) -> tuple[torch.Tensor | None, ...]:
+    """Per time step, which sequences are still inside their length (``(..., 1)`` booleans
+    over the batch dimensions of ``lengths``); all None when every sequence is full."""
+    if lengths is None:
+        return (None,) * t
+    live = torch.arange(t, device=device) < lengths.to(device).unsqueeze(-1)
+    return live.unsqueeze(-1).unbind(-2)
+
+
+def cell_step(cell: str, gx: torch.Tensor, gh: torch.Tensor, h: torch.Tensor,
+              c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the cell from its input and recurrent projections (PyTorch's gate order
+    and formulas, so the loop matches the fused kernels); ``c`` is the LSTM's cell state,
+    passed through unchanged by the others."""
+    if cell == "rnn":
+        return torch.tanh(gx + gh), c
+    if cell == "gru":
+        xr, xz, xn = gx.chunk(3, -1)
+        hr, hz, hn = gh.chunk(3, -1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        return (1 - z) * n + z * h, c
+    i, f, g, o = (gx + gh).chunk(4, -1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+
+def recur(cell: str, steps: Sequence[torch.Tensor], alive: Sequence[torch.Tensor | None],
+          h: torch.Tensor, c: torch.Tensor, mask: torch.Tensor | None,
+          recurrent: Callable[[torch.Tensor], torch.Tensor],
+          ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The recurrence over time: each step's outputs and the final state.
+
+    Shared by the single loop (``LoopLayer``) and the grouped one
+    (``bench.models.replicas``), which differ only in how the recurrent projection
+    ``recurrent(h)`` is batched, so a replica computes its single model's arithmetic.
+    """
+    outs = []
+    for gx, live in zip(steps, alive, strict=True):
+        hr = h if mask is None else h * mask
+        h_new, c_new = cell_step(cell, gx, recurrent(hr), h, c)
+        if live is None:
+            h, c = h_new, c_new
+            outs.append(h)
+        else:
+            # past its length a sequence keeps its state and emits zeros, as packing does
+            h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
+            outs.append(h_new * live)
+    return outs, h
+
+
+def summarise(kind: str, outputs: torch.Tensor, final: torch.Tensor,
+              lengths: torch.Tensor | None) -> torch.Tensor:
+    """What the head reads of a sequence: ``last``, each direction's final state (the state
+    after the whole sequence, for a backward direction after reading back to t=0); ``mean`` or
+    ``max``, the last layer's outputs pooled over each sequence's own steps.
+
+    Pooling lets a class that shows anywhere in a long series reach the head without
+    surviving hundreds of recurrent steps. ``outputs`` is ``(..., T, D)`` with zeros at
+    padded steps; ``lengths`` ``(...)`` or None when every sequence is full.
+    """
+    if kind == "last":
+        return final
+    t = outputs.shape[-2]
+    if kind == "mean":
+        if lengths is None:
+            return outputs.mean(-2)
+        return outputs.sum(-2) / lengths.to(outputs.device).unsqueeze(-1).to(outputs.dtype)
+    if kind == "max":
+        if lengths is None:
+            return outputs.amax(-2)
+        live = torch.arange(t, device=outputs.device) < lengths.to(outputs.device).unsqueeze(-1)
+        return outputs.masked_fill(~live.unsqueeze(-1), float("-inf")).amax(-2)
+    raise ValueError(f"model.summary: {kind!r}; expected one of last, mean, max")
 
 
 class FusedLayer(nn.Module):
@@ -117,35 +196,8 @@ class LoopLayer(nn.Module):
         c = x.new_zeros(b, self.hidden_size)
         # One unbind before the loop: indexing ``xi[:, s]`` inside it makes autograd build
         # a full (B, T, G) gradient per step, a backward quadratic in T.
-        steps = xi.unbind(1)
-        alive = (None,) * t
-        if lengths is not None:
-            alive = (torch.arange(t, device=x.device) < lengths.to(x.device).unsqueeze(1)
-                     ).unsqueeze(-1).unbind(1)
-        outs = []
-        for gx, live in zip(steps, alive, strict=True):
-            hr = h if mask is None else h * mask
-            gh = torch.nn.functional.linear(hr, w_hh, b_hh)
-            if self.cell == "rnn":
-                h_new, c_new = torch.tanh(gx + gh), c
-            elif self.cell == "gru":
-                xr, xz, xn = gx.chunk(3, -1)
-                hr_, hz, hn = gh.chunk(3, -1)
-                r = torch.sigmoid(xr + hr_)
-                z = torch.sigmoid(xz + hz)
-                n = torch.tanh(xn + r * hn)
-                h_new, c_new = (1 - z) * n + z * h, c
-            else:
-                i, f, gg, o = (gx + gh).chunk(4, -1)
-                c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
-                h_new = torch.sigmoid(o) * torch.tanh(c_new)
-            if live is None:
-                h, c = h_new, c_new
-                outs.append(h)
-            else:
-                # past its length a sequence keeps its state and emits zeros, as packing does
-                h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
-                outs.append(h_new * live)
+        outs, h = recur(self.cell, xi.unbind(1), step_masks(lengths, t, x.device),
+                        h, c, mask, lambda hr: torch.nn.functional.linear(hr, w_hh, b_hh))
         return torch.stack(outs, 1), h
 
     def forward(self, x: torch.Tensor, recurrent_dropout: float = 0.0,
@@ -163,6 +215,7 @@ class LoopLayer(nn.Module):
         return torch.cat(outs, -1), torch.cat(finals, -1)
 
 
-def make_layer(impl: str, cell: str, input_size: int, hidden_size: int, bidirectional: bool):
+def make_layer(impl: str, cell: str, input_size: int, hidden_size: int,
+               bidirectional: bool) -> FusedLayer | LoopLayer:
     cls = FusedLayer if impl == "fused" else LoopLayer
     return cls(cell, input_size, hidden_size, bidirectional)

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from bench.models.cells import FusedLayer, LoopLayer
+
 
 def _glorot_uniform_(w: torch.Tensor) -> None:
     # Keras stores the kernel as (input, gates*hidden); the bound uses both dimensions.
@@ -22,7 +24,7 @@ def _glorot_uniform_(w: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def init_recurrent(layer: nn.Module, cell: str, scheme: str, forget_bias: float | None) -> None:
+def init_recurrent(layer: FusedLayer | LoopLayer, cell: str, scheme: str, forget_bias: float | None) -> None:
     hidden = layer.hidden_size
     for name, p in layer.named_cell_parameters():
         if scheme == "keras":

@@ -13,7 +13,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.models.cells import FusedLayer, make_layer, reverse_padded, sequence_mask
+from bench.models.cells import (
+    FusedLayer,
+    LoopLayer,
+    make_layer,
+    reverse_padded,
+    sequence_mask,
+    summarise,
+)
 from bench.models.init import init_dense, init_recurrent
 from bench.models.precision import as_float32, float32_region
 
@@ -27,6 +34,11 @@ def make_head(kind: str, in_features: int, out_features: int, hidden: int) -> nn
 
 
 class RecurrentNet(nn.Module):
+    # set by ``bench.models.build_model``: the per-layer widths it built (recorded as a
+    # param), and how many vocabulary words a pretrained embedding file held
+    layer_sizes: list[int]
+    pretrained_words: int | None = None
+
     def __init__(
         self,
         *,
@@ -41,11 +53,12 @@ class RecurrentNet(nn.Module):
         reverse: bool = False,
         head: str = "linear",
         head_hidden: int = 64,
+        summary: str = "last",
         vocab_size: int | None = None,
         embedding_dim: int = 32,
     ):
         super().__init__()
-        self.cell, self.reverse = cell, reverse
+        self.cell, self.reverse, self.summary = cell, reverse, summary
         self.dropout, self.recurrent_dropout = dropout, recurrent_dropout
         self.embedding = nn.Embedding(vocab_size, embedding_dim) if vocab_size else None
         width = embedding_dim if vocab_size else input_size
@@ -57,8 +70,12 @@ class RecurrentNet(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.head = make_head(head, width, out_features, head_hidden)
 
+    def recurrent_layers(self) -> list[FusedLayer | LoopLayer]:
+        """The layers with their own type (a ``ModuleList`` yields plain modules)."""
+        return [layer for layer in self.layers if isinstance(layer, FusedLayer | LoopLayer)]
+
     def initialise(self, scheme: str, forget_bias: float | None) -> None:
-        for layer in self.layers:
+        for layer in self.recurrent_layers():
             init_recurrent(layer, self.cell, scheme, forget_bias)
         init_dense(self.head, scheme)
         if self.embedding is not None:
@@ -82,12 +99,14 @@ class RecurrentNet(nn.Module):
             x = self.embedding(x)
         if self.reverse:
             x = reverse_padded(x, lengths)
-        summary = None
-        for layer in self.layers:
+        final = None
+        for layer in self.recurrent_layers():
             if self.training and self.dropout > 0:
                 x = x * sequence_mask(x, self.dropout)
             own = host_lengths if isinstance(layer, FusedLayer) else lengths
-            x, summary = layer(x, self.recurrent_dropout, own)
-        # The summary is each direction's final state (for a backward direction, its state
-        # after reading back to t=0), never output[:, -1], where it has seen one step.
-        return self.head(summary)
+            x, final = layer(x, self.recurrent_dropout, own)
+        if final is None:
+            raise ValueError("RecurrentNet: no recurrent layers")
+        # ``last`` is each direction's final state (for a backward direction, its state after
+        # reading back to t=0), never output[:, -1], where it has seen one step.
+        return self.head(summarise(self.summary, x, final, lengths))

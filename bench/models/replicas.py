@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from bench.models.baselines import MLP
-from bench.models.cells import GATES
+from bench.models.cells import GATES, recur, step_masks, summarise
 from bench.models.precision import as_float32, float32_region
 from bench.models.recurrent import RecurrentNet
 
@@ -86,7 +86,7 @@ class ReplicaNet(nn.Module):
                                  requires_grad=params[0].requires_grad)
                 stacked[_key(n)] = p
         self.stacked = stacked
-        if self.kind == "mlp":
+        if isinstance(first, MLP):
             self._mlp_layout(first)
         else:
             self._recurrent_layout(first)
@@ -106,10 +106,10 @@ class ReplicaNet(nn.Module):
 
     def _recurrent_layout(self, m: RecurrentNet) -> None:
         self.has_embedding = m.embedding is not None
-        self.cell, self.reverse = m.cell, m.reverse
+        self.cell, self.reverse, self.summary = m.cell, m.reverse, m.summary
         self.dropout, self.recurrent_dropout = m.dropout, m.recurrent_dropout
         self.layers = [(f"layers.{i}.rnn", layer.hidden_size, layer.bidirectional)
-                       for i, layer in enumerate(m.layers)]
+                       for i, layer in enumerate(m.recurrent_layers())]
         if isinstance(m.head, nn.Linear):
             self.head = [("head", False)]
         else:
@@ -186,7 +186,7 @@ class ReplicaNet(nn.Module):
             x = x[:, :, : int(lengths.max())]
         if self.reverse:
             x = _reverse_padded(x, lengths)
-        summary = None
+        summary: torch.Tensor | None = None
         for prefix, hidden, bidirectional in self.layers:
             if self.training and self.dropout > 0:
                 x = x * _sequence_mask(x, self.dropout)
@@ -197,6 +197,9 @@ class ReplicaNet(nn.Module):
                 outs.append(_reverse_padded(out, lengths) if sfx else out)
                 finals.append(h)
             x, summary = torch.cat(outs, -1), torch.cat(finals, -1)
+        if summary is None:
+            raise ValueError("ReplicaNet: a recurrent model without recurrent layers")
+        summary = summarise(self.summary, x, summary, lengths)
         for name, relu in self.head:
             summary = _linear(summary, self.p(f"{name}.weight"), self.p(f"{name}.bias"))
             if relu:
@@ -212,39 +215,13 @@ class ReplicaNet(nn.Module):
         # the input projection of every step in one batched matmul; only the recurrence
         # is sequential
         xi = _linear(x.reshape(k, b * t, f), w_ih, b_ih).view(k, b, t, GATES[self.cell] * hidden)
-        # one unbind before the loop: indexing inside it makes the backward quadratic in T
-        steps = xi.unbind(2)
-        alive = (None,) * t
-        if lengths is not None:
-            alive = (torch.arange(t, device=x.device) < lengths.to(x.device).unsqueeze(-1)
-                     ).unsqueeze(-1).unbind(2)
         mask = None
         if self.training and self.recurrent_dropout > 0:
             keep = x.new_full((k, b, hidden), 1 - self.recurrent_dropout)
             mask = torch.bernoulli(keep) / (1 - self.recurrent_dropout)
         h = x.new_zeros(k, b, hidden)
         c = x.new_zeros(k, b, hidden)
-        outs = []
-        for gx, live in zip(steps, alive, strict=True):
-            hr = h if mask is None else h * mask
-            gh = torch.baddbmm(b_hh, hr, w_hh)
-            if self.cell == "rnn":
-                h_new, c_new = torch.tanh(gx + gh), c
-            elif self.cell == "gru":
-                xr, xz, xn = gx.chunk(3, -1)
-                hr_, hz, hn = gh.chunk(3, -1)
-                r = torch.sigmoid(xr + hr_)
-                z = torch.sigmoid(xz + hz)
-                n = torch.tanh(xn + r * hn)
-                h_new, c_new = (1 - z) * n + z * h, c
-            else:
-                i, fg, gg, o = (gx + gh).chunk(4, -1)
-                c_new = torch.sigmoid(fg) * c + torch.sigmoid(i) * torch.tanh(gg)
-                h_new = torch.sigmoid(o) * torch.tanh(c_new)
-            if live is None:
-                h, c = h_new, c_new
-                outs.append(h)
-            else:
-                h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
-                outs.append(h_new * live)
+        # one unbind before the loop: indexing inside it makes the backward quadratic in T
+        outs, h = recur(self.cell, xi.unbind(2), step_masks(lengths, t, x.device), h, c, mask,
+                        lambda hr: torch.baddbmm(b_hh, hr, w_hh))
         return torch.stack(outs, 2), h

@@ -524,8 +524,15 @@ def convergence_section(cells: pd.DataFrame, tail: float = convergence.TAIL) -> 
     ok, judged, unknown = convergence.summary(cells)
     bad = convergence.not_converged(cells)
     rows = [CellConvergence(str(r["dataset"]), str(r["arch"]), int(r["seeds"]), int(r["converged"]),
-                            int(r["unknown"]), str(r["example"])) for _, r in bad.iterrows()]
-    return ConvergenceSection(len(cells), ok, judged, unknown, tail, rows)
+                            int(r["unknown"]), str(r["example"]), _fit(r.get("cell_fit")),
+                            int(r.get("fitted", 0)), int(r["seeds"] - r.get("fit_unknown", 0)),
+                            float(r.get("fit_ratio", math.nan))) for _, r in bad.iterrows()]
+    return ConvergenceSection(len(cells), ok, judged, unknown, tail, rows, convergence.FIT_RATIO)
+
+
+def _fit(value) -> bool | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else bool(value)
 
 
 def _sensitivity(sens: sensitivity.Sensitivity) -> SensitivitySection:

@@ -6,6 +6,13 @@ when its best validation epoch lies before the last ``tail`` fraction of the epo
 (the curve had flattened well before the budget ran out). A cell (dataset x architecture)
 converged when at least half of its seeds did. Runs without a per-epoch curve (a record
 rebuilt without its store) cannot be judged and are counted as unknown, never as converged.
+
+Before any of that, a run must have fitted its training data: a final training loss at or
+above ``FIT_RATIO`` (0.9) of the chance loss (ln K for K classes, the best constant
+prediction's loss for regression; :mod:`bench.results.fit`) means the model learned next to
+nothing, and an early stop or a flat validation curve then says nothing about convergence.
+Such a run did not converge, and a cell where more than half of the seeds that can be judged
+did not fit is "did not fit", never "converged".
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bench.results.fit import FIT_RATIO, run_fit
+
 TAIL = 0.2  # the best epoch must come before the last 20% of the epochs trained
 
 
@@ -24,6 +33,8 @@ TAIL = 0.2  # the best epoch must come before the last 20% of the epochs trained
 class RunConvergence:
     converged: bool | None  # None: no curve and no early stop to judge by
     reason: str  # "early stop", "best at epoch 12 of 40", "best in the last 20% (38 of 40)", ...
+    fitted: bool | None = None  # None: no training loss or chance loss to judge by
+    fit_ratio: float = math.nan  # final training loss / chance loss
 
 
 def _curve(row: pd.Series, metric: str) -> list[float]:
@@ -43,26 +54,34 @@ def _int(value) -> int | None:
 
 def run_convergence(row: pd.Series, tail: float = TAIL) -> RunConvergence:
     """Judges one final run from its record row."""
+    fit = run_fit(row)
+    if fit.fitted is False:
+        return RunConvergence(False, f"did not fit: final training loss {fit.ratio:.2f} x the "
+                              "chance loss", False, fit.ratio)
     trained = _int(row.get("metric:epochs_trained"))
     budget = _int(row.get("param:trainer.max_epochs"))
     if trained is not None and budget is not None and trained < budget:
-        return RunConvergence(True, f"early stop after {trained} of {budget} epochs")
+        return RunConvergence(True, f"early stop after {trained} of {budget} epochs",
+                              fit.fitted, fit.ratio)
     curve = _curve(row, str(row.get("metric")))
     finite = [v for v in curve if math.isfinite(v)]
     if not finite:
-        return RunConvergence(None, "no validation curve recorded")
+        return RunConvergence(None, "no validation curve recorded", fit.fitted, fit.ratio)
     values = np.array([v if math.isfinite(v) else np.nan for v in curve])
     pick = np.nanargmax if row.get("direction") == "maximize" else np.nanargmin
     best = int(pick(values))  # the first best epoch: a later tie is no further progress
     n = len(curve)
     cut = n - max(1, math.ceil(tail * n))
     if best < cut:
-        return RunConvergence(True, f"best at epoch {best + 1} of {n}")
-    return RunConvergence(False, f"best in the last {tail:.0%} (epoch {best + 1} of {n})")
+        return RunConvergence(True, f"best at epoch {best + 1} of {n}", fit.fitted, fit.ratio)
+    return RunConvergence(False, f"best in the last {tail:.0%} (epoch {best + 1} of {n})",
+                          fit.fitted, fit.ratio)
 
 
 def table(runs: pd.DataFrame, tail: float = TAIL) -> pd.DataFrame:
-    """One row per cell: seeds, converged, unknown, the cell's verdict and an example reason.
+    """One row per cell: seeds, converged, unknown, the cell's verdict and an example reason,
+    then the fit check: seeds that fitted, seeds whose fit is unknown, the cell's fit (None
+    when no seed can be judged) and its median ratio of final training loss to chance loss.
 
     ``runs`` are the record's final rows of the learned models (naive baselines train nothing).
     """
@@ -71,14 +90,25 @@ def table(runs: pd.DataFrame, tail: float = TAIL) -> pd.DataFrame:
         judged = [run_convergence(r, tail) for _, r in g.iterrows()]
         known = [j for j in judged if j.converged is not None]
         yes = sum(bool(j.converged) for j in known)
+        fit_known = [j for j in judged if j.fitted is not None]
+        fits = sum(bool(j.fitted) for j in fit_known)
+        cell_fit = None if not fit_known else fits * 2 >= len(fit_known)
         verdict = None if not known else yes * 2 >= len(known)
+        if cell_fit is False:
+            verdict = False
         example = next((j.reason for j in judged if j.converged is False),
                        judged[0].reason if judged else "")
+        ratios = [j.fit_ratio for j in fit_known]
         rows.append({"dataset": ds, "arch": arch, "seeds": len(judged), "converged": yes,
                      "unknown": len(judged) - len(known), "cell_converged": verdict,
-                     "example": example})
-    return pd.DataFrame(rows, columns=["dataset", "arch", "seeds", "converged", "unknown",
-                                       "cell_converged", "example"])
+                     "example": example, "fitted": fits,
+                     "fit_unknown": len(judged) - len(fit_known), "cell_fit": cell_fit,
+                     "fit_ratio": float(np.median(ratios)) if ratios else math.nan})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+COLUMNS = ["dataset", "arch", "seeds", "converged", "unknown", "cell_converged", "example",
+           "fitted", "fit_unknown", "cell_fit", "fit_ratio"]
 
 
 def summary(cells: pd.DataFrame) -> tuple[int, int, int]:
@@ -89,8 +119,20 @@ def summary(cells: pd.DataFrame) -> tuple[int, int, int]:
 
 
 def not_converged(cells: pd.DataFrame) -> pd.DataFrame:
-    """The cells judged not converged; a cell that could not be judged is not among them."""
+    """The cells judged not converged (those that did not fit included); a cell that could
+    not be judged is not among them."""
     if not len(cells):
         return cells
     return cells[cells["cell_converged"].map(lambda v: v is False or v is np.False_)]
+
+
+def not_fitted(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells that did not fit their training data (:data:`FIT_RATIO`)."""
+    if not len(cells):
+        return cells
+    return cells[cells["cell_fit"].map(lambda v: v is False or v is np.False_)]
+
+
+__all__ = ["FIT_RATIO", "COLUMNS", "RunConvergence", "not_converged", "not_fitted",
+           "run_convergence", "summary", "table"]
 

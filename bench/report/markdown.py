@@ -245,9 +245,17 @@ def convergence_line(c: ConvergenceSection) -> str:
     return (
         f"Convergence: {c.converged} of {c.judged} judged cells converged"
         + (f" ({c.unknown} could not be judged: no per-epoch curve recorded)" if c.unknown else "")
-        + ("; not converged: " + ", ".join(f"{r.dataset} `{r.arch}`" for r in c.not_converged)
-           + " (their ranks partly measure convergence speed)" if c.not_converged else "")
+        + ("; did not fit their training data: "
+           + ", ".join(f"{r.dataset} `{r.arch}`" for r in c.not_fitted)
+           + " (their ranks measure a model that learned next to nothing)" if c.not_fitted else "")
+        + ("; not converged: " + ", ".join(f"{r.dataset} `{r.arch}`" for r in _slow(c))
+           + " (their ranks partly measure convergence speed)" if _slow(c) else "")
         + " (see *Convergence*).")
+
+
+def _slow(c: ConvergenceSection) -> list:
+    """The cells that fitted (or could not be judged for fit) but did not converge."""
+    return [r for r in c.not_converged if r.fit is not False]
 
 
 def across_summary(a: AcrossSection) -> str:
@@ -557,12 +565,24 @@ def convergence(c: ConvergenceSection) -> str:
         + (f"; {c.unknown} cell(s) could not be judged (no per-epoch curve recorded)" if c.unknown
            else "")
         + f". A run converged when early stopping ended it or its best validation epoch came "
-        f"before the last {c.tail:.0%} of its epochs; a cell when at least half its seeds did.")
-    if c.not_converged:
+        f"before the last {c.tail:.0%} of its epochs; a cell when at least half its seeds did. "
+        f"A run that did not fit its training data (final training loss at least "
+        f"{c.fit_ratio:g} x the chance loss: ln K for K classes, the best constant prediction's "
+        "loss for regression) never counts as converged, and a cell where more than half the "
+        "judged seeds did not fit is \"did not fit\"."
+        + (f" **{len(c.not_fitted)} cell(s) did not fit.**" if c.not_fitted else ""))
+    if c.not_fitted:
+        lines += ["", "Cells that did not fit their training data (their ranks measure a model "
+                  "that learned next to nothing):", "", "| dataset | architecture | seeds "
+                  "fitted | median final training loss / chance loss |", "|---|---|---|---|"]
+        for r in c.not_fitted:
+            lines.append(f"| {r.dataset} | `{r.arch}` | {r.fitted} of {r.fit_known} | "
+                         f"{r.fit_ratio:.2f} |")
+    if _slow(c):
         lines += ["", "Cells whose budget did not converge (their ranks partly measure "
                   "convergence speed):", "", "| dataset | architecture | seeds converged | "
                   "example |", "|---|---|---|---|"]
-        for r in c.not_converged:
+        for r in _slow(c):
             lines.append(f"| {r.dataset} | `{r.arch}` | {r.converged} of "
                          f"{r.seeds - r.unknown} | {r.example} |")
     lines.append("")

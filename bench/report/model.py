@@ -10,6 +10,7 @@ too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -253,6 +254,10 @@ class CellConvergence:
     converged: int
     unknown: int
     example: str
+    fit: bool | None = None  # None: no seed's fit could be judged
+    fitted: int = 0  # seeds that fitted their training data
+    fit_known: int = 0  # seeds whose fit could be judged
+    fit_ratio: float = math.nan  # median final training loss / chance loss
 
 
 @dataclass
@@ -263,6 +268,11 @@ class ConvergenceSection:
     unknown: int
     tail: float
     not_converged: list[CellConvergence]
+    fit_ratio: float = 0.9  # a run did not fit at final training loss >= this x chance loss
+
+    @property
+    def not_fitted(self) -> list[CellConvergence]:
+        return [c for c in self.not_converged if c.fit is False]
 
 
 @dataclass(frozen=True)

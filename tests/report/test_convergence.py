@@ -6,6 +6,7 @@ import json
 import math
 
 import pandas as pd
+import pytest
 
 from bench.report import content, convergence, markdown
 
@@ -44,3 +45,35 @@ def test_cells_need_half_their_seeds_and_unknowns_are_not_converged():
     assert convergence.summary(cells.reset_index()) == (1, 2, 1)
     text = markdown.convergence(content.convergence_section(cells.reset_index(), convergence.TAIL))
     assert "**1 of 2 judged cells converged (50%)**" in text and "| d | `b` | 1 of 3 |" in text
+
+
+def test_a_run_that_did_not_fit_never_counts_as_converged():
+    """A flat validation curve with a training loss at chance is "did not fit"; rows recorded
+    before the fit metrics derive it from their training curve and the config's classes."""
+    flat = [0.9] * 10
+    ln3 = math.log(3)
+    stuck = {**_row(flat, ds="arrowhead", arch="a"), "task": "classification",
+             "curve:train/loss": json.dumps([1.1, 1.099, 0.99 * ln3])}  # old row: derived
+    learned = {**_row(flat, ds="arrowhead", arch="b"), "task": "classification",
+               "metric:fit/loss_ratio": 0.2}
+    recorded = {**_row(flat, ds="arrowhead", arch="a"), "task": "classification",
+                "metric:fit/loss_ratio": 0.95}
+    j = convergence.run_convergence(pd.Series(stuck))
+    assert j.converged is False and j.fitted is False and j.fit_ratio == pytest.approx(0.99)
+    assert j.reason.startswith("did not fit")
+    unknown = {**_row(flat, ds="nowhere"), "task": "classification",
+               "curve:train/loss": json.dumps([1.0])}
+    assert convergence.run_convergence(pd.Series(unknown)).fitted is None
+    regression = {**_row(flat), "task": "regression", "metric:train/loss": 0.1}
+    assert convergence.run_convergence(pd.Series(regression)).fitted is None
+
+    cells = convergence.table(pd.DataFrame([stuck, recorded, learned])).set_index("arch")
+    assert not cells.loc["a", "cell_fit"] and not cells.loc["a", "cell_converged"]
+    assert bool(cells.loc["b", "cell_fit"]) and bool(cells.loc["b", "cell_converged"])
+    assert list(convergence.not_fitted(cells.reset_index())["arch"]) == ["a"]
+    section = content.convergence_section(cells.reset_index(), convergence.TAIL)
+    text = markdown.convergence(section)
+    assert "**1 cell(s) did not fit.**" in text and "| arrowhead | `a` | 0 of 2 | 0.97 |" in text
+    assert "Cells whose budget did not converge" not in text
+    line = markdown.convergence_line(section)
+    assert "did not fit their training data: arrowhead `a`" in line and "not converged:" not in line

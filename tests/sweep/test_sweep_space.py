@@ -58,6 +58,18 @@ def test_every_family_tunes_the_required_knobs():
     assert {"model.hidden_size", "model.num_layers"} <= rec
 
 
+def test_every_family_gets_the_training_knobs_alike():
+    """Clipping, a schedule and weight decay with the same choices for every family; the
+    sequence summary for the recurrent ones."""
+    knobs = ("optim.weight_decay", "optim.schedule", "trainer.gradient_clip_val")
+    spaces = {name: {p.name: p for p in space_mod.load(name).params}
+              for name in ("recurrent", "recurrent_small", "mlp", "mlp_small")}
+    for key in knobs:
+        assert len({spaces[name][key].choices for name in spaces}) == 1, key
+    assert spaces["recurrent_small"]["model.summary"].choices == ("last", "mean", "max")
+    assert "model.summary" not in spaces["mlp_small"]
+
+
 def test_space_errors_name_the_problem(tmp_path):
     cfg = cfg_for("model=mlp")
     with pytest.raises(ConfigError, match="model.cell in"):
