@@ -206,7 +206,7 @@ def _section(anchor: str, text: str) -> str:
 def _verdict(report: StudyReport) -> str:
     """The answer and what bounds it in a box; the per-dataset detail folded under it."""
     v = report.verdict
-    top = [markdown.verdict_headline(v.verdict), ""]
+    top = [*markdown.headline_lines(report), ""]
     if v.progress is not None:
         top = [markdown.progress(v.progress, report.study), "", *top]
     top += markdown.verdict_caveats(report)
