@@ -377,17 +377,22 @@ def commits(runs: pd.DataFrame) -> list[Commit]:
     code versions, and a reader checking a number needs to know which."""
     if not len(runs) or "git_sha" not in runs.columns:
         return []
-    r = runs.assign(sha=runs["git_sha"].fillna("").astype(str).replace("", "unknown"))
-    out = [Commit(str(sha), len(g), float(g["start_ms"].min()), float(g["start_ms"].max()))
+    r = runs.assign(sha=runs["git_sha"].fillna("").astype(str).replace("", "unknown"),
+                    at=pd.to_numeric(runs["start_ms"], errors="coerce").astype(float))
+    out = [Commit(str(sha), len(g), float(g["at"].min()), float(g["at"].max()))
            for sha, g in r.groupby("sha", sort=True)]
-    return sorted(out, key=lambda c: (c.first_ms, c.sha))
+    return sorted(out, key=lambda c: (not math.isfinite(c.first_ms),
+                                      c.first_ms if math.isfinite(c.first_ms) else 0.0, c.sha))
 
 
 def interrupted(sessions: pd.DataFrame) -> list[Interrupted]:
     if not len(sessions):
         return []
     cut = sessions[sessions["status"] == INTERRUPTED]
-    return [Interrupted(str(x.run_id), float(x.start_ms), float(x.end_ms))
+    def ms(v: object) -> float:
+        return float(v) if pd.notna(v) else math.nan   # type: ignore[arg-type]
+
+    return [Interrupted(str(x.run_id), ms(x.start_ms), ms(x.end_ms))
             for x in cut.itertuples(index=False)]
 
 

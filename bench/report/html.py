@@ -430,9 +430,9 @@ def md_to_html(text: str) -> str:
                        + "</ul>")
             i = j
             continue
-        elif _IMAGE.match(line):
+        elif (image := _IMAGE.match(line)) is not None:
             flush()
-            alt, src = _IMAGE.match(line).groups()
+            alt, src = image.groups()
             out.append(f'<figure><img src="{escape(src)}" alt="{escape(alt)}"></figure>')
         elif not line.strip():
             flush()

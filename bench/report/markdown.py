@@ -393,7 +393,8 @@ def what_was_run(w: WhatWasRun, study: str) -> str:
     lines.append(line)
     if w.commits:
         lines.append(f"- **Commits** of the final runs ({len(w.commits)}): " + "; ".join(
-            f"`{c.sha[:10]}` {c.runs} run(s), {_utc(c.first_ms)} to {_utc(c.last_ms)}"
+            f"`{c.sha[:10]}` {c.runs} run(s)" + (f", {_utc(c.first_ms)} to {_utc(c.last_ms)}"
+                                                  if np.isfinite(c.first_ms) else "")
             for c in w.commits))
     if w.commands:
         lines.append("- **Command**: " + "; ".join(f"`{c}`" for c in w.commands))

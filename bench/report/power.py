@@ -22,6 +22,7 @@ from statsmodels.stats.power import TTestPower
 
 GAPS = (0.05, 0.1, 0.2)
 POWER = 0.80
+MOST = 100_000      # datasets: the answer is "at least this many" beyond it
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,12 @@ def datasets_needed(gap: float, sd: float, alpha: float, power: float = POWER) -
     """Datasets a paired two-sided t-test needs to detect ``gap`` with ``power``."""
     if not (np.isfinite(sd) and sd > 0 and gap > 0):
         return 0
-    n = TTestPower().solve_power(effect_size=gap / sd, nobs=None, alpha=alpha, power=power,
-                                 alternative="two-sided")
-    return max(2, int(math.ceil(float(np.asarray(n).item()) - 1e-9)))
+    # the power curve over every whole number of datasets (a root finder fails on huge effects)
+    n = np.arange(2, MOST + 1)
+    achieved = TTestPower().power(effect_size=gap / sd, nobs=n, alpha=alpha,
+                                  alternative="two-sided")
+    hit = np.flatnonzero(achieved >= power)
+    return int(n[hit[0]]) if len(hit) else MOST
 
 
 def detectable_gap(sd: float, n: int, alpha: float, power: float = POWER) -> float:

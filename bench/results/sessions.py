@@ -32,6 +32,8 @@ def last_heartbeat(session: pd.Series, sessions: pd.DataFrame, rows: pd.DataFram
     hb = session.get(HEARTBEAT)
     if hb is not None and pd.notna(hb):
         return float(hb)
+    if pd.isna(session.get("start_ms")):
+        return math.nan
     start = float(session["start_ms"])
     later = sessions[(sessions["start_ms"] > start)
                      & (sessions["command"].fillna("") == (session.get("command") or ""))]
