@@ -461,9 +461,14 @@ def rope(s: DatasetSection) -> str:
             else f"{r.setting:g} in {u.metric}")
     src = {"default rule": "the default rule, the dataset config has no `rope`"}.get(
         r.source, f"`rope` from {r.source}")
-    ref_txt = (f"the naive baseline, {u.fmt(r.reference)}" if r.reference_name == "naive"
-               else f"{r.reference_name} (predicting the test mean), which beats the naive "
-               "baseline here")
+    if r.reference_name == "naive":
+        ref_txt = f"the naive baseline, {u.fmt(r.reference)}"
+    elif r.reference_name == "chance":
+        ref_txt = (f"chance, {u.fmt(r.reference)} (guessing from the balanced training class "
+                   "prior, 1 / classes; the naive majority vote breaks tied counts by label order)")
+    else:
+        ref_txt = (f"{r.reference_name} (predicting the test mean), which beats the naive "
+                   "baseline here")
     return (f"Region of practical equivalence: ±{u.width(r.width)} "
             f"({conv}; {src}; {skill_fmt(r.in_skill).lstrip('+')} in skill). No-skill reference: "
             f"{ref_txt}.")
