@@ -42,11 +42,30 @@ class DatasetSpec:
     rope: float                # in the dataset's convention (see bench.report.skill)
     rope_source: str
     runs: pd.DataFrame         # arch, seed, value (one tuning seed)
+    chance: float = math.nan   # classification: the chance accuracy, the no-skill reference
 
     @property
     def reference(self) -> tuple[float, str]:
         naive = self.runs.loc[self.runs["arch"] == "naive", "value"]
-        return skill.reference(naive, self.metric, self.direction)
+        return skill.reference(naive, self.metric, self.direction, self.chance)
+
+
+def _chance(r: pd.DataFrame) -> float:
+    """Chance accuracy of a classification dataset: 1 / K, with K recorded (``num_classes``)
+    or read off the naive classifier's test accuracy and loss."""
+    if str(r.iloc[0].get("task")) != "classification":
+        return math.nan
+    for col in ("num_classes", "param:dataset.num_classes"):
+        if col in r.columns and pd.to_numeric(r[col], errors="coerce").notna().any():
+            return skill.chance(float(pd.to_numeric(r[col], errors="coerce").dropna().iloc[0]))
+    naive = r[r["arch"] == "naive"]
+    cols = ("metric:test/accuracy", "metric:test/loss")
+    if naive.empty or not all(c in naive.columns for c in cols):
+        return math.nan
+    ks = [skill.classes_from_naive(float(a), float(lo))
+          for a, lo in naive[list(cols)].itertuples(index=False)]
+    ks = [k for k in ks if math.isfinite(k)]
+    return skill.chance(ks[0]) if ks else math.nan
 
 
 def specs(runs: pd.DataFrame) -> dict[str, DatasetSpec]:
@@ -61,7 +80,7 @@ def specs(runs: pd.DataFrame) -> dict[str, DatasetSpec]:
             rope, src = default_rope(first["direction"]), "default rule"
         out[ds] = DatasetSpec(ds, str(first["dataset_name"]), str(first["direction"]),
                               str(first["metric"]), rope, src,
-                              r[["arch", "seed", "value"]].reset_index(drop=True))
+                              r[["arch", "seed", "value"]].reset_index(drop=True), _chance(r))
     return out
 
 

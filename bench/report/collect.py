@@ -33,8 +33,9 @@ class StudyData:
 def study_data(record: pd.DataFrame, source: str = "") -> StudyData:
     """The report's view of a tidy record (:mod:`bench.results.record`)."""
     from bench.results.record import curves
+    from bench.results.sessions import close_interrupted
 
-    rows = record.copy()
+    rows = close_interrupted(record).copy()
     rows["phase"] = rows["kind"]
     study = str(rows["study"].dropna().iloc[0]) if rows["study"].notna().any() else ""
     sessions = rows[rows["kind"] == "session"].sort_values(["start_ms", "run_id"])

@@ -20,7 +20,21 @@ import numpy as np
 import pandas as pd
 
 from bench.report import across as across_mod
-from bench.report import aggregate, bayes, convergence, figures, sensitivity, skill, stats, variance
+from bench.report import (
+    aggregate,
+    bayes,
+    bootstrap,
+    comparisons,
+    convergence,
+    factors,
+    figures,
+    headline,
+    power,
+    sensitivity,
+    skill,
+    stats,
+    variance,
+)
 from bench.report import claims as claims_mod
 from bench.report import published as published_refs
 from bench.report.analysis import NOT_CANDIDATES, Analysis, DatasetSpec, Options, analyse, specs
@@ -32,6 +46,7 @@ from bench.report.model import (
     Budget,
     CellConvergence,
     ClaimRow,
+    Commit,
     ConvergenceSection,
     DatasetRun,
     DatasetSection,
@@ -41,6 +56,7 @@ from bench.report.model import (
     HeatCell,
     Heatmap,
     HeatRow,
+    Interrupted,
     LeaderboardRow,
     NoSkill,
     PairwiseBeats,
@@ -63,6 +79,7 @@ from bench.report.model import (
     WhatWasRun,
     Wilcoxon,
 )
+from bench.results.sessions import INTERRUPTED
 
 Fetch = Callable[[str, str, Path], bool]   # (run id, artifact path, destination) -> copied?
 
@@ -121,6 +138,9 @@ def compute(data: StudyData, figs: Figures, *, alpha: float = stats.ALPHA, test:
     cells = _convergence_cells(runs)
     unconverged = set(convergence.not_converged(cells)["dataset"]) - set(side)
     sens = sensitivity.run(all_specs, opts, side, unconverged) if all_specs else None
+    if sens is not None:
+        sens.rows += [(label, analyse(alt, opts, side)) for label, alt in
+                      _tuning_alternatives(data.runs, primary, progress, all_specs)]
     sections = [dataset_section(data, runs[runs["dataset"] == ds], all_specs[ds],
                                 an.comparisons[ds], an, figs, fetch, primary) for ds in datasets]
     conv = convergence_section(cells)
@@ -159,6 +179,35 @@ def _reported_runs(all_runs: pd.DataFrame, primary: int | None,
     if progress is not None and progress.partial:
         runs = runs[runs["dataset"].isin(progress.complete)]
     return runs
+
+
+def _tuning_alternatives(all_runs: pd.DataFrame, primary: int | None, progress: Progress | None,
+                         all_specs: dict[str, DatasetSpec]) -> list[tuple[str, dict]]:
+    """Where the tuning ran under several sampler seeds, the analysis once per other seed (its
+    tuned configurations replacing the primary seed's on those datasets), and once with every
+    tuning seed's runs together, so that the verdict is seen to rest, or not, on one tuning run."""
+    if primary is None or not len(all_runs):
+        return []
+    runs = _reported_runs(all_runs, None, progress)
+    runs = runs[runs["dataset"].isin(all_specs)]
+    tuned = runs.dropna(subset=["tuning_seed"])
+    repeated = sorted(ds for ds, g in tuned.groupby("dataset") if g["tuning_seed"].nunique() > 1)
+    if not repeated:
+        return []
+    out = []
+    names = ", ".join(repeated)
+    for seed in sorted(int(t) for t in tuned["tuning_seed"].unique() if int(t) != primary):
+        on = [ds for ds in repeated if (tuned.loc[tuned["dataset"] == ds, "tuning_seed"] == seed).any()]
+        alt = runs[runs["dataset"].isin(on)
+                   & (runs["tuning_seed"].isna() | (runs["tuning_seed"] == seed))]
+        out.append((f"tuning seed {seed} instead of {primary} ({', '.join(on)})",
+                    {**all_specs, **specs(alt)}))
+    pooled = runs[runs["dataset"].isin(repeated)].copy()
+    ts = pooled["tuning_seed"].fillna(primary).astype(int)
+    pooled["seed"] = pooled["seed"].astype(int) + 1_000_000 * (ts - primary)
+    out.append((f"every tuning seed's runs together, each run one sample of tuning and "
+                f"training ({names})", {**all_specs, **specs(pooled)}))
+    return out
 
 
 def _convergence_cells(runs: pd.DataFrame) -> pd.DataFrame:
@@ -320,7 +369,32 @@ def what_was_run(data: StudyData, datasets: list[str]) -> WhatWasRun:
         trials=int((data.all_runs["kind"] == "trial").sum()),
         compute_s=float(compute.sum()) / 1000 if len(compute) else None,
         commands=commands, stores=stores, record_source=source, definition=data.definition,
+        commits=commits(r), interrupted=interrupted(s),
     )
+
+
+def commits(runs: pd.DataFrame) -> list[Commit]:
+    """The commits the final runs were made at, oldest first: a study resumed over weeks mixes
+    code versions, and a reader checking a number needs to know which."""
+    if not len(runs) or "git_sha" not in runs.columns:
+        return []
+    r = runs.assign(sha=runs["git_sha"].fillna("").astype(str).replace("", "unknown"),
+                    at=pd.to_numeric(runs["start_ms"], errors="coerce").astype(float))
+    out = [Commit(str(sha), len(g), float(g["at"].min()), float(g["at"].max()))
+           for sha, g in r.groupby("sha", sort=True)]
+    return sorted(out, key=lambda c: (not math.isfinite(c.first_ms),
+                                      c.first_ms if math.isfinite(c.first_ms) else 0.0, c.sha))
+
+
+def interrupted(sessions: pd.DataFrame) -> list[Interrupted]:
+    if not len(sessions):
+        return []
+    cut = sessions[sessions["status"] == INTERRUPTED]
+    def ms(v: object) -> float:
+        return float(v) if pd.notna(v) else math.nan   # type: ignore[arg-type]
+
+    return [Interrupted(str(x.run_id), ms(x.start_ms), ms(x.end_ms))
+            for x in cut.itertuples(index=False)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -638,6 +712,14 @@ def across_section(an: Analysis, all_specs: dict[str, DatasetSpec], alpha: float
     out.signed_rank = _signed_rank(scores, order)
     out.lead, out.aggregate = _aggregate(runs_skill, order, datasets)
     out.friedman = _friedman(ranks, alpha)
+    if len(datasets) >= 2:
+        kept = {ds: {a: runs_skill[ds][a] for a in scores.columns} for ds in datasets}
+        pw = across_mod.wilcoxon_holm(scores)
+        out.pairs = comparisons.compare_all(kept, scores, pw, skill.SKILL_ROPE)
+        planning = power.plan(comparisons.differences(scores), alpha)
+        out.headline = headline.compute(comparisons.order_by_mean(scores), out.pairs, planning,
+                                        len(datasets))
+        out.factors = factors.fit(scores)
     return out
 
 
@@ -677,6 +759,8 @@ def _aggregate(runs_skill: dict[str, dict[str, np.ndarray]], order: pd.Series,
     iqms = {a: aggregate.iqm_interval(per_arch[a]) for a in order.index}
     lead = max(order.index, key=lambda a: (iqms[a].value, -list(order.index).index(a)))
     rows = [AggregateRow(a, iqms[a], aggregate.improvement_interval(per_arch[lead], per_arch[a])
+                         if a != lead else None, bootstrap.iqm_interval(per_arch[a]),
+                         bootstrap.improvement_interval(per_arch[lead], per_arch[a])
                          if a != lead else None)
             for a in sorted(order.index, key=lambda a: (-iqms[a].value, a))]
     return lead, rows

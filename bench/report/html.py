@@ -206,7 +206,7 @@ def _section(anchor: str, text: str) -> str:
 def _verdict(report: StudyReport) -> str:
     """The answer and what bounds it in a box; the per-dataset detail folded under it."""
     v = report.verdict
-    top = [markdown.verdict_headline(v.verdict), ""]
+    top = [*markdown.headline_lines(report), ""]
     if v.progress is not None:
         top = [markdown.progress(v.progress, report.study), "", *top]
     top += markdown.verdict_caveats(report)
@@ -431,7 +431,7 @@ def md_to_html(text: str) -> str:
                        + "</ul>")
             i = j
             continue
-        elif image := _IMAGE.match(line):
+        elif (image := _IMAGE.match(line)) is not None:
             flush()
             alt, src = image.groups()
             out.append(f'<figure><img src="{escape(src)}" alt="{escape(alt)}"></figure>')

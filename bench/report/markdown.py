@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.report import aggregate, bayes, skill, stats
+from bench.report import aggregate, bayes, hierarchical, skill, stats
+from bench.report import power as power_mod
+from bench.report.factors import Factors
 from bench.report.formatting import Units, p_value, probability, seconds, seed_range
 from bench.report.formatting import skill as skill_fmt
+from bench.report.headline import Headline
 from bench.report.model import (
     AcrossSection,
     Budget,
@@ -106,7 +109,7 @@ def verdict_lines(report: StudyReport) -> list[str]:
     """The verdict with every caveat that bounds it; the heat map right under its first
     sentence, so that the answer and its evidence fit on the first screen."""
     v: VerdictSection = report.verdict
-    lines = [verdict_headline(v.verdict), ""]
+    lines = [*headline_lines(report), ""]
     if report.heatmap is not None and report.heatmap.figure is not None:
         lines += [f"![heat map of mean skill]({report.heatmap.figure.path})", "",
                   heatmap_caption(), ""]
@@ -116,6 +119,59 @@ def verdict_lines(report: StudyReport) -> list[str]:
     per_ds = verdict_per_dataset(v.verdict)
     lines += ["Per dataset:", "", *per_ds, ""] if per_ds else []
     return lines + [verdict_method(v)]
+
+
+def headline_lines(report: StudyReport) -> list[str]:
+    """The answer first: the credible differences across datasets and their size; the top-group
+    rule after it, as one line of the verdict."""
+    h = report.across.headline
+    rule = "Top-group rule (in the top group on every dataset): " + verdict_headline(
+        report.verdict.verdict)
+    return [headline(h), "", rule] if h is not None else [verdict_headline(report.verdict.verdict)]
+
+
+def _gaps(h: Headline) -> str:
+    parts = [f"`{b.arch}` by about {b.gap:.2f} skill (behind `{b.behind}`)" for b in h.behind]
+    return "; ".join(parts)
+
+
+def headline(h: Headline) -> str:
+    """The credible differences in plain words, from the hierarchical model's probabilities."""
+    lvl = bayes.BAYES_LEVEL
+    if h.best is not None:
+        first = f"**`{h.best}` is credibly the best architecture.**"
+    else:
+        first = "**No architecture is credibly best.**"
+    text = [first, f"Across {h.datasets} datasets (hierarchical Bayesian model on every seed's "
+            f"skill; credible: P >= {lvl} beyond ±{skill.SKILL_ROPE} skill),"]
+    if h.best is None:
+        lead = (_names(h.leading) + (" lead: no architecture is credibly better than any of them"
+                                     if len(h.leading) > 1 else " leads alone"))
+        text.append(lead + ";")
+    if h.behind:
+        text.append("credibly behind: " + _gaps(h) + ".")
+    else:
+        text.append("no architecture is credibly behind another.")
+    if h.baseline is not None:
+        recurrent = len(h.order) - 1
+        if not h.beat_baseline:
+            b = (f"The `{h.baseline}` (no recurrence) is as good as any recurrent variant: none "
+                 "is credibly better than it")
+        else:
+            b = (f"The `{h.baseline}` (no recurrence) is credibly worse than "
+                 + _names(h.beat_baseline))
+        if h.baseline_beats:
+            b += (f", and it is credibly better than {len(h.baseline_beats)} of the {recurrent}: "
+                  + _names(h.baseline_beats))
+        text.append(b + ".")
+    p = h.planning
+    if p is not None:
+        text.append(
+            f"Differences below {p.detectable:.2f} skill cannot be resolved with {p.datasets} "
+            f"datasets (80% power, one comparison); resolving "
+            + ", ".join(f"{g:g} would take {p.needed[g]}" for g in power_mod.GAPS)
+            + " datasets.")
+    return " ".join(text)
 
 
 def heatmap_caption() -> str:
@@ -263,11 +319,14 @@ def across_summary(a: AcrossSection) -> str:
     if not a.compared:
         return ""
     n, w, lead = len(a.datasets), _tests(a), a.lead_iqm
+    two = next(r.iqm_datasets for r in a.aggregate if r.arch == a.lead)
     return (f"Across the {n} dataset(s) in the verdict: "
             + (f"significant Wilcoxon-Holm pairs: {len(w.significant)}" if w.significant else
                f"no Wilcoxon-Holm pair differs (smallest attainable p {w.smallest_p:.3g})")
             + f"; highest interquartile-mean skill `{a.lead}` {lead.value:+.3f} "
-            f"[{lead.low:+.3f}, {lead.high:+.3f}].")
+            f"[{lead.low:+.3f}, {lead.high:+.3f}] with seeds resampled"
+            + (f", {two.value:+.3f} [{two.low:+.3f}, {two.high:+.3f}] with datasets resampled "
+               "and every dataset weighing the same" if two is not None else "") + ".")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,6 +367,14 @@ def budget(b: Budget | None) -> str:
             "in the definition below)")
 
 
+def _utc(ms: float) -> str:
+    from datetime import UTC, datetime
+
+    if not np.isfinite(ms):
+        return "unknown"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def what_was_run(w: WhatWasRun, study: str) -> str:
     lines = ["## What was run", ""]
     lines.append(f"- **Datasets** ({len(w.datasets)}): " + ", ".join(
@@ -324,10 +391,19 @@ def what_was_run(w: WhatWasRun, study: str) -> str:
                      f"{seconds(w.wall_s)} over {w.sessions} session(s)"
                      + (f", up to {w.at_once} at once (disjoint shares of the datasets)"
                         if w.at_once > 1 else ""))
+    for c in w.interrupted:
+        lines.append(f"- **Interrupted session** `{c.run_id}`: started {_utc(c.start_ms)}, cut off "
+                     f"without closing; last heartbeat {_utc(c.last_heartbeat_ms)} (its wall "
+                     "time counts to there)")
     line = f"- **Runs** in the record: {w.final_runs} final runs, {w.trials} tuning trials"
     if w.compute_s is not None:
         line += f"; summed run time {seconds(w.compute_s)}"
     lines.append(line)
+    if w.commits:
+        lines.append(f"- **Commits** of the final runs ({len(w.commits)}): " + "; ".join(
+            f"`{c.sha[:10]}` {c.runs} run(s)" + (f", {_utc(c.first_ms)} to {_utc(c.last_ms)}"
+                                                  if np.isfinite(c.first_ms) else "")
+            for c in w.commits))
     if w.commands:
         lines.append("- **Command**: " + "; ".join(f"`{c}`" for c in w.commands))
     if w.stores is not None:
@@ -393,9 +469,14 @@ def rope(s: DatasetSection) -> str:
             else f"{r.setting:g} in {u.metric}")
     src = {"default rule": "the default rule, the dataset config has no `rope`"}.get(
         r.source, f"`rope` from {r.source}")
-    ref_txt = (f"the naive baseline, {u.fmt(r.reference)}" if r.reference_name == "naive"
-               else f"{r.reference_name} (predicting the test mean), which beats the naive "
-               "baseline here")
+    if r.reference_name == "naive":
+        ref_txt = f"the naive baseline, {u.fmt(r.reference)}"
+    elif r.reference_name == "chance":
+        ref_txt = (f"chance, {u.fmt(r.reference)} (guessing from the balanced training class "
+                   "prior, 1 / classes; the naive majority vote breaks tied counts by label order)")
+    else:
+        ref_txt = (f"{r.reference_name} (predicting the test mean), which beats the naive "
+                   "baseline here")
     return (f"Region of practical equivalence: ±{u.width(r.width)} "
             f"({conv}; {src}; {skill_fmt(r.in_skill).lstrip('+')} in skill). No-skill reference: "
             f"{ref_txt}.")
@@ -611,8 +692,8 @@ def across(a: AcrossSection) -> str:
     if not a.compared:
         return "\n".join(head + ["Fewer than two architectures ran on every dataset in the "
                                  "verdict."])
-    return "\n".join(head + _ranking(a) + _wilcoxon(a) + _signed_rank(a) + _aggregate(a)
-                     + _friedman(a))
+    return "\n".join(head + _ranking(a) + _pairs(a) + _wilcoxon(a) + _signed_rank(a)
+                     + _aggregate(a) + _factors(a.factors) + _planning(a) + _friedman(a))
 
 
 def _ranking(a: AcrossSection) -> list[str]:
@@ -628,6 +709,78 @@ def _ranking(a: AcrossSection) -> list[str]:
         table(["architecture", *a.datasets, "average rank"], rows),
         "",
     ]
+
+
+def _pairs(a: AcrossSection) -> list[str]:
+    if not a.pairs:
+        return []
+    rows = []
+    for p in a.pairs:
+        h, sr = p.hierarchical, p.signed_rank
+        rows.append([
+            f"`{p.first}` vs `{p.second}`", f"{p.mean_diff:+.3f}",
+            f"{h.mean:+.3f} [{h.low:+.3f}, {h.high:+.3f}]",
+            f"{probability(h.probs.better)} / {probability(h.probs.equivalent)} / "
+            f"{probability(h.probs.worse)}", h.probs.decided(),
+            f"{probability(sr.better)} / {probability(sr.equivalent)} / {probability(sr.worse)}",
+            p_value(p.wilcoxon_holm) or "n/a", f"{p.wins}/{p.ties}/{p.losses}",
+            p_value(p.sign_p) or "n/a"])
+    return [
+        "### Every pair across datasets", "",
+        f"First ahead of second in mean skill over datasets. **Hierarchical model**: {hierarchical.MODEL}; "
+        f"mu, the mean difference over datasets like these, with its 95% credible interval and "
+        f"P(first better / equivalent / worse) beyond ±{skill.SKILL_ROPE} skill "
+        f"(Gibbs sampler, {hierarchical.ITERATIONS - hierarchical.BURN_IN:,} draws after "
+        f"{hierarchical.BURN_IN:,}, seed {hierarchical.SEED}). **Signed-rank**: the Bayesian "
+        "signed-rank test on the datasets' mean skill (as below). **Wilcoxon**: Holm-adjusted "
+        f"over all pairs. **W/T/L**: datasets where first's mean skill is higher / within "
+        f"±{skill.SKILL_ROPE} / lower, with the two-sided sign test on wins against losses.", "",
+        table(["pair", "mean difference", "hierarchical mu [95% CrI]",
+               "hierarchical P(better / equiv. / worse)", f"decision (>= {bayes.BAYES_LEVEL})",
+               "signed-rank P(better / equiv. / worse)", "Wilcoxon-Holm p", "W/T/L",
+               "sign test p"], rows), ""]
+
+
+def _factors(f: Factors | None) -> list[str]:
+    if f is None:
+        return []
+    carriers = [t.factor for t in f.tests if t.p < stats.ALPHA]
+    if carriers:
+        verdict = ("The differences are carried by the " + " and the ".join(carriers)
+                   + (f"; the {next(t.factor for t in f.tests if t.factor not in carriers)} "
+                      "adds no detectable difference" if len(carriers) < len(f.tests) else "")
+                   + ".")
+    else:
+        verdict = "Neither factor carries a detectable difference."
+    rows = [[e.factor, f"{e.level} - {e.reference}", f"{e.estimate:+.3f}",
+             f"[{e.low:+.3f}, {e.high:+.3f}]"] for e in f.effects]
+    tests = "; ".join(f"{t.factor}: chi^2 = {t.chi2:.2f} (df {t.df}), p = {p_value(t.p) or 'n/a'}"
+                      for t in f.tests)
+    return [
+        "", "### Cell and topology", "",
+        f"A linear mixed model of the datasets' mean skill of the recurrent architectures "
+        f"({f.rows} cells on {f.datasets} datasets): cell and topology as fixed effects, the "
+        f"dataset as a random intercept (SD {f.dataset_sd:.3f}; residual SD {f.residual_sd:.3f}); "
+        "statsmodels MixedLM, maximum likelihood. Likelihood-ratio tests of each factor: "
+        f"{tests}. **{verdict}**", "",
+        table(["factor", "effect", "estimate", "95% CI"], rows, ["l", "l", "r", "r"])]
+
+
+def _planning(a: AcrossSection) -> list[str]:
+    h = a.headline
+    p = h.planning if h is not None else None
+    if p is None:
+        return []
+    rows = [[f"{g:g}", str(p.needed[g]), str(p.needed_all[g])] for g in power_mod.GAPS]
+    return [
+        "", "### Power and planning", "",
+        f"The gap between two architectures varies from dataset to dataset with a standard "
+        f"deviation of {p.spread:.3f} skill (the median over the {p.pairs} pairs). A paired "
+        f"two-sided test over the {p.datasets} datasets detects, at 80% power and alpha = "
+        f"{p.alpha}, gaps of {p.detectable:.3f} skill and more (statsmodels TTestPower; the "
+        "Wilcoxon test needs up to 1/0.864 as many). Datasets needed for a gap of:", "",
+        table(["skill gap", f"datasets (alpha = {p.alpha})",
+               f"datasets (every pair: alpha / {p.pairs})"], rows)]
 
 
 def _tests(a: AcrossSection) -> Wilcoxon:
@@ -673,19 +826,27 @@ def _signed_rank(a: AcrossSection) -> list[str]:
 
 
 def _aggregate(a: AcrossSection) -> list[str]:
-    rows = []
-    for r in a.aggregate:
-        e, poi = r.iqm, r.improvement
-        rows.append([f"`{r.arch}`", f"{e.value:+.3f} [{e.low:+.3f}, {e.high:+.3f}]",
-                     "" if poi is None else f"{poi.value:.2f} [{poi.low:.2f}, {poi.high:.2f}]"])
+    def est(e: aggregate.Estimate | None, fmt: str) -> str:
+        if e is None:
+            return ""
+        return f"{e.value:{fmt}} [{e.low:{fmt}}, {e.high:{fmt}}]"
+
+    rows = [[f"`{r.arch}`", est(r.iqm, "+.3f"), est(r.iqm_datasets, "+.3f"),
+             est(r.improvement, ".2f"), est(r.improvement_datasets, ".2f")]
+            for r in a.aggregate]
     return ["", "### Aggregate skill (interquartile mean, probability of improvement)", "",
-            f"In the manner of Agarwal et al. (2021): the interquartile mean of all runs' skill "
+            f"In the manner of Agarwal et al. (2021): the interquartile mean of the runs' skill "
             f"scores over the datasets in the verdict, and P(`{a.lead}` beats X), a run of the "
             "highest-IQM architecture against a run of X averaged over datasets; 95% percentile "
-            f"intervals from {aggregate.BOOTSTRAP_REPS:,} stratified bootstrap resamples of the "
-            f"seeds within each dataset (seed {aggregate.BOOTSTRAP_SEED}).", "",
-            table(["architecture", "IQM skill [95% CI]", f"P(`{a.lead}` beats it) [95% CI]"],
-                  rows)]
+            f"intervals from {aggregate.BOOTSTRAP_REPS:,} bootstrap resamples (seed "
+            f"{aggregate.BOOTSTRAP_SEED}). **Seeds resampled**: the runs within each of these "
+            "datasets, all runs pooled (a ten-seed dataset weighs twice a five-seed one): the "
+            "interval of these datasets run again. **Datasets resampled**: the datasets drawn "
+            "with replacement, then the runs within each, every dataset weighing the same: the "
+            "interval for datasets like these.", "",
+            table(["architecture", "IQM skill, seeds resampled", "IQM skill, datasets resampled",
+                   f"P(`{a.lead}` beats it), seeds resampled",
+                   f"P(`{a.lead}` beats it), datasets resampled"], rows)]
 
 
 def power_note(note: stats.PowerNote) -> str:

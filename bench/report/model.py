@@ -18,7 +18,10 @@ import numpy as np
 from bench.report import aggregate, bayes, stats
 from bench.report import claims as claims_mod
 from bench.report.aggregate import Estimate
+from bench.report.comparisons import PairComparison
+from bench.report.factors import Factors
 from bench.report.formatting import Units
+from bench.report.headline import Headline
 
 
 @dataclass(frozen=True)
@@ -205,9 +208,15 @@ class SignedRank:
 
 @dataclass(frozen=True)
 class AggregateRow:
+    """``iqm`` and ``improvement``: runs resampled within the study's datasets (and pooled,
+    so a dataset weighs by its seed count); ``*_datasets``: datasets resampled, then runs within
+    them, every dataset weighing the same (:mod:`bench.report.bootstrap`)."""
+
     arch: str
     iqm: aggregate.Estimate
     improvement: aggregate.Estimate | None     # P(lead beats it); None for the lead itself
+    iqm_datasets: aggregate.Estimate | None = None
+    improvement_datasets: aggregate.Estimate | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +245,9 @@ class AcrossSection:
     lead: str = ""              # the highest interquartile-mean skill
     aggregate: list[AggregateRow] = field(default_factory=list)   # highest IQM first
     friedman: FriedmanNemenyi | None = None
+    pairs: list[PairComparison] = field(default_factory=list)   # every pair, by mean skill
+    headline: Headline | None = None
+    factors: Factors | None = None
 
     @property
     def compared(self) -> bool:
@@ -379,6 +391,26 @@ class DatasetRun:
     direction: str
 
 
+@dataclass(frozen=True)
+class Commit:
+    """A commit the study's final runs were made at."""
+
+    sha: str
+    runs: int
+    first_ms: float
+    last_ms: float
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A session cut off without closing (a kill the process could not catch), with the
+    last sign of life the record holds: its last run's end."""
+
+    run_id: str
+    start_ms: float
+    last_heartbeat_ms: float
+
+
 @dataclass
 class WhatWasRun:
     datasets: list[DatasetRun]
@@ -396,6 +428,8 @@ class WhatWasRun:
     stores: tuple[str, str] | None   # (MLflow URI, Optuna storage), as the last session had them
     record_source: str | None   # where the record came from, when not MLflow
     definition: str
+    commits: list[Commit] = field(default_factory=list)
+    interrupted: list[Interrupted] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

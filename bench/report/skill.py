@@ -12,6 +12,13 @@ level, 1 a perfect model, negative worse than the reference. For R^2 the referen
 better of the naive baseline and R^2 = 0 (predicting the test mean): persistence on returns
 scores R^2 far below 0, and beating it is not skill.
 
+For classification the reference is chance: the expected accuracy of guessing a label from
+the training set's class prior, which on the balanced training sets of the UCR/UEA archive is
+1 / K for K classes, and is taken as 1 / K throughout (the record keeps K, not the class
+counts). The naive baseline's majority vote is not used: on tied class counts it takes the
+first label, and its test accuracy then depends on which label sorts first (ArrowHead's
+balanced training set gives it 39.4% on test, where chance is 33.3%).
+
 ROPE convention (the ``rope`` key of ``conf/dataset/<name>.yaml``): a half-width, in the primary
 metric's units for metrics that are maximised (accuracy 0.005 = half a point; R^2 0.005), and a
 fraction of the naive baseline's error for error metrics (0.01 = 1% of the naive MAE/RMSE, so
@@ -38,9 +45,28 @@ def error(values, direction: str):
     return 1.0 - v if direction == "maximize" else v
 
 
-def reference(naive: Iterable[float], metric: str, direction: str) -> tuple[float, str]:
-    """The no-skill reference score and its name: the naive baseline's mean, or the metric's
-    floor (R^2 = 0) when that is better."""
+def classes_from_naive(accuracy: float, loss: float) -> float:
+    """K, the number of classes, from the naive classifier's test accuracy and cross-entropy:
+    it emits one-hot logits, so a correct case costs log(e + K - 1) - 1 and a wrong one
+    log(e + K - 1), and the mean loss is log(e + K - 1) - accuracy. NaN when either is
+    missing or K is not close to a whole number of at least two."""
+    if not (np.isfinite(accuracy) and np.isfinite(loss)):
+        return math.nan
+    k = math.exp(loss + accuracy) - math.e + 1
+    return float(round(k)) if abs(k - round(k)) < 1e-3 and round(k) >= 2 else math.nan
+
+
+def chance(num_classes: float) -> float:
+    """Accuracy of guessing from a uniform class prior (the balanced training prior)."""
+    return 1.0 / num_classes if np.isfinite(num_classes) and num_classes >= 2 else math.nan
+
+
+def reference(naive: Iterable[float], metric: str, direction: str,
+              chance_level: float = math.nan) -> tuple[float, str]:
+    """The no-skill reference score and its name: chance for a classifier (when known), else
+    the naive baseline's mean, or the metric's floor (R^2 = 0) when that is better."""
+    if np.isfinite(chance_level):
+        return float(chance_level), "chance"
     x = np.asarray([v for v in naive if v is not None], dtype=float)
     x = x[np.isfinite(x)]
     naive_mean = float(x.mean()) if len(x) else math.nan

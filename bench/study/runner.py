@@ -321,6 +321,9 @@ class Runner:
                               f"seeds {s.seeds_of(cell.dataset)}")
                     continue
                 failures += self.finals(cell, tuned)
+                if session is not None:   # a session killed outright ends at its last beat
+                    tracking.log_metrics(self.client, session,
+                                         {"session/heartbeat_ms": time.time() * 1000})
             status = "FINISHED"
         except (KeyboardInterrupt, SystemExit) as exc:
             status, error = "KILLED", exc
