@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -247,6 +248,20 @@ def _steps(batches: list[list[torch.Tensor]]):
         yield s, [b[s] if s < len(b) else None for b in batches]
 
 
+def _step_schedule(schedule, train_loss: float) -> None:
+    """One epoch's step of a replica's schedule. A schedule drives a holder optimiser that
+    only carries the replica's learning rate (the grouped optimiser does the steps), so
+    torch's warning that the holder has not stepped yet is about nothing here."""
+    if schedule is None:
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+        if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            schedule.step(train_loss)
+        else:
+            schedule.step()
+
+
 def train_replicas(
     net: ReplicaNet,
     info: DatasetInfo,
@@ -353,11 +368,7 @@ def train_replicas(
                 results[r].error = f"training loss became NaN or infinite at epoch {epoch}"
                 continue
             results[r].history.setdefault("train/loss", []).append((epoch, mean_loss[g]))
-            schedule = schedules[r]
-            if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                schedule.step(mean_loss[g])
-            elif schedule is not None:
-                schedule.step()
+            _step_schedule(schedules[r], mean_loss[g])
         scores = _validate(net, forward, lossf, [val_splits[r] for r in group],
                            [val_batches[r] for r in group],
                            [live[r] and validated[r] for r in group],
