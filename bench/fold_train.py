@@ -343,35 +343,10 @@ def fit_all(cfg: DictConfig, seeds: list[int], prepared: Prepared | None = None
     Same arguments and results as :func:`bench.replica_train.fit_seeds`, whose place it takes
     in :func:`bench.replica_train.run_seeds`.
     """
-    import lightning.pytorch as pl
-
-    from bench.models import build_model
-    from bench.models.replicas import ReplicaNet
-    from bench.replica_train import evaluate
+    from bench.replica_train import fit_and_test
 
     prepared = prepared or bench_data.build(cfg.dataset, cfg.data_dir)
-    info = prepared.info
-    everything = pooled(prepared.train, prepared.val)
-    models = []
-    for seed in seeds:
-        pl.seed_everything(seed, workers=True, verbose=False)
-        models.append(build_model(cfg.model, info, cfg.data_dir))
-    net = ReplicaNet(models)
-    t = cfg.trainer
-    results = train_replicas(
-        net, info, [ReplicaData(s, everything, None) for s in seeds],
-        loss=cfg.dataset.loss, optim=dict(cfg.optim), batch_size=int(cfg.batch_size),
-        eval_batch_size=int(cfg.eval_batch_size), max_epochs=int(t.max_epochs),
-        patience=None, gradient_clip_val=t.get("gradient_clip_val"),
-        metric=cfg.dataset.metric, direction=cfg.dataset.direction,
-        limit_train_batches=t.get("limit_train_batches"))
-    for r, (res, model) in enumerate(zip(results, models, strict=True)):
-        if res.status == "FINISHED" and res.best_state is not None:
-            net.write_replica(r, model, res.best_state)
-            res.test_metrics = evaluate(model, info, prepared.test, int(cfg.eval_batch_size),
-                                        limit=t.get("limit_test_batches"),
-                                        loss=cfg.dataset.loss)
-    return results, models
+    return fit_and_test(cfg, seeds, prepared, pooled(prepared.train, prepared.val), None, None)
 
 
 def run_final(cfg: DictConfig, seeds: list[int], tuned_epochs: int, *,

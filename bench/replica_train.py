@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from bench import interrupt
-from bench.data.base import DatasetInfo, Split, split_targets
+from bench.data.base import DatasetInfo, Prepared, Split, split_targets
 from bench.data.module import IndexBatchSampler
 from bench.models.replicas import ReplicaNet
 from bench.task import LOSS_MODULES, chance_loss, fit_check, make_metrics, make_schedule
@@ -499,20 +499,31 @@ def unsupported(cfg) -> str | None:
 
 
 def fit_seeds(cfg, seeds: list[int], prepared=None) -> tuple[list[ReplicaResult], list]:
-    """The final retrains of one study cell, one replica per seed, on one config.
+    """The final retrains of one study cell, one replica per seed, on one config: trained on
+    the training split, the best epoch on the validation split chosen (and early stopping
+    read from it), as ``bench.train.run`` does for each seed. Returns the results and the
+    single models, so a caller can record each replica as a run of its own (no MLflow here).
+    """
+    from bench import data as bench_data
+
+    prepared = prepared or bench_data.build(cfg.dataset, cfg.data_dir)
+    return fit_and_test(cfg, seeds, prepared, prepared.train, prepared.val,
+                        cfg.trainer.get("early_stopping_patience"))
+
+
+def fit_and_test(cfg, seeds: list[int], prepared: Prepared, train: Split, val: Split | None,
+                 patience: int | None) -> tuple[list[ReplicaResult], list]:
+    """One replica per seed trained on ``train`` and tested on the test split once.
 
     Each replica's model is built exactly as ``bench.train`` builds its run's (seeded by
     ``pl.seed_everything(seed)``, then ``build_model``), trained by :func:`train_replicas`
-    and, where it finished, tested with its best epoch's weights written back into that
-    single model. Returns the results and the single models, so a caller can record each
-    replica as a run of its own (no MLflow here).
+    and, where it finished, tested with its kept weights (the best validation epoch's; the
+    last epoch's without ``val``) written back into that single model.
     """
     import lightning.pytorch as pl
 
-    from bench import data as bench_data
     from bench.models import build_model
 
-    prepared = prepared or bench_data.build(cfg.dataset, cfg.data_dir)
     info = prepared.info
     models = []
     for seed in seeds:
@@ -521,10 +532,10 @@ def fit_seeds(cfg, seeds: list[int], prepared=None) -> tuple[list[ReplicaResult]
     net = ReplicaNet(models)
     t = cfg.trainer
     results = train_replicas(
-        net, info, [ReplicaData(s, prepared.train, prepared.val) for s in seeds],
+        net, info, [ReplicaData(s, train, val) for s in seeds],
         loss=cfg.dataset.loss, optim=dict(cfg.optim), batch_size=int(cfg.batch_size),
         eval_batch_size=int(cfg.eval_batch_size), max_epochs=int(t.max_epochs),
-        patience=t.get("early_stopping_patience"),
+        patience=patience,
         gradient_clip_val=t.get("gradient_clip_val"),
         metric=cfg.dataset.metric, direction=cfg.dataset.direction,
         limit_train_batches=t.get("limit_train_batches"),

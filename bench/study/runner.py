@@ -202,11 +202,17 @@ class Runner:
         from bench.replica_train import run_seeds
 
         self.echo(f"    seeds {seeds} trained together as {len(seeds)} replicas")
+        return self._failures(seeds, lambda: run_seeds(cfg, seeds, tags=tags))
+
+    def _failures(self, seeds: list[int], train) -> int:
+        """Runs ``train`` (one run per seed) and counts the seeds whose run did not finish;
+        an error of the whole group fails every seed (each run says so), and a re-run of
+        the study retries them like any other failed run."""
         try:
-            results = run_seeds(cfg, seeds, tags=tags)
+            results = train()
         except (KeyboardInterrupt, SystemExit):
             raise
-        except Exception as exc:  # the whole group failed: each seed's run says so
+        except Exception as exc:
             self.echo(f"    seeds {seeds} failed: {type(exc).__name__}: {exc}")
             return len(seeds)
         failures = 0
@@ -244,20 +250,8 @@ class Runner:
         self.echo(f"    seeds {seeds} trained on all training cases for {epochs} epochs, {how}")
         if not grouped:
             tags = {**tags, REPLICAS_TAG: "1"}
-        try:
-            results = run_final(cfg, seeds, epochs, tags=tags, grouped=grouped)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:  # each seed's run says so; a re-run retries them
-            self.echo(f"    seeds {seeds} failed: {type(exc).__name__}: {exc}")
-            return len(seeds)
-        failures = 0
-        for seed, res in zip(seeds, results, strict=True):
-            if res.status != "FINISHED":
-                failures += 1
-                self.echo(f"    seed {seed} failed: its run {res.run_id} says why (tag "
-                          f"{TAGS['error']})")
-        return failures
+        return self._failures(
+            seeds, lambda: run_final(cfg, seeds, epochs, tags=tags, grouped=grouped))
 
     def _tags(self, cell: Cell, phase: str) -> dict[str, str]:
         tags = {
