@@ -315,7 +315,7 @@ class Timers:
     :func:`run_components` with timers that nest, so each component's time excludes the
     components called inside it (the metric writes inside ``fit``, say)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self._stack: list[float] = []  # time spent in components nested in each open one
         self._undo: list = []
