@@ -339,7 +339,8 @@ def budget(definition: str) -> Budget | None:
     repeats = {k: list(v.get("tuning_seeds")) for k, v in (d.get("datasets") or {}).items()
                if v.get("tuning_seeds") and len(v.get("tuning_seeds")) > 1}
     return Budget(n_trials, str(t.get("sampler")), str(t.get("seed")), str(t.get("pruner")),
-                  repeats, [str(o) for o in d.get("overrides") or []], d.get("match_params"))
+                  repeats, [str(o) for o in d.get("overrides") or []], d.get("match_params"),
+                  None if t.get("folds") is None else str(t.get("folds")))
 
 
 def what_was_run(data: StudyData, datasets: list[str]) -> WhatWasRun:

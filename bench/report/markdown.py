@@ -343,13 +343,21 @@ def seeds(s: SeedSets | None) -> str:
     return text
 
 
+def _tuned_on(folds: str | None) -> str:
+    if folds in (None, "off", "False", "false"):
+        return "on the validation split"
+    k = "5" if folds == "auto" else folds
+    return (f"on the mean over {k} folds of all training cases where a dataset has fewer "
+            f"than 500 (`tuning.folds: {folds}`), else on the validation split")
+
+
 def budget(b: Budget | None) -> str:
     if b is None:
         return "- **Budget per cell**: not recorded (no study session in the store)"
     if b.n_trials == 0:
         tuning = "no tuning (the configurations as given)"
     else:
-        tuning = (f"{b.n_trials} tuning trials per architecture on the validation split "
+        tuning = (f"{b.n_trials} tuning trials per architecture {_tuned_on(b.folds)} "
                   f"(sampler {b.sampler}, seed {b.seed}; pruner {b.pruner})")
     if b.repeats:
         tuning += "; tuning repeated with sampler seeds " + ", ".join(
@@ -381,9 +389,12 @@ def what_was_run(w: WhatWasRun, study: str) -> str:
         f"`{d.dataset}` ({d.units.label()}, {d.direction})" for d in w.datasets))
     lines.append(f"- **Architectures** ({len(w.archs)}): " + _names(w.archs))
     lines.append(budget(w.budget))
+    folds = w.budget.folds if w.budget is not None else None
+    kept = ("after restoring its best validation checkpoint" if _tuned_on(folds).startswith(
+        "on the validation") else "after training on all training cases for the tuned number "
+        "of epochs where tuning used folds, else after restoring its best validation checkpoint")
     lines.append(f"- **Seeds** per architecture: {seeds(w.seeds)}; each final run is "
-                 "tested once, on the test split, after restoring its best validation "
-                 "checkpoint.")
+                 f"tested once, on the test split, {kept}.")
     if w.hardware:
         lines.append("- **Hardware**: " + "; ".join(w.hardware))
     if w.wall_s is not None:

@@ -374,6 +374,7 @@ class Budget:
     repeats: dict[str, list]    # dataset -> sampler seeds, where tuning ran more than once
     overrides: list[str]
     match_params: bool | int | None   # None/False: width tuned; True: budget tuned; else a budget
+    folds: str | None = None    # tuning.folds as defined; None: before folds existed (hold-out)
 
 
 @dataclass(frozen=True)

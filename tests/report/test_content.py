@@ -36,3 +36,15 @@ def test_the_structure_carries_numbers_and_renders_to_the_readme(tmp_path):
 
     text = record.relative_paths(mask(markdown.render(report)))
     assert text == (tmp_path / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_budget_says_where_tuning_scored_its_trials():
+    from bench.report.model import Budget
+
+    common = dict(n_trials=12, sampler="tpe", seed="0", pruner="median", repeats={},
+                  overrides=[], match_params=None)
+    assert "on the validation split (sampler" in markdown.budget(Budget(**common))
+    folded = markdown.budget(Budget(**common, folds="auto"))
+    assert "on the mean over 5 folds of all training cases where a dataset has fewer than 500"\
+        in folded and "`tuning.folds: auto`" in folded
+    assert "on the validation split (sampler" in markdown.budget(Budget(**common, folds="off"))
