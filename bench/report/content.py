@@ -48,6 +48,7 @@ from bench.report.model import (
     ClaimRow,
     Commit,
     ConvergenceSection,
+    DatasetCost,
     DatasetRun,
     DatasetSection,
     Figure,
@@ -370,8 +371,25 @@ def what_was_run(data: StudyData, datasets: list[str]) -> WhatWasRun:
         trials=int((data.all_runs["kind"] == "trial").sum()),
         compute_s=float(compute.sum()) / 1000 if len(compute) else None,
         commands=commands, stores=stores, record_source=source, definition=data.definition,
-        commits=commits(r), interrupted=interrupted(s),
+        commits=commits(r), interrupted=interrupted(s), costs=costs(others),
     )
+
+
+def costs(runs: pd.DataFrame) -> list[DatasetCost]:
+    """Per dataset, most expensive first. A run's time is its ``time/wall_s`` (for a grouped
+    run, its share of the group's time), else the span of its MLflow run."""
+    if not len(runs) or "dataset" not in runs.columns:
+        return []
+    span = (runs["end_ms"] - runs["start_ms"]) / 1000
+    own = runs["metric:time/wall_s"] if "metric:time/wall_s" in runs.columns else span * np.nan
+    seconds_ = own.where(own.notna(), span).fillna(0.0)
+    out = []
+    for ds, idx in runs.groupby("dataset").groups.items():
+        trial = runs.loc[idx, "kind"] == "trial"
+        s = seconds_.loc[idx]
+        out.append(DatasetCost(str(ds), int((~trial).sum()), int(trial.sum()),
+                               float(s[~trial].sum()), float(s[trial].sum())))
+    return sorted(out, key=lambda c: (-(c.final_s + c.trial_s), c.dataset))
 
 
 def commits(runs: pd.DataFrame) -> list[Commit]:
@@ -634,13 +652,15 @@ def heatmap(sections: list[DatasetSection], conv: ConvergenceSection, across: Ac
     if not sections:
         return None
     unconverged = {(c.dataset, c.arch) for c in conv.not_converged}
+    not_fitted = {(c.dataset, c.arch) for c in conv.not_fitted}
     rows = []
     for s in sections:
         cand = [r for r in s.leaderboard if r.candidate and np.isfinite(r.skill)]
         ranks = _ranks([r.skill for r in cand])
         rows.append(HeatRow(s.dataset, s.role, {
             r.arch: HeatCell(float(r.skill), rank, r.arch in s.top_group,
-                             (s.dataset, r.arch) not in unconverged)
+                             (s.dataset, r.arch) not in unconverged,
+                             (s.dataset, r.arch) not in not_fitted)
             for r, rank in zip(cand, ranks, strict=True)}))
     ranked = [r.arch for r in across.ranking]
     others = sorted({a for r in rows for a in r.cells} - set(ranked))
@@ -654,10 +674,11 @@ def heatmap(sections: list[DatasetSection], conv: ConvergenceSection, across: Ac
         [[r.cells[a].skill if a in r.cells else math.nan for a in archs] for r in rows],
         [[r.cells[a].rank if a in r.cells else math.nan for a in archs] for r in rows],
         [[a in r.cells and r.cells[a].top for a in archs] for r in rows],
-        [[a in r.cells and not r.cells[a].converged for a in archs] for r in rows],
+        [[figures.cell_mark(r.cells[a].fitted, r.cells[a].converged) if a in r.cells else ""
+          for a in archs] for r in rows],
         labels, archs,
         "Mean skill (colour), rank within the dataset (number)\n"
-        "outlined: in the top group; \u2020: not converged")
+        "outlined: in the top group; \u2021: did not fit; \u2020: not converged")
     figures.save(fig, figs.path(name))
     return Heatmap(archs, rows, _figure(name))
 

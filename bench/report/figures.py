@@ -147,15 +147,26 @@ def skill_colour(x: float) -> tuple[str, str]:
     return hexa, "#ffffff" if luminance < 0.45 else "#000000"
 
 
+NOT_FITTED, NOT_CONVERGED = "\u2021", "\u2020"
+
+
+def cell_mark(fitted: bool, converged: bool) -> str:
+    """The mark behind a heat-map cell's rank: a double dagger where the cell did not fit its
+    training data (it learned next to nothing; it also never converged), else a dagger where
+    its budget ran out before it converged."""
+    return NOT_FITTED if not fitted else (NOT_CONVERGED if not converged else "")
+
+
 def rank_label(rank: float) -> str:
     """A rank as the cell shows it: whole ranks plain, shared ones with their half."""
     return "" if not np.isfinite(rank) else f"{rank:g}"
 
 
 def heatmap(skill: list[list[float]], rank: list[list[float]], top: list[list[bool]],
-            unconverged: list[list[bool]], rows: list[str], cols: list[str], title: str):
+            marks: list[list[str]], rows: list[str], cols: list[str], title: str):
     """Datasets (rows) x architectures (columns): mean skill as colour, the rank within the
-    dataset as text, the top group outlined, a dagger where the cell did not converge."""
+    dataset as text followed by the cell's mark (:func:`cell_mark`), the top group
+    outlined."""
     from matplotlib.patches import Rectangle
 
     n, k = len(rows), len(cols)
@@ -172,7 +183,7 @@ def heatmap(skill: list[list[float]], rank: list[list[float]], top: list[list[bo
                 if not np.isfinite(values[i, j]):
                     continue
                 _, fg = skill_colour(float(values[i, j]))
-                text = rank_label(rank[i][j]) + ("\u2020" if unconverged[i][j] else "")
+                text = rank_label(rank[i][j]) + marks[i][j]
                 ax.text(j, i, text, ha="center", va="center", color=fg, fontsize=8,
                         fontweight="bold" if top[i][j] else "normal")
                 if top[i][j]:

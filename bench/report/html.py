@@ -243,7 +243,8 @@ def _heatmap_section(h: Heatmap | None, ranking) -> str:
         '<p class="legend"><span class="swatch"></span> mean skill over seeds, -1 or below '
         "(red) to 0, the no-skill reference (white), to 1, perfect (blue). The number is the "
         "rank within the dataset (1 = best), the small one the skill; <b>outlined and bold</b>: "
-        "in the dataset's top group; \u2020: the cell did not converge; <i>italic</i> datasets are "
+        "in the dataset's top group; \u2021: the cell did not fit its training data; \u2020: it "
+        "did not converge; <i>italic</i> datasets are "
         "outside the verdict. Click a column header to sort the datasets by that architecture's "
         "skill (again to reverse), a dataset to open its section.</p>")
     return "\n".join([head, legend, '<div class="wrap">', heatmap_table(h, ranking), "</div>",
@@ -267,10 +268,11 @@ def heatmap_table(h: Heatmap, ranking) -> str:
                 cells.append('<td class="na" data-v="" title="not run">\u2013</td>')
                 continue
             bg, fg = figures.skill_colour(c.skill)
-            marks = "\u2020" if not c.converged else ""
+            marks = figures.cell_mark(c.fitted, c.converged)
             notes = [f"skill {skill_fmt(c.skill)}", f"rank {figures.rank_label(c.rank)}"]
             notes += ["top group"] if c.top else []
-            notes += ["not converged"] if not c.converged else []
+            notes += (["did not fit"] if not c.fitted else
+                      ["not converged"] if not c.converged else [])
             cls = ' class="top"' if c.top else ""
             cells.append(
                 f'<td{cls} style="background:{bg};color:{fg}" data-v="{c.skill:.6g}" '

@@ -177,8 +177,8 @@ def headline(h: Headline) -> str:
 def heatmap_caption() -> str:
     return ("*Mean skill over seeds per dataset and architecture (colour: 0 = the no-skill "
             "reference, white; 1 = perfect, blue; below 0, red), the rank within the dataset in "
-            "the cell (1 = best), outlined and bold: in the dataset's top group, \u2020: the cell "
-            "did not converge. Columns: best average rank across datasets first. `index.html` "
+            "the cell (1 = best), outlined and bold: in the dataset's top group, \u2021: the cell "
+            "did not fit its training data, \u2020: it did not converge. Columns: best average rank across datasets first. `index.html` "
             "beside this file has it as a sortable table.*")
 
 
@@ -425,6 +425,14 @@ def what_was_run(w: WhatWasRun, study: str) -> str:
     lines.append(f"- **Report**: `python -m bench.report --study {study}` (from the stores: "
                  f"writes `{RECORD_NAME}/`, then builds from it) or `python -m bench.report --from "
                  f"reports/{study}/{RECORD_NAME}` (from the record alone)")
+    if w.costs:
+        lines += ["", "Cost per dataset: run time summed over runs, each on one core (a run's "
+                  "`time/wall_s`, for a grouped run its share of the group's time), and runs per "
+                  "hour per core:", "",
+                  "| dataset | final runs | tuning trials | final run time | tuning time | "
+                  "runs per hour per core |", "|---|---|---|---|---|---|"]
+        lines += [f"| {c.dataset} | {c.finals} | {c.trials} | {seconds(c.final_s)} | "
+                  f"{seconds(c.trial_s)} | {c.runs_per_hour:,.0f} |" for c in w.costs]
     if w.definition:
         lines += ["", "The study definition as run (budgets were cut only through these config "
                   "overrides; everything else is the project's defaults):", "",

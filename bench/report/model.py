@@ -412,6 +412,24 @@ class Interrupted:
     last_heartbeat_ms: float
 
 
+@dataclass(frozen=True)
+class DatasetCost:
+    """What one dataset cost: the run time summed over its runs, each on one core (a grouped
+    run counts its share of the group), so runs per hour per core compare across studies
+    and machines whatever the number of workers."""
+
+    dataset: str
+    finals: int                 # final and baseline runs
+    trials: int                 # tuning trials
+    final_s: float
+    trial_s: float
+
+    @property
+    def runs_per_hour(self) -> float:
+        total = self.final_s + self.trial_s
+        return (self.finals + self.trials) * 3600 / total if total > 0 else math.nan
+
+
 @dataclass
 class WhatWasRun:
     datasets: list[DatasetRun]
@@ -431,6 +449,7 @@ class WhatWasRun:
     definition: str
     commits: list[Commit] = field(default_factory=list)
     interrupted: list[Interrupted] = field(default_factory=list)
+    costs: list[DatasetCost] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -464,6 +483,7 @@ class HeatCell:
     rank: float                 # among the dataset's candidates by mean skill, 1 = best
     top: bool                   # in the dataset's top group
     converged: bool             # False: the cell's budget ran out before it converged
+    fitted: bool = True         # False: the cell did not fit its training data
 
 
 @dataclass(frozen=True)
