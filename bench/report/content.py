@@ -136,7 +136,7 @@ def compute(data: StudyData, figs: Figures, *, alpha: float = stats.ALPHA, test:
     all_specs = specs(runs) if len(runs) else {}
     opts = Options(alpha=alpha, test=test)
     an = analyse(all_specs, opts, side)
-    cells = _convergence_cells(runs)
+    cells = _convergence_cells(runs, data.trials)
     unconverged = set(convergence.not_converged(cells)["dataset"]) - set(side)
     sens = sensitivity.run(all_specs, opts, side, unconverged) if all_specs else None
     if sens is not None:
@@ -211,10 +211,10 @@ def _tuning_alternatives(all_runs: pd.DataFrame, primary: int | None, progress: 
     return out
 
 
-def _convergence_cells(runs: pd.DataFrame) -> pd.DataFrame:
+def _convergence_cells(runs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     """Convergence per cell of the learned models; the naive baseline does not train."""
     learned = runs[~runs["arch"].isin(NOT_CANDIDATES)] if len(runs) else runs
-    return convergence.table(learned)
+    return convergence.table(learned, trials=trials)
 
 
 def _no_skill(runs: pd.DataFrame, an: Analysis) -> list[NoSkill]:

@@ -52,12 +52,23 @@ def _int(value) -> int | None:
     return None if math.isnan(v) else int(v)
 
 
-def run_convergence(row: pd.Series, tail: float = TAIL) -> RunConvergence:
-    """Judges one final run from its record row."""
+def run_convergence(row: pd.Series, tail: float = TAIL,
+                    tuning_budget: int | None = None) -> RunConvergence:
+    """Judges one final run from its record row. A run trained for the epochs that fold
+    tuning chose (``tag:tuned_epochs``) has no validation curve of its own: it is judged by
+    where that epoch, the best of the folds' mean curve, fell in the trials' budget
+    (``tuning_budget``), by the same tail rule."""
     fit = run_fit(row)
     if fit.fitted is False:
         return RunConvergence(False, f"did not fit: final training loss {fit.ratio:.2f} x the "
                               "chance loss", False, fit.ratio)
+    tuned = _int(row.get("tag:tuned_epochs"))
+    if tuned is not None and tuning_budget:
+        cut = tuning_budget - max(1, math.ceil(tail * tuning_budget))
+        where = f"the folds' best mean epoch {tuned} of {tuning_budget}"
+        if tuned <= cut:
+            return RunConvergence(True, where, fit.fitted, fit.ratio)
+        return RunConvergence(False, f"{where}, in the last {tail:.0%}", fit.fitted, fit.ratio)
     trained = _int(row.get("metric:epochs_trained"))
     budget = _int(row.get("param:trainer.max_epochs"))
     if trained is not None and budget is not None and trained < budget:
@@ -78,16 +89,19 @@ def run_convergence(row: pd.Series, tail: float = TAIL) -> RunConvergence:
                           fit.fitted, fit.ratio)
 
 
-def table(runs: pd.DataFrame, tail: float = TAIL) -> pd.DataFrame:
+def table(runs: pd.DataFrame, tail: float = TAIL,
+          trials: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per cell: seeds, converged, unknown, the cell's verdict and an example reason,
     then the fit check: seeds that fitted, seeds whose fit is unknown, the cell's fit (None
     when no seed can be judged) and its median ratio of final training loss to chance loss.
 
-    ``runs`` are the record's final rows of the learned models (naive baselines train nothing).
+    ``runs`` are the record's final rows of the learned models (naive baselines train nothing);
+    ``trials``, the tuning trials, give the epoch budget fold-tuned final runs are judged by.
     """
+    budgets = tuning_budgets(trials)
     rows = []
     for (ds, arch), g in runs.groupby(["dataset", "arch"], sort=True):
-        judged = [run_convergence(r, tail) for _, r in g.iterrows()]
+        judged = [run_convergence(r, tail, budgets.get((ds, arch))) for _, r in g.iterrows()]
         known = [j for j in judged if j.converged is not None]
         yes = sum(bool(j.converged) for j in known)
         fit_known = [j for j in judged if j.fitted is not None]
@@ -105,6 +119,16 @@ def table(runs: pd.DataFrame, tail: float = TAIL) -> pd.DataFrame:
                      "fit_unknown": len(judged) - len(fit_known), "cell_fit": cell_fit,
                      "fit_ratio": float(np.median(ratios)) if ratios else math.nan})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def tuning_budgets(trials: pd.DataFrame | None) -> dict[tuple[str, str], int]:
+    """(dataset, arch) -> the largest epoch budget its tuning trials had."""
+    col = "param:trainer.max_epochs"
+    if trials is None or not len(trials) or col not in trials.columns:
+        return {}
+    epochs = pd.to_numeric(trials[col], errors="coerce")
+    return {(str(ds), str(arch)): int(v) for (ds, arch), v in
+            epochs.groupby([trials["dataset"], trials["arch"]]).max().items() if np.isfinite(v)}
 
 
 COLUMNS = ["dataset", "arch", "seeds", "converged", "unknown", "cell_converged", "example",

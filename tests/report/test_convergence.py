@@ -77,3 +77,20 @@ def test_a_run_that_did_not_fit_never_counts_as_converged():
     assert "Cells whose budget did not converge" not in text
     line = markdown.convergence_line(section)
     assert "did not fit their training data: arrowhead `a`" in line and "not converged:" not in line
+
+
+def test_fold_tuned_final_runs_are_judged_by_where_the_tuned_epoch_fell():
+    """A final run after fold tuning trains the tuned epochs with no validation split: it is
+    judged by the folds' best mean epoch against the trials' budget, not called unknown."""
+    def final(tuned, arch):
+        return {**_row(None, trained=tuned, budget=tuned, arch=arch), "tag:tuned_epochs": tuned}
+
+    runs = pd.DataFrame([final(128, "early"), final(128, "early"), final(290, "late")])
+    trials = pd.DataFrame([{"dataset": "d", "arch": a, "param:trainer.max_epochs": 300}
+                           for a in ("early", "late")])
+    cells = convergence.table(runs, trials=trials).set_index("arch")
+    assert bool(cells.loc["early", "cell_converged"]) is True
+    assert bool(cells.loc["late", "cell_converged"]) is False
+    assert cells.loc["late", "example"] == "the folds' best mean epoch 290 of 300, in the last 20%"
+    # without the trials the budget is unknown, and so is the verdict
+    assert convergence.table(runs).set_index("arch").loc["early", "cell_converged"] is None
