@@ -66,6 +66,12 @@ def _gone(pid: int) -> bool:
     return status.exists() and "zombie" in status.read_text()
 
 
+# A run that outlasts the first metric write (train.METRIC_FLUSH_S, 15 s, after which its
+# first epochs show in MLflow) on a fast machine as on a slow one, so the signal always finds
+# it mid-training; it never runs to the end.
+LONG_RUN = [*SLOW_TRIAL, "trainer.max_epochs=300"]
+
+
 def _stopped_mid_run(args: list[str], cwd: Path, uri: str, sig: int):
     """Starts ``python <args>``, sends ``sig`` once a run is mid-training; (process, output)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -85,7 +91,7 @@ def _stopped_mid_run(args: list[str], cwd: Path, uri: str, sig: int):
 def test_single_run_stopped_by_a_signal_exits_128_plus_signal(tmp_path, sig):
     uri = sqlite(tmp_path, "mlflow.db")
     proc, out = _stopped_mid_run(
-        ["-m", "bench", *BASE, *SLOW_TRIAL, f"tracking.uri={uri}",
+        ["-m", "bench", *BASE, *LONG_RUN, f"tracking.uri={uri}",
          "trainer.enable_progress_bar=false"], tmp_path, uri, sig)
     assert proc.returncode == EXPECTED[sig], out
     (run,) = _all_runs(uri)
@@ -193,7 +199,7 @@ def test_a_process_killed_between_queueing_and_failing_loses_nothing(tmp_path):
 
 def test_study_stopped_by_sigterm_exits_143_and_closes_its_session(tmp_path):
     uri = sqlite(tmp_path, "mlflow.db")
-    slow = ",".join(["trainer=smoke", *SLOW_TRIAL])
+    slow = ",".join(["trainer=smoke", *LONG_RUN])
     proc, out = _stopped_mid_run(
         ["-m", "bench.study", str(ROOT / "tests/study/study_smoke.yaml"),
          f"tracking_uri={uri}", "seeds=1", "tuning.n_trials=0", "architectures.cells=[gru]",
