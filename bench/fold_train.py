@@ -328,8 +328,13 @@ def run_trial(cfg: DictConfig, *, hooks: TrialHooks | None = None,
 
 def final_config(cfg: DictConfig, tuned_epochs: int) -> DictConfig:
     """The config of a final model after fold tuning: the tuned number of epochs, nothing to
-    stop early on (no validation cases are left out)."""
+    stop early on (no validation cases are left out), and a schedule that spans the trials'
+    budget: stopping a cosine schedule at the tuned epoch, not squeezing it into it, keeps the
+    rates the folds were scored with."""
     out = cast(DictConfig, OmegaConf.create(OmegaConf.to_container(cfg)))
+    if OmegaConf.select(out, "optim.schedule_epochs") is None:
+        OmegaConf.update(out, "optim.schedule_epochs", int(cfg.trainer.max_epochs),
+                         force_add=True)
     OmegaConf.update(out, "trainer.max_epochs", int(tuned_epochs), force_add=True)
     OmegaConf.update(out, "trainer.early_stopping_patience", None, force_add=True)
     return out

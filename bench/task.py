@@ -248,7 +248,9 @@ def make_schedule(optimizer: torch.optim.Optimizer, optim: dict, max_epochs: int
     """The learning-rate schedule ``optim.schedule`` names, stepped once per epoch; None for
     ``none`` (a constant rate, as before schedules existed).
 
-    ``cosine`` anneals from ``optim.lr`` to ``optim.min_lr`` over the epoch budget.
+    ``cosine`` anneals from ``optim.lr`` to ``optim.min_lr`` over ``optim.schedule_epochs``
+    (default: the epoch budget). A final run that stops at the tuned epoch spans the trials'
+    budget, so it sees the very rates the folds saw up to that epoch.
     ``plateau`` halves the rate (``optim.plateau_factor``) once the epoch's training loss
     has not improved for ``optim.plateau_patience`` epochs, down to ``optim.min_lr``: the rule
     of the archive's deep learners (ResNet, InceptionTime: factor 0.5, patience 50, minimum
@@ -261,8 +263,9 @@ def make_schedule(optimizer: torch.optim.Optimizer, optim: dict, max_epochs: int
     if kind == "none":
         return None
     if kind == "cosine":
+        span = optim.get("schedule_epochs") or max_epochs
         return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max(1, max_epochs), eta_min=min_lr)
+            optimizer, T_max=max(1, int(span)), eta_min=min_lr)
     if kind == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=float(optim.get("plateau_factor", 0.5)),

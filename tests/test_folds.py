@@ -201,3 +201,27 @@ def test_folds_on_a_real_archive_set(real_data_dir):
         per_fold = [int((y[f.val] == c).sum()) for f in folds]
         assert max(per_fold) - min(per_fold) <= 1
     assert not math.isnan(float(everything[torch.arange(n)]["x"].sum()))
+
+
+def test_a_final_cosine_schedule_keeps_the_rates_the_folds_saw():
+    """The folds scored epoch 4 of a 10-epoch cosine; the final run stops there, not at the
+    end of a cosine squeezed into 4 epochs."""
+    from bench.task import make_schedule
+
+    cfg = compose_cfg([*TINY, "trainer.max_epochs=10", "optim.schedule=cosine",
+                       "optim.lr=0.01", "optim.min_lr=0.0001"])
+    final = fold_train.final_config(cfg, 4)
+    assert final.trainer.max_epochs == 4 and final.optim.schedule_epochs == 10
+
+    def rates(optim: dict, epochs: int) -> list[float]:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=optim["lr"])
+        sched = make_schedule(opt, optim, epochs)
+        out = []
+        for _ in range(epochs):
+            out.append(opt.param_groups[0]["lr"])
+            sched.step()
+        return out
+
+    folds = rates(dict(cfg.optim), 10)
+    assert rates(dict(final.optim), 4) == pytest.approx(folds[:4])
+    assert folds[3] > 0.005   # still high at the tuned epoch: not annealed to min_lr
