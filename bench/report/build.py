@@ -64,7 +64,8 @@ def build(
 
     With ``keep`` (the default) runs of the existing record in ``out`` that the stores lack
     stay in it: a study resumed on another machine or from a fresh clone has its earlier
-    sessions only there."""
+    sessions only there. Runs deleted in MLflow leave it (:func:`bench.results.reader.withdrawn`).
+    """
     path = out / record.RECORD_NAME
     existing = record.locate(out) if keep else None
     committed = record.read(existing) if existing is not None else None
@@ -74,7 +75,10 @@ def build(
         if committed is None:
             raise
         fresh = None
-    rec = record.write(record.merge(fresh, committed), path)
+    from mlflow.tracking import MlflowClient
+
+    gone = reader.withdrawn(MlflowClient(tracking_uri=store.connect()), study)
+    rec = record.write(record.withdraw(record.merge(fresh, committed), gone), path)
     return build_from_record(rec, out, alpha=alpha, test=test, fetch=_store_fetch(store),
                              write_html=write_html)
 

@@ -32,15 +32,19 @@ def _experiment_ids(client: MlflowClient) -> list[str]:
     return sorted(e.experiment_id for e in client.search_experiments())
 
 
-def search(client: MlflowClient, filter_string: str) -> list[Run]:
+def search(client: MlflowClient, filter_string: str, *, deleted: bool = False) -> list[Run]:
+    """Every run that matches, over all pages; ``deleted``: only runs deleted in MLflow."""
+    from mlflow.entities import ViewType
+
     exps = _experiment_ids(client)
     if not exps:
         return []
     out: list[Run] = []
     token = None
+    view = ViewType.DELETED_ONLY if deleted else ViewType.ACTIVE_ONLY
     while True:
         page = client.search_runs(exps, filter_string=filter_string, max_results=1000,
-                                  page_token=token)
+                                  page_token=token, run_view_type=view)
         out.extend(page)
         token = page.token
         if not token:
@@ -134,6 +138,17 @@ def _trials(storage: str, name: str) -> list[dict]:
             "curve:objective": json.dumps([float(v) for _, v in steps]) if steps else math.nan,
         })
     return rows
+
+
+def withdrawn(client: MlflowClient, study: str) -> set[str]:
+    """Run ids of the study's runs deleted in MLflow (the UI's Delete, ``mlflow runs delete``).
+
+    Deleting a run is how a user withdraws it: a run found wrong after the fact (a bug in
+    its protocol, a broken machine) leaves the record at the next report and is trained again
+    at the next resume, instead of living on in the committed record the study resumes from.
+    """
+    return {r.info.run_id for r in search(client, f"tags.{TAGS['study']} = '{study}'",
+                                          deleted=True)}
 
 
 def from_store(store: StoreAddress, study: str, *,

@@ -148,6 +148,14 @@ def merge(store: pd.DataFrame, committed: pd.DataFrame | None) -> pd.DataFrame:
     return tidy(both.reset_index(names="run_id"))
 
 
+def withdraw(df: pd.DataFrame, run_ids: set[str]) -> pd.DataFrame:
+    """The record without the runs ``run_ids`` (deleted in MLflow by whoever found them
+    wrong); a tuning trial's row goes with its run, so the trial is restored no more."""
+    if not run_ids:
+        return df
+    return df[~df["run_id"].isin(run_ids)].reset_index(drop=True)
+
+
 def locate(folder: Path) -> Path | None:
     """The record in a report folder: the shard folder, else a single-file record (the layout
     before shards), else None."""

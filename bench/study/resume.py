@@ -63,6 +63,12 @@ class Committed:
                              "record of another study (pass --record PATH or --no-record)")
         return cls(p, df)
 
+    def without(self, run_ids: set[str]) -> Committed:
+        """This record less the runs ``run_ids`` (withdrawn: deleted in MLflow)."""
+        if not run_ids:
+            return self
+        return Committed(self.path, record_mod.withdraw(self.frame, run_ids))
+
     # -- final runs ---------------------------------------------------------------------------
 
     def finished_seeds(self, *, phase: str, dataset: str, arch: str,

@@ -36,6 +36,10 @@ class Runner:
         self.echo = echo
         self.store = study.tracking_store
         self.client = tracking.client_for(self.store)
+        if committed is not None:   # runs deleted in MLflow are withdrawn: trained again
+            from bench.results.reader import withdrawn
+
+            committed = committed.without(withdrawn(self.client, study.name))
         self.committed = committed
 
     # -- stores -------------------------------------------------------------------------------

@@ -123,6 +123,22 @@ def test_fresh_clone_resumes_from_the_committed_record(tmp_path, monkeypatch):
     build_from_record(again / "record", again)
     assert (again / "README.md").read_bytes() == (out / "README.md").read_bytes()
 
+    # A run found wrong after the fact is withdrawn by deleting it in MLflow: the next report
+    # drops it from the record, and the next sitting trains its seed again, although the
+    # committed record it resumes from still holds it.
+    client_b = MlflowClient(uri_b)
+    (wrong,) = [r for r in client_b.search_runs(
+        [e.experiment_id for e in client_b.search_experiments()], "tags.phase = 'final'")]
+    client_b.delete_run(wrong.info.run_id)
+    stale = Committed.load(out / "record", "smoke")   # read before the report below
+    assert wrong.info.run_id in set(stale.frame["run_id"])
+    build("smoke", StoreAddress.tracking(uri_b), out)
+    assert wrong.info.run_id not in set(_text(out / "record")["run_id"])
+    assert Runner(load(SMOKE, [f"tracking_uri={uri_b}", *OVERRIDES]), echo=lambda *_: None,
+                  committed=stale).run("fourth") == 0
+    again = _runs(uri_b)
+    assert again.loc[again["phase"] == "final", "seed"].tolist() == ["1"]   # the new one
+
 
 def test_record_of_another_study_is_refused(tmp_path):
     path = tmp_path / "record.csv"
