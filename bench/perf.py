@@ -273,14 +273,20 @@ def bench_cells(lengths: tuple[int, ...], repeats: int, batch: int = BATCH,
 CELLS_BEGIN, CELLS_END = "<!-- cells:begin -->", "<!-- cells:end -->"
 
 
+def _command_line(args, extra: str = "") -> str:
+    """A section's first line: the command that wrote it and how busy the machine was when it
+    ended, since every ratio below is only as quiet as that."""
+    return (f"Command: `python -m bench.perf {' '.join(args)}`".rstrip() + extra
+            + "; load average {:.1f} / {:.1f} / {:.1f} (1/5/15 min) when it ended.".format(
+                *os.getloadavg()))
+
+
 def cells_section(args, rows: list[dict]) -> str:
     lines = [
         CELLS_BEGIN,
         "## (d) The hand-written cell loop against the fused kernel",
         "",
-        f"Command: `python -m bench.perf {' '.join(args)}`".rstrip()
-        + f"; {torch.get_num_threads()} torch threads; load average "
-        + "{:.1f} / {:.1f} / {:.1f} (1/5/15 min) when it ended.".format(*os.getloadavg()),
+        _command_line(args, f"; {torch.get_num_threads()} torch threads"),
         "",
         "One GRU layer, forward + backward on one batch of Jena-shaped windows, "
         "median seconds; the contenders alternate within one process. `cell` is "
@@ -483,9 +489,7 @@ def runs_section(args, r: dict) -> str:
         RUNS_BEGIN,
         "## (e) Whole short runs on a panel dataset: runs per hour",
         "",
-        f"Command: `python -m bench.perf {' '.join(args)}`".rstrip()
-        + "; load average {:.1f} / {:.1f} / {:.1f} (1/5/15 min) when it ended.".format(
-            *os.getloadavg()),
+        _command_line(args),
         "",
         f"Hardware: {tracking.hardware()}.",
         "",
@@ -641,9 +645,7 @@ def replicas_section(args, rows: list[dict]) -> str:
         REPLICAS_BEGIN,
         "## (f) Seeds as one grouped model: runs per hour per core",
         "",
-        f"Command: `python -m bench.perf {' '.join(args)}`".rstrip()
-        + "; load average {:.1f} / {:.1f} / {:.1f} (1/5/15 min) when it ended.".format(
-            *os.getloadavg()),
+        _command_line(args),
         "",
         f"Hardware: {tracking.hardware()}; one torch thread for every contender.",
         "",

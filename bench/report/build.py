@@ -20,6 +20,7 @@ from bench.report.collect import results_table, study_data
 from bench.report.content import Fetch, Figures
 from bench.results import reader, record
 from bench.results.reader import read_artifact
+from bench.results.sessions import close_interrupted
 from bench.stores import StoreAddress, mask
 
 
@@ -78,7 +79,8 @@ def build(
     from mlflow.tracking import MlflowClient
 
     gone = reader.withdrawn(MlflowClient(tracking_uri=store.connect()), study)
-    rec = record.write(record.withdraw(record.merge(fresh, committed), gone), path)
+    rows = record.withdraw(record.merge(fresh, committed), gone)
+    rec = record.write(close_interrupted(rows, superseded_only=True), path)
     return build_from_record(rec, out, alpha=alpha, test=test, fetch=_store_fetch(store),
                              write_html=write_html)
 

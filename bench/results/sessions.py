@@ -50,12 +50,33 @@ def last_heartbeat(session: pd.Series, sessions: pd.DataFrame, rows: pd.DataFram
     return float(min(np.max(ends), until)) if len(ends) else start
 
 
-def close_interrupted(rows: pd.DataFrame) -> pd.DataFrame:
-    """The record with every session that has no end time closed at its last heartbeat."""
+def _silent_through_a_sitting(rows: pd.DataFrame, i, sessions: pd.DataFrame) -> bool:
+    """Whether a later sitting of the same command began after session ``i``'s last heartbeat
+    and ended, with no beat of ``i`` in between: a runner beats after every cell, so one silent
+    through a whole later sitting is gone, whoever writes the record and whenever."""
+    hb = last_heartbeat(rows.loc[i], sessions, rows)
+    if math.isnan(hb):
+        return False
+    command = rows.loc[i, "command"] if isinstance(rows.loc[i, "command"], str) else ""
+    later = sessions[(sessions["command"].fillna("") == command) & (sessions["start_ms"] >= hb)
+                     & sessions["end_ms"].notna()]
+    return len(later) > 0
+
+
+def close_interrupted(rows: pd.DataFrame, *, superseded_only: bool = False) -> pd.DataFrame:
+    """The record with every session that has no end time closed at its last heartbeat.
+
+    ``superseded_only`` closes only those silent through a whole later sitting: what a record
+    written while the study may still run can say for certain (a report closes them all)."""
     if "kind" not in rows.columns:
         return rows
     is_session = rows["kind"] == "session"
     open_ = is_session & rows["end_ms"].isna()
+    if superseded_only and open_.any():
+        sessions = rows[is_session]
+        open_ &= pd.Series({i: _silent_through_a_sitting(rows, i, sessions)
+                            for i in rows.index[open_]}, dtype=bool).reindex(rows.index,
+                                                                             fill_value=False)
     if not open_.any():
         return rows
     out = rows.copy()

@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
         # mean over 5 folds of all training cases, and the final models train on all of them
         # for the tuned epochs (bench.fold_train); off: the validation hold-out; or a count
         "folds": "auto",
+        # after a tracking error, seconds to wait for the store before the next trial or run
+        "outage_wait": 600.0,
     },
     "architectures": {
         "cells": list(RECURRENT_CELLS),
@@ -130,7 +132,8 @@ def _schema() -> schema.Keys:
     overrides = s.list_of(s.text(), what="a list of key=value overrides")
     sweep = setting_checks()
     tuning = s.Keys({
-        **{k: sweep[k] for k in ("n_jobs", "sampler", "sampler_kwargs", "pruner", "seed")},
+        **{k: sweep[k] for k in ("n_jobs", "sampler", "sampler_kwargs", "pruner", "seed",
+                                 "outage_wait")},
         "storage": s.optional(_url_without_password(STORAGE_ENV)),
         "n_trials": s.integer(minimum=0),  # 0: the configurations as given, untuned
         "folds": _folds,

@@ -121,6 +121,7 @@ class Runner:
                 sampler_kwargs=(OmegaConf.to_container(t.sampler_kwargs)
                                 if t.get("sampler_kwargs") else None),
                 seed=cell.tuning_seed, parent_tags=self._tags(cell, "tune"),
+                outage_wait=float(t.outage_wait),
             )
         st = optuna.load_study(study_name=cell.optuna_study, storage=self.study.storage.connect())
         if not any(tr.state.name == "COMPLETE" for tr in st.get_trials(deepcopy=False)):
@@ -227,6 +228,21 @@ class Runner:
                           f"{TAGS['error']})")
         return failures
 
+    def _wait_out_an_outage(self) -> None:
+        """After failed final runs: if the tracking store is down, waits for it (up to
+        ``tuning.outage_wait``) rather than failing every later cell against it; the failed
+        seeds run again at the next resume."""
+        from bench import outage
+
+        if outage.probe(self.store) is None:
+            return
+        limit = float(self.study.definition.tuning.outage_wait)
+        back, _ = outage.wait_for(self.store, limit)
+        if not back:
+            raise StudyError(f"the tracking store {self.store} did not answer for {limit:.0f} s "
+                             "(tuning.outage_wait); what was recorded is kept: run the same "
+                             "command once it is back")
+
     def _tuned_epochs(self, trial) -> int | None:
         """The epochs a fold-tuned trial chose for its final models; None: tuned on the
         hold-out. A trial restored from a record keeps only its MLflow run, whose tag holds
@@ -318,7 +334,10 @@ class Runner:
                     self.echo(f"  {cell.phase} {cell.dataset}/{cell.arch}: after tuning, "
                               f"seeds {s.seeds_of(cell.dataset)}")
                     continue
-                failures += self.finals(cell, tuned)
+                lost = self.finals(cell, tuned)
+                if lost:
+                    self._wait_out_an_outage()
+                failures += lost
                 if session is not None:   # a session killed outright ends at its last beat
                     tracking.log_metrics(self.client, session,
                                          {"session/heartbeat_ms": time.time() * 1000})

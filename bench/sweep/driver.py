@@ -31,7 +31,7 @@ from bench.sweep import worker as worker_mod
 from bench.sweep.settings import SweepSettings
 from bench.sweep.storage import open_storage, study_lock
 from bench.sweep.strategy import make_pruner, make_sampler, pruner_spec
-from bench.sweep.worker import STOPPED_ON_FAILURES, work, write_payload
+from bench.sweep.worker import STOPPED_ON_FAILURES, STOPPED_ON_OUTAGE, work, write_payload
 from bench.vocab import count_finished
 
 log = logging.getLogger("bench.sweep")
@@ -180,7 +180,7 @@ def run_sweep(base: DictConfig, settings: SweepSettings, *, in_process: bool | N
         in_process = settings.n_jobs == 1
     try:
         if in_process:
-            interrupted = _run_in_process(prep)
+            interrupted, stopped = _run_in_process(prep)
         else:
             interrupted, stopped = _run_processes(prep, shutdown_timeout)
     except KeyboardInterrupt:
@@ -200,7 +200,11 @@ def run_sweep(base: DictConfig, settings: SweepSettings, *, in_process: bool | N
     return check_outcome(study, prep.settings, stopped)
 
 
-def _run_in_process(prep: PreparedSweep) -> bool:
+_OUTAGE_STOP = ("the tracking store did not answer for {:.0f} s (outage_wait); the trials it "
+                "cost are queued again: run the same command once it is back")
+
+
+def _run_in_process(prep: PreparedSweep) -> tuple[bool, str]:
     """One worker here; SIGTERM ends it as Ctrl-C would, at the next safe point."""
     base = prep.base
     chosen = devices_mod.in_process_devices(prep.settings.devices,
@@ -209,7 +213,9 @@ def _run_in_process(prep: PreparedSweep) -> bool:
         base = base.copy()
         OmegaConf.update(base, "trainer.devices", chosen, merge=False)
     with interrupt.deferred():
-        return work(prep.settings, base, 0).interrupted
+        report = work(prep.settings, base, 0)
+    return report.interrupted, (_OUTAGE_STOP.format(prep.settings.outage_wait)
+                                if report.stopped_on_outage else "")
 
 
 def _run_processes(prep: PreparedSweep, shutdown_timeout: float) -> tuple[bool, str]:
@@ -269,6 +275,8 @@ class Supervisor:
             return True, ""
         if any(p.returncode == STOPPED_ON_FAILURES for p in self.procs):
             return False, "workers stopped after max_failures trials failed with errors"
+        if any(p.returncode == STOPPED_ON_OUTAGE for p in self.procs):
+            return False, _OUTAGE_STOP.format(self.prep.settings.outage_wait)
         if self.deaths:
             limit = self.prep.settings.max_restarts
             return False, (f"{len(self.deaths)} worker deaths ({'; '.join(self.deaths[:4])}"
@@ -283,7 +291,8 @@ class Supervisor:
                 code = p.poll()
                 if code is None or i in settled:
                     continue
-                if code in (0, STOPPED_ON_FAILURES) or interrupt.received() is not None:
+                if code in (0, STOPPED_ON_FAILURES, STOPPED_ON_OUTAGE) or \
+                        interrupt.received() is not None:
                     settled.add(i)
                     continue
                 self.deaths.append(f"worker {i} (pid {p.pid}) {_describe_exit(code)}")

@@ -54,6 +54,9 @@ class SweepSettings:
     params: dict[str, str] = field(default_factory=dict)
     # Seconds a worker waits before looking again when the study is full but still running.
     poll_interval: float = 2.0
+    # After a tracking error, how long a worker waits for the store to answer again before it
+    # takes the next trial (bench/outage.py); 0: do not wait.
+    outage_wait: float = 600.0
     parent_run_id: Any = field(default=None, metadata=_PREPARED)
     experiment_id: Any = field(default=None, metadata=_PREPARED)
     tracking_uri: Any = field(default=None, metadata=_PREPARED)
@@ -123,6 +126,7 @@ def setting_checks() -> dict[str, Any]:
         "parent_tags": s.optional(s.mapping_of()),
         "params": s.optional(s.mapping_of(s.text(nonempty=True))),
         "poll_interval": positive_seconds,
+        "outage_wait": s.number(above=-1e-9),
     }
 
 

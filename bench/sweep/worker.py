@@ -64,6 +64,7 @@ from bench.vocab import count_finished
 log = logging.getLogger("bench.sweep")
 TAGS = tracking.TAGS
 STOPPED_ON_FAILURES = 3   # a worker's exit code after max_failures
+STOPPED_ON_OUTAGE = 4     # ... after the tracking store stayed down for outage_wait seconds
 
 
 @dataclass
@@ -72,6 +73,7 @@ class WorkerReport:
     states: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
     stopped_on_failures: bool = False
+    stopped_on_outage: bool = False
 
     def count(self, state: str) -> None:
         self.states[state] = self.states.get(state, 0) + 1
@@ -80,6 +82,8 @@ class WorkerReport:
     def exit_code(self) -> int:
         if self.interrupted:
             return interrupt.exit_code()
+        if self.stopped_on_outage:
+            return STOPPED_ON_OUTAGE
         return STOPPED_ON_FAILURES if self.stopped_on_failures else 0
 
 
@@ -193,9 +197,30 @@ def _loop(settings: SweepSettings, base: DictConfig, worker: int, space: space_m
             time.sleep(settings.poll_interval)
             continue
         try:
-            report.count(run_trial(study, storage, trial, base, settings, space))
+            state = run_trial(study, storage, trial, base, settings, space)
         except SystemExit as exc:  # Lightning turns a KeyboardInterrupt into exit(1)
             raise KeyboardInterrupt from exc
+        report.count(state)
+        if state == "REQUEUED" and not _store_back(settings, base):
+            report.stopped_on_outage = True
+            break
+
+
+def _store_back(settings: SweepSettings, base: DictConfig) -> bool:
+    """After a tracking error: whether the store answers again within ``outage_wait``, so that
+    the next trial does not spend its retries against a server that is down."""
+    from bench import outage
+
+    if not settings.outage_wait:
+        return True
+    store = StoreAddress.tracking(settings.tracking_uri) if settings.tracking_uri else \
+        tracking.store_of(base)
+    back, _ = outage.wait_for(store, float(settings.outage_wait))
+    if not back:
+        log.error("study %s: worker stops, the tracking store %s did not answer for %.0f s "
+                  "(outage_wait); the trial stays queued for the next run", settings.study_name,
+                  store, settings.outage_wait)
+    return back
 
 
 def next_trial(study: optuna.Study, storage: RDBStorage,
@@ -391,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     # the parent reads the exit code; this line is for the person watching the sweep
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(report.states.items())) or "none"
     how = (" (interrupted)" if report.interrupted else
-           " (stopped: too many failed trials)" if report.stopped_on_failures else "")
+           " (stopped: too many failed trials)" if report.stopped_on_failures else
+           " (stopped: tracking store unreachable)" if report.stopped_on_outage else "")
     log.info("worker %d done%s; trials it ran: %s", report.worker, how, states)
     return report.exit_code
 

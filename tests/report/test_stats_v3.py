@@ -192,3 +192,23 @@ def test_a_session_cut_off_is_closed_at_its_last_heartbeat():
     assert out.loc["s2", "status"] == "FINISHED" and out.loc["s2", "end_ms"] == 200
     rows.loc[0, "metric:session/heartbeat_ms"] = 70.0
     assert close_interrupted(rows).set_index("run_id").loc["s1", "end_ms"] == 70
+
+
+def test_a_record_closes_only_sessions_silent_through_a_later_sitting():
+    """Written while a study may still run, the record closes a session only when a whole
+    later sitting of the same command began after its last beat and ended."""
+    rows = pd.DataFrame([
+        {"kind": "session", "run_id": "dead", "status": "RUNNING", "start_ms": 0,
+         "end_ms": None, "command": "study", "metric:session/heartbeat_ms": 40.0},
+        {"kind": "session", "run_id": "later", "status": "KILLED", "start_ms": 100,
+         "end_ms": 200, "command": "study", "metric:session/heartbeat_ms": 190.0},
+        {"kind": "session", "run_id": "open", "status": "RUNNING", "start_ms": 300,
+         "end_ms": None, "command": "study", "metric:session/heartbeat_ms": 350.0},
+        {"kind": "session", "run_id": "peer", "status": "FINISHED", "start_ms": 301,
+         "end_ms": 400, "command": "study", "metric:session/heartbeat_ms": 399.0},
+    ])
+    out = close_interrupted(rows, superseded_only=True).set_index("run_id")
+    assert out.loc["dead", "status"] == INTERRUPTED and out.loc["dead", "end_ms"] == 40
+    # a parallel worker of the last sitting may still be on its last cell: left as recorded
+    assert out.loc["open", "status"] == "RUNNING" and pd.isna(out.loc["open", "end_ms"])
+    assert close_interrupted(rows).set_index("run_id").loc["open", "status"] == INTERRUPTED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +32,12 @@ class MlflowProxy(ThreadingHTTPServer):
             "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
         self.accepted, self.refused, self.failed = 0, [], []
         self.fail_next = 0
+        self.down_until = 0.0   # time.monotonic() before which every request gets a 503
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
+
+    def down_for(self, seconds: float) -> None:
+        """An outage: the server behind answers nothing but 503 for ``seconds``."""
+        self.down_until = time.monotonic() + seconds
 
     @property
     def url(self) -> str:
@@ -64,8 +70,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def _forward(self):
         body = self._body()
-        if self.server.fail_next > 0:
-            self.server.fail_next -= 1
+        down = time.monotonic() < self.server.down_until
+        if down or self.server.fail_next > 0:
+            self.server.fail_next -= 0 if down else 1
             self.server.failed.append(self.path)
             self.send_response(503)
             self.send_header("Content-Length", "0")
