@@ -11,6 +11,7 @@ that is down is one message within seconds, and MLflow's own HTTP retries are bo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -49,6 +50,7 @@ HTTP_DEFAULTS = MappingProxyType({
 for _name, _value in HTTP_DEFAULTS.items():
     os.environ.setdefault(_name, _value)
 PROBE_TIMEOUT_S = 5.0
+log = logging.getLogger("bench.tracking")
 PROBE_ATTEMPTS = 2
 
 
@@ -125,9 +127,53 @@ def client_for(store: StoreAddress) -> MlflowClient:
     check_reachable(store)
     try:
         with schema_lock(store.sqlite_file):
-            return MlflowClient(tracking_uri=store.connect())
+            try:
+                return MlflowClient(tracking_uri=store.connect())
+            except Exception as e:
+                if out_of_space_cause(e) is not None or not _unfinished_sqlite(store.sqlite_file):
+                    raise
+                # made again under the same lock: no other process sees the file in between
+                _remove_unfinished(cast(Path, store.sqlite_file), store.connect(), e)
+                return MlflowClient(tracking_uri=store.connect())
     except Exception as e:
         raise storage_error(store, e) from e
+
+
+def _unfinished_sqlite(path: Path | None) -> bool:
+    """Whether an SQLite store that would not open is one whose creation never finished (a full
+    disk or a kill while MLflow laid out its tables): no run, no experiment of its own.
+
+    MLflow creates a store by running its schema migrations one after another, each committed;
+    one cut short leaves tables half made (``table _alembic_tmp_params already exists``) and
+    every later open fails the same way. Such a file holds nothing that could be lost.
+    """
+    import sqlite3
+
+    if path is None or not path.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(str(path))) as db:
+            tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
+            for table, most in (("runs", 0), ("experiments", 1), ("logged_models", 0)):
+                if table in tables and db.execute(f"select count(*) from {table}").fetchone()[0] > most:
+                    return False
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def _remove_unfinished(path: Path, uri: str, cause: BaseException) -> None:
+    log.warning("the MLflow store %s was left half-made (%s), with no runs in it: made afresh",
+                path, short_reason(cause))
+    # MLflow keeps one engine per database URI for the life of the process (a class-level map
+    # of its SQLAlchemy store); one still open on the removed file would see the old tables
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    engine = getattr(SqlAlchemyStore, "_engine_map", {}).pop(uri, None)
+    if engine is not None:
+        engine.dispose()
+    for extra in ("", "-journal", "-wal", "-shm"):
+        Path(f"{path}{extra}").unlink(missing_ok=True)
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: str | None) -> str:
@@ -224,7 +270,11 @@ def storage_error(store: StoreAddress, exc: BaseException) -> StorageError:
     if path is not None and out_of_space_cause(exc) is not None:
         return OutOfSpaceError(out_of_space_text(
             "the MLflow store", path, " or choose another store with tracking.uri=..."))
-    if store.is_sqlite:
+    if "_alembic_tmp_" in reason:   # a migration cut short in a store that holds runs
+        fix = ("an upgrade of its tables was cut short (a full disk or a kill); keep a copy of "
+               "the file, drop the leftover _alembic_tmp_* table and run `mlflow db upgrade "
+               f"{where}`, or restore the file from a backup")
+    elif store.is_sqlite:
         fix = ("check that the folder exists and is writable; several parallel workers need "
                "an MLflow server instead (tracking=server, see docs/sweeps.md)")
     else:

@@ -185,6 +185,27 @@ def test_a_store_on_a_full_disk(small_disk, keep_kib):
 
 
 
+def test_a_store_whose_creation_the_full_disk_cut_short_is_made_afresh(small_disk):
+    """MLflow lays out a new store's tables one migration at a time; a full disk in between
+    used to leave a file that failed every later open ("table _alembic_tmp_params already
+    exists") until deleted by hand. It holds no runs, so the next open makes it again."""
+    store = small_disk / "mlflow.db"
+    code = ("from bench import stores, tracking; c = tracking.client_for(stores.StoreAddress."
+            f"tracking('sqlite:///{store}')); print(len(c.search_experiments()))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    _fill(small_disk, keep_kib=300)   # room for part of the schema only
+    cut = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert cut.returncode != 0 and "OutOfSpaceError" in cut.stderr
+    assert store.is_file()   # the half-made store
+    (small_disk / "filler").unlink()
+    again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "1"   # the Default experiment: a whole, working store
+    assert "was left half-made" in again.stderr and "made afresh" in again.stderr
+
+
 def test_a_study_whose_own_record_hits_a_full_disk(roomier_disk, tmp_path):
     """The study's session run is written outside any training run; a full disk there is the
     same one message, naming the store, with the command that resumes."""
