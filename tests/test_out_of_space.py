@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -184,7 +185,6 @@ def test_a_store_on_a_full_disk(small_disk, keep_kib):
         assert f".set_terminated('{rec.info.run_id}', 'FAILED')" in lines[0]
 
 
-
 def test_a_store_whose_creation_the_full_disk_cut_short_is_made_afresh(small_disk):
     """MLflow lays out a new store's tables one migration at a time; a full disk in between
     used to leave a file that failed every later open ("table _alembic_tmp_params already
@@ -226,3 +226,39 @@ def test_a_study_whose_own_record_hits_a_full_disk(roomier_disk, tmp_path):
     assert (f"error: out of space writing the MLflow store {store}: the file system at "
             f"{roomier_disk} is full") in p.stderr, p.stderr[-3000:]
     assert p.stderr.strip().splitlines()[-1].startswith("Resume with: python -m bench.study")
+
+
+def test_a_sweep_whose_storage_fills_up_stops_once_and_resumes(roomier_disk, tmp_path):
+    """Worker processes that meet a full disk stop, each with one line, instead of crashing
+    and being replaced until max_restarts; the sweep ends with one message and the command
+    that resumes, and after the space is freed that command finishes the study."""
+    disk = roomier_disk
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    storage = f"sqlite:///{disk}/o.db"
+    subprocess.run([sys.executable, "-c", f"import optuna; optuna.create_study(storage='{storage}')"],
+                   env=env, timeout=120, check=True, capture_output=True)
+    _fill(disk, keep_kib=24)   # room for the study, not for all its trials
+    args = [sys.executable, "-m", "bench", "-m", "dataset=synthetic", "trainer=smoke",
+            "+sweep=default", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=2",
+            f"tracking.uri=sqlite:///{work}/mlflow.db", f"hydra.sweeper.storage={storage}"]
+    p = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    assert p.returncode == errors.EXIT_CODE, out[-3000:]
+    assert "Traceback" not in out and "replaced" not in out, out[-3000:]
+    stops = [x for x in out.splitlines() if "worker stops: out of space writing the Optuna "
+             f"storage {disk}/o.db: the file system at {disk} is full" in x]
+    assert 1 <= len(stops) <= 2, out[-3000:]   # one line per worker at most
+    assert "Resume with: python -m bench -m" in p.stderr
+    (disk / "filler").unlink()
+    again = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+
+    (summary,) = [s for s in optuna.get_all_study_summaries(storage)
+                  if s.study_name.startswith("synthetic")]
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    states = [t.state.name for t in study.get_trials()]
+    assert states.count("COMPLETE") + states.count("PRUNED") == 8
+    assert "RUNNING" not in states and "WAITING" not in states

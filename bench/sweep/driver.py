@@ -31,7 +31,13 @@ from bench.sweep import worker as worker_mod
 from bench.sweep.settings import SweepSettings
 from bench.sweep.storage import open_storage, study_lock
 from bench.sweep.strategy import make_pruner, make_sampler, pruner_spec
-from bench.sweep.worker import STOPPED_ON_FAILURES, STOPPED_ON_OUTAGE, work, write_payload
+from bench.sweep.worker import (
+    STOPPED_ON_FAILURES,
+    STOPPED_ON_FULL_DISK,
+    STOPPED_ON_OUTAGE,
+    work,
+    write_payload,
+)
 from bench.vocab import count_finished
 
 log = logging.getLogger("bench.sweep")
@@ -214,6 +220,8 @@ def _run_in_process(prep: PreparedSweep) -> tuple[bool, str]:
         OmegaConf.update(base, "trainer.devices", chosen, merge=False)
     with interrupt.deferred():
         report = work(prep.settings, base, 0)
+    if report.full_disk:
+        raise errors.OutOfSpaceError(report.full_disk)
     return report.interrupted, (_OUTAGE_STOP.format(prep.settings.outage_wait)
                                 if report.stopped_on_outage else "")
 
@@ -275,6 +283,9 @@ class Supervisor:
             return True, ""
         if any(p.returncode == STOPPED_ON_FAILURES for p in self.procs):
             return False, "workers stopped after max_failures trials failed with errors"
+        if any(p.returncode == STOPPED_ON_FULL_DISK for p in self.procs):
+            return False, "out of space: a disk the sweep writes to is full (the workers said " \
+                          "which); free space there, then run the same command"
         if any(p.returncode == STOPPED_ON_OUTAGE for p in self.procs):
             return False, _OUTAGE_STOP.format(self.prep.settings.outage_wait)
         if self.deaths:
@@ -291,7 +302,7 @@ class Supervisor:
                 code = p.poll()
                 if code is None or i in settled:
                     continue
-                if code in (0, STOPPED_ON_FAILURES, STOPPED_ON_OUTAGE) or \
+                if code in (0, STOPPED_ON_FAILURES, STOPPED_ON_OUTAGE, STOPPED_ON_FULL_DISK) or \
                         interrupt.received() is not None:
                     settled.add(i)
                     continue

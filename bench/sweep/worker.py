@@ -28,6 +28,7 @@ import) or as a Hydra launcher job, both of which read the payload :func:`write_
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -65,6 +66,7 @@ log = logging.getLogger("bench.sweep")
 TAGS = tracking.TAGS
 STOPPED_ON_FAILURES = 3   # a worker's exit code after max_failures
 STOPPED_ON_OUTAGE = 4     # ... after the tracking store stayed down for outage_wait seconds
+STOPPED_ON_FULL_DISK = 5  # ... after a full disk: retrying cannot help, a replacement neither
 
 
 @dataclass
@@ -74,6 +76,7 @@ class WorkerReport:
     interrupted: bool = False
     stopped_on_failures: bool = False
     stopped_on_outage: bool = False
+    full_disk: str = ""   # the one message, when a full disk stopped this worker
 
     def count(self, state: str) -> None:
         self.states[state] = self.states.get(state, 0) + 1
@@ -82,6 +85,8 @@ class WorkerReport:
     def exit_code(self) -> int:
         if self.interrupted:
             return interrupt.exit_code()
+        if self.full_disk:
+            return STOPPED_ON_FULL_DISK
         if self.stopped_on_outage:
             return STOPPED_ON_OUTAGE
         return STOPPED_ON_FAILURES if self.stopped_on_failures else 0
@@ -149,7 +154,21 @@ def work(settings: SweepSettings, base: DictConfig, worker: int = 0) -> WorkerRe
             _loop(settings, base, worker, space, report)
     except KeyboardInterrupt:
         report.interrupted = True
+    except Exception as exc:
+        full = errors.out_of_space(exc, _databases(settings, base))
+        if full is None:
+            raise
+        report.full_disk = mask(str(full))
+        log.error("study %s: worker stops: %s", settings.study_name, report.full_disk)
     return report
+
+
+def _databases(settings: SweepSettings, base: DictConfig) -> dict:
+    """The SQLite files a full disk may have hit, for the message to name the full one."""
+    tracking_store = (StoreAddress.tracking(settings.tracking_uri) if settings.tracking_uri
+                      else tracking.store_of(base))
+    return {"the MLflow store": tracking_store.sqlite_file,
+            "the Optuna storage": StoreAddress.optuna(settings.storage).sqlite_file}
 
 
 @contextmanager
@@ -346,6 +365,13 @@ def _train_and_tell(study: optuna.Study, storage: RDBStorage, trial: optuna.Tria
                     trial.number)
         raise
     except Exception as exc:
+        if errors.out_of_space_cause(exc) is not None:
+            # the disk's fault, not the configuration's: queued again for the run after the
+            # space is freed, and the worker stops (work() says why, once)
+            # (the Optuna storage may be full too: then the next run's recovery queues it)
+            with contextlib.suppress(Exception):
+                recovery.requeue(study, storage, settings, [trial_id(trial)], "out of space")
+            raise
         if tracking.is_transient(exc):
             # the store hiccuped, not the configuration: queued again, not a failure that
             # counts towards max_failures (the retry budget still bounds it)
@@ -417,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(report.states.items())) or "none"
     how = (" (interrupted)" if report.interrupted else
            " (stopped: too many failed trials)" if report.stopped_on_failures else
-           " (stopped: tracking store unreachable)" if report.stopped_on_outage else "")
+           " (stopped: tracking store unreachable)" if report.stopped_on_outage else
+           " (stopped: out of space)" if report.full_disk else "")
     log.info("worker %d done%s; trials it ran: %s", report.worker, how, states)
     return report.exit_code
 
