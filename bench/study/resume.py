@@ -36,6 +36,7 @@ RUN_KINDS = record_mod.RUN_KINDS
 # session ended) is restored as FAIL so that trial numbers, and with them the record's keys,
 # stay those of the original study.
 KEPT_STATES = ("COMPLETE", "PRUNED", "FAIL")
+TUNED_EPOCHS_METRIC = "metric:tuned_epochs"   # bench.fold_train.TUNED_EPOCHS_TAG, as logged
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,11 @@ def _frozen(row: dict, path: Path):
     run_id = row["run_id"]
     if isinstance(run_id, str) and "#" not in run_id:
         attrs[RUN_ID_ATTR] = run_id
+    tuned = row.get(TUNED_EPOCHS_METRIC)
+    if tuned is not None and isinstance(tuned, int | float) and math.isfinite(tuned):
+        # a fold-tuned trial's epochs for the final models: the record carries them, so a
+        # resume without the MLflow run (a fresh clone, a re-run elsewhere) trains as tuned
+        attrs["tuned_epochs"] = int(tuned)
     return optuna.trial.create_trial(
         state=TrialState[state], value=value if state != "FAIL" else None,
         params={k: params[k] for k in dists if k in params},

@@ -22,7 +22,8 @@ def test_jena_and_mnist_reference_settings():
     assert (m.batch_size, m.loss, m.val_size) == (100, "cross_entropy", 5000)
 
 
-def test_list_and_check_on_fixtures(capsys):
+def test_list_and_check_on_fixtures(capsys, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)   # a piped table is 200 wide unless told
     assert main(["--data-dir", str(FIXTURES), "list"]) == 0
     out = capsys.readouterr().out
     assert "SBUX.csv" in out and "sha256 ok" in out and "missing" in out

@@ -139,6 +139,21 @@ def test_fresh_clone_resumes_from_the_committed_record(tmp_path, monkeypatch):
     again = _runs(uri_b)
     assert again.loc[again["phase"] == "final", "seed"].tolist() == ["1"]   # the new one
 
+    # Re-running a sample of the record's final runs at this commit gives the same numbers:
+    # trained from the record alone (tuning restored), in scratch stores.
+    from bench.study.rerun import rerun, write
+
+    build("smoke", StoreAddress.tracking(uri_b), out)   # with the fourth sitting's run
+    table = rerun(out / "record", per_commit=2, echo=lambda *_: None)
+    assert len(table) >= 2 and set(table["agrees"]) == {"same"}, table.to_string()
+    md, _ = write(table, tmp_path / "reruns", "python -m bench.study.rerun --study smoke")
+    assert f"**{len(table)} give the same score**, 0 a different one." in md.read_text()
+    # a replica is re-run with the rest of its group, as it trained (dropout masks differ
+    # between a seed alone and the same seed as one of K replicas)
+    grouped = table[table["arch"] == "mlp"]
+    assert len(grouped) in (0, 2)
+    assert sorted(_runs(uri_b)["phase"]) == sorted(again["phase"])   # its stores untouched
+
 
 def test_record_of_another_study_is_refused(tmp_path):
     path = tmp_path / "record.csv"
@@ -147,3 +162,16 @@ def test_record_of_another_study_is_refused(tmp_path):
     with pytest.raises(StudyError, match=r"field 'study' is \['other'\], expected \['smoke'\]"):
         Committed.load(path, "smoke")
     assert Committed.load(tmp_path / "missing.csv", "smoke") is None
+
+
+def test_a_sampled_replica_is_rerun_with_its_whole_group():
+    """From the committed protocol record: a final run that trained as one of 5 replicas
+    brings the other 4 of its group into the re-run."""
+    from bench.study.rerun import with_groups
+
+    rec = record.read(Path(__file__).resolve().parents[2] / "reports" / "protocol" / "record")
+    finals = rec[(rec["kind"] == "final") & (rec["tag:replicas"].astype(str) == "5")]
+    one = finals.iloc[[0]]
+    group = with_groups(rec, one)
+    assert len(group) == 5 and set(group["arch"]) == set(one["arch"])
+    assert sorted(group["seed"].astype(int)) == [0, 1, 2, 3, 4]

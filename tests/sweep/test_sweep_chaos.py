@@ -28,8 +28,8 @@ from tests.support.sweep import (
 )
 
 pytestmark = pytest.mark.slow
-N_TRIALS = 12
-KILLS = 5
+N_TRIALS = 8
+KILLS = 4
 # Above the number of losses the test can cause, so that every lost trial has a retry: the
 # kills favour retries (queued trials run first), and a chain of four losses would otherwise
 # use up a budget of three, rightly leaving the fourth without one.
