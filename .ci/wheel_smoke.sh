@@ -4,7 +4,9 @@
 # two-trial sweep. Shows that conf/ and sweeps/ ship inside the package (no checkout needed).
 #   bash .ci/wheel_smoke.sh            (from anywhere; about a minute and a half)
 # Settings: BENCH_WHEEL_DIR (a temporary folder, removed at the end unless set),
-# TORCH_SPEC (torch==2.13.0: pip reuses the wheel it already has in its cache).
+# TORCH_SPEC (torch==2.13.0: pip reuses the wheel it already has in its cache),
+# BENCH_WHEEL_DEPS_FROM (a site-packages folder holding the dependencies: only the wheel is
+# installed; .ci/run passes its own, which it installed from the same pyproject).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="${BENCH_WHEEL_DIR:-$(mktemp -d /tmp/bench-wheel-XXXXXX)}"
@@ -23,8 +25,17 @@ wheel="$(ls "$work"/dist/bench-*.whl)"
 "$python" -m venv "$work/venv"
 # shellcheck source=/dev/null
 . "$work/venv/bin/activate"
-pip install -q "${TORCH_SPEC:-torch==2.13.0}"
-pip install -q "$wheel"
+if [ -n "${BENCH_WHEEL_DEPS_FROM:-}" ]; then
+  # The dependencies from another environment's site-packages (CI's, installed from the same
+  # pyproject a moment ago), appended to sys.path behind this venv's own: the wheel's bench
+  # is found first, and that environment's editable bench is not (its .pth is not read).
+  site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "$BENCH_WHEEL_DEPS_FROM" > "$site/bench-smoke-deps.pth"
+  pip install -q --no-deps "$wheel"
+else
+  pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+  pip install -q "$wheel"
+fi
 
 cd "$work/run"   # empty: nothing of the checkout is reachable from here
 export BENCH_DATA_DIR="$work/data"

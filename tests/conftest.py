@@ -35,3 +35,9 @@ def real_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"real-data test: BENCH_DATA_DIR={env} is not a directory")
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests marked ``slow`` first: with the tests spread over workers (``-n auto``), a
+    long test drawn last keeps one worker busy while the others have nothing left to do."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

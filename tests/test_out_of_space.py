@@ -137,6 +137,7 @@ def _runs(store: Path) -> list:
     return client.search_runs([exp.experiment_id]) if exp else []
 
 
+@pytest.mark.slow
 def test_a_run_folder_on_a_full_disk(small_disk, tmp_path):
     """The run's folder (Hydra's, with its checkpoints) fills up; the store is elsewhere."""
     store = tmp_path / "mlflow.db"
@@ -159,6 +160,7 @@ def test_a_run_folder_on_a_full_disk(small_disk, tmp_path):
 
 
 @pytest.mark.parametrize("keep_kib", [40, 100])
+@pytest.mark.slow
 def test_a_store_on_a_full_disk(small_disk, keep_kib):
     """The store fills up too: the run is closed FAILED if it still can be, or the message
     says it shows RUNNING (or Lightning's FINISHED) and how to close it."""
@@ -206,6 +208,7 @@ def test_a_store_whose_creation_the_full_disk_cut_short_is_made_afresh(small_dis
     assert "was left half-made" in again.stderr and "made afresh" in again.stderr
 
 
+@pytest.mark.slow
 def test_a_study_whose_own_record_hits_a_full_disk(roomier_disk, tmp_path):
     """The study's session run is written outside any training run; a full disk there is the
     same one message, naming the store, with the command that resumes."""
@@ -228,6 +231,7 @@ def test_a_study_whose_own_record_hits_a_full_disk(roomier_disk, tmp_path):
     assert p.stderr.strip().splitlines()[-1].startswith("Resume with: python -m bench.study")
 
 
+@pytest.mark.slow
 def test_a_sweep_whose_storage_fills_up_stops_once_and_resumes(roomier_disk, tmp_path):
     """Worker processes that meet a full disk stop, each with one line, instead of crashing
     and being replaced until max_restarts; the sweep ends with one message and the command

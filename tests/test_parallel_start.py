@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.support import ROOT
@@ -31,6 +32,7 @@ STARTER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_processes_started_together_on_fresh_files_all_start(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", STARTER, str(tmp_path)], env=env,

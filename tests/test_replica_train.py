@@ -122,6 +122,7 @@ def assert_same(got, want, metric):
 
 @pytest.mark.parametrize(("cell", "topology"), list(itertools.product(
     ("rnn", "lstm", "gru"), ("single", "stacked", "bidirectional", "stacked_bidirectional"))))
+@pytest.mark.slow
 def test_seeds_train_like_independent_runs(cell, topology, tmp_path):
     cfg = mcfg(cell=cell, topology=topology)
     train, val = split(37, INFO, 1), split(20, INFO, 2)
@@ -197,6 +198,7 @@ def test_best_weights_go_back_into_a_single_model(tmp_path):
      "trainer.max_epochs=6", "trainer.early_stopping_patience=1",
      "trainer.gradient_clip_val=0.1"),
 ])
+@pytest.mark.slow
 def test_fit_seeds_matches_train_run_per_seed(make_cfg, overrides):
     """Each replica's record is the one ``bench.train.run`` gives its seed alone."""
     from mlflow.tracking import MlflowClient
@@ -283,6 +285,7 @@ def test_a_nan_fails_only_its_own_seeds_run(make_cfg, mlflow_uri, monkeypatch):
     assert "test/accuracy" in runs[2].data.metrics
 
 
+@pytest.mark.slow
 def test_fit_seeds_matches_train_run_on_unequal_lengths(make_cfg, real_data_dir):
     """JapaneseVowels: end-padded sequences of unequal length, read through ``lengths``."""
     from bench.replica_train import fit_seeds

@@ -223,6 +223,7 @@ def test_a_sweep_storage_password_from_the_command_line_is_masked(tmp_path):
 
 
 @pytest.mark.server
+@pytest.mark.slow
 def test_a_storage_url_with_a_user_takes_the_password_from_the_environment(monkeypatch,
                                                                            tmp_path):
     pg_url, secret = _pg()

@@ -97,6 +97,7 @@ def test_hydra_composition_error_is_one_message(tmp_path):
     assert "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_unknown_error_keeps_its_traceback(tmp_path):
     # no torch_xla here: Lightning fails in its own code, which is not a known error
     p = bench_cli("dataset=synthetic", "trainer=smoke", "trainer.accelerator=tpu",
@@ -108,6 +109,7 @@ def test_unknown_error_keeps_its_traceback(tmp_path):
     assert "--verbose" in p.stderr.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_missing_data_offline_is_one_message_and_records_nothing(tmp_path):
     empty = tmp_path / "data"
     empty.mkdir()
@@ -227,6 +229,7 @@ def test_an_experiment_made_without_a_kind_gets_one_and_a_chosen_kind_stays(mlfl
 # ---------------------------------------------------------------------------- terminal
 
 
+@pytest.mark.slow
 def test_a_study_prints_no_lightning_start_up_lines_adverts_or_known_warnings(tmp_path):
     smoke = ROOT / "tests" / "study" / "study_smoke.yaml"
     p = bench_cli(str(smoke), "seeds=1", "tuning.n_trials=1", "architectures.cells=[gru]",
@@ -242,6 +245,7 @@ def test_a_study_prints_no_lightning_start_up_lines_adverts_or_known_warnings(tm
     assert "INFO: " not in out and "Tip" not in out and "LeafSpec" not in out, out
 
 
+@pytest.mark.slow
 def test_terminal_shows_the_bar_the_table_in_units_and_a_one_line_hint(tmp_path):
     fixtures = ROOT / "tests" / "fixtures"
     p = bench_cli("dataset=sbux", "trainer=smoke", "trainer.enable_progress_bar=true",

@@ -40,12 +40,18 @@ def datasets_needed(gap: float, sd: float, alpha: float, power: float = POWER) -
     """Datasets a paired two-sided t-test needs to detect ``gap`` with ``power``."""
     if not (np.isfinite(sd) and sd > 0 and gap > 0):
         return 0
-    # the power curve over every whole number of datasets (a root finder fails on huge effects)
-    n = np.arange(2, MOST + 1)
-    achieved = TTestPower().power(effect_size=gap / sd, nobs=n, alpha=alpha,
-                                  alternative="two-sided")
-    hit = np.flatnonzero(achieved >= power)
-    return int(n[hit[0]]) if len(hit) else MOST
+    # the power curve over whole numbers of datasets (a root finder fails on huge effects),
+    # block by block: power grows with N, so the first block reaching it holds the answer
+    start = 2
+    for end in (64, 1024, 16_384, MOST):
+        n = np.arange(start, end + 1)
+        achieved = TTestPower().power(effect_size=gap / sd, nobs=n, alpha=alpha,
+                                      alternative="two-sided")
+        hit = np.flatnonzero(achieved >= power)
+        if len(hit):
+            return int(n[hit[0]])
+        start = end + 1
+    return MOST
 
 
 def detectable_gap(sd: float, n: int, alpha: float, power: float = POWER) -> float:

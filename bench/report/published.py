@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +26,9 @@ METRIC_OF_TASK = {"classification": "accuracy", "regression": "rmse"}
 
 
 def default_path() -> Path:
-    return Path(str(resources.files("bench.data") / "reference" / "published.csv"))
+    # beside the package's own files, found from this module: asking importlib.resources for
+    # ``bench.data`` would import that package, and with it torch, to read a CSV
+    return Path(__file__).resolve().parents[1] / "data" / "reference" / "published.csv"
 
 
 def read(path: str | Path | None = None) -> pd.DataFrame:

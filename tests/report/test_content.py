@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from bench.report import content, markdown
 from bench.report.build import build_from_record
 from bench.report.collect import study_data
@@ -13,6 +15,7 @@ from bench.stores import mask
 from tests.support.records import hand_record
 
 
+@pytest.mark.slow
 def test_the_structure_carries_numbers_and_renders_to_the_readme(tmp_path):
     path = hand_record(tmp_path)
     build_from_record(path, tmp_path)

@@ -30,6 +30,7 @@ def _heat_rows(page: str) -> list[str]:
     return re.findall(r'<tr[^>]*><th scope="row" data-v="([^"]+)"', body)
 
 
+@pytest.mark.slow
 def test_page_has_the_verdict_heat_map_and_a_section_per_dataset(tmp_path):
     path = _record(tmp_path)
     build_from_record(path, tmp_path)
@@ -65,6 +66,7 @@ def test_page_has_the_verdict_heat_map_and_a_section_per_dataset(tmp_path):
     assert (tmp_path / "figures" / "heatmap.png").is_file()
 
 
+@pytest.mark.slow
 def test_page_loads_nothing_from_a_network(tmp_path):
     build_from_record(_record(tmp_path), tmp_path)
     page = (tmp_path / "index.html").read_text(encoding="utf-8")
@@ -77,6 +79,7 @@ def test_page_loads_nothing_from_a_network(tmp_path):
     assert str(tmp_path) not in page
 
 
+@pytest.mark.slow
 def test_page_is_the_same_bytes_on_every_build(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     path = _record(first)

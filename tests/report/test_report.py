@@ -85,6 +85,7 @@ def store(tmp_path_factory):
     return tmp, uri
 
 
+@pytest.mark.slow
 def test_report_verdict_tables_and_csv(store):
     tmp, uri = store
     out = tmp / "out"
