@@ -38,6 +38,7 @@ def real_data_dir() -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests marked ``slow`` first: with the tests spread over workers (``-n auto``), a
-    long test drawn last keeps one worker busy while the others have nothing left to do."""
+    """The tests marked ``slow`` first: with the tests spread over workers (``-n auto --dist
+    worksteal``, which lets an idle worker take queued tests from a busy one), a long test
+    drawn last keeps one worker busy while the others have nothing left to do."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
