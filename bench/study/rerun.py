@@ -83,8 +83,9 @@ def _blocked(study, committed, rows: pd.DataFrame) -> dict[str, str]:
     sampled = {(r.kind, r.dataset, r.arch, r.seed) for r in rows.itertuples()}
     n_trials = int(study.definition.tuning.n_trials)
     out: dict[str, str] = {}
+    drawn = set(rows["dataset"])
     for cell in study.cells():
-        if cell.dataset in out or cell.dataset not in set(rows["dataset"]):
+        if cell.dataset in out or cell.dataset not in drawn:
             continue
         if cell.space is not None and n_trials:
             t = committed.trials(cell.optuna_study)

@@ -163,11 +163,16 @@ def work(settings: SweepSettings, base: DictConfig, worker: int = 0) -> WorkerRe
     return report
 
 
+def _tracking_store(settings: SweepSettings, base: DictConfig) -> StoreAddress:
+    """The MLflow store the trials write to: the sweep's, as prepared, else the run config's."""
+    if settings.tracking_uri:
+        return StoreAddress.tracking(settings.tracking_uri)
+    return tracking.store_of(base)
+
+
 def _databases(settings: SweepSettings, base: DictConfig) -> dict:
     """The SQLite files a full disk may have hit, for the message to name the full one."""
-    tracking_store = (StoreAddress.tracking(settings.tracking_uri) if settings.tracking_uri
-                      else tracking.store_of(base))
-    return {"the MLflow store": tracking_store.sqlite_file,
+    return {"the MLflow store": _tracking_store(settings, base).sqlite_file,
             "the Optuna storage": StoreAddress.optuna(settings.storage).sqlite_file}
 
 
@@ -232,8 +237,7 @@ def _store_back(settings: SweepSettings, base: DictConfig) -> bool:
 
     if not settings.outage_wait:
         return True
-    store = StoreAddress.tracking(settings.tracking_uri) if settings.tracking_uri else \
-        tracking.store_of(base)
+    store = _tracking_store(settings, base)
     back, _ = outage.wait_for(store, float(settings.outage_wait))
     if not back:
         log.error("study %s: worker stops, the tracking store %s did not answer for %.0f s "
