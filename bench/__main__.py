@@ -48,6 +48,11 @@ def _run(cfg: DictConfig) -> float:
         _discard_run_dir()
         raise
 
+    from bench import tracking
+
+    # A tracking server that is down is one message before torch and Lightning load.
+    tracking.check_reachable(tracking.store_of(cfg))
+
     from bench import interrupt
     from bench.console import print_summary
     from bench.train import run

@@ -236,5 +236,6 @@ def validate(cfg: DictConfig) -> None:
     _positive_int("trainer.early_stopping_patience", t.early_stopping_patience, allow_none=True)
     validate_folds(cfg.get("folds"))
     validate_trainer_clip(t)
+    _non_negative("tracking.flush_s", cfg.tracking.get("flush_s", 15.0))
     if not isinstance(cfg.seed, int):
         raise ConfigError(f"seed: {cfg.seed!r} is not allowed; expected an integer")

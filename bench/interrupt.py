@@ -19,8 +19,6 @@ import contextlib
 import signal
 import threading
 
-from lightning.pytorch.callbacks import Callback
-
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 _requested = threading.Event()
 _received: list[int] = []   # the first signal that asked this process to stop
@@ -112,13 +110,24 @@ def raising():
         yield
 
 
-class SafePointInterrupt(Callback):
-    """Raises the deferred interrupt between batches, where Lightning handles it cleanly."""
+def __getattr__(name: str):
+    # ``SafePointInterrupt`` is made on first use: importing Lightning costs seconds, and a
+    # sweep's parent or a refused command should fail or start without it.
+    if name == "SafePointInterrupt":
+        from lightning.pytorch.callbacks import Callback
 
-    def _check(self, *args, **kwargs) -> None:
-        check()
+        class SafePointInterrupt(Callback):
+            """Raises the deferred interrupt between batches, where Lightning handles it
+            cleanly."""
 
-    on_train_batch_end = _check
-    on_validation_batch_end = _check
-    on_test_batch_end = _check
-    on_train_epoch_start = _check
+            def _check(self, *args, **kwargs) -> None:
+                check()
+
+            on_train_batch_end = _check
+            on_validation_batch_end = _check
+            on_test_batch_end = _check
+            on_train_epoch_start = _check
+
+        globals()[name] = SafePointInterrupt
+        return SafePointInterrupt
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ from bench.task import LOSS_MODULES, chance_loss, fit_check, make_metrics, make_
 from bench.vocab import fit_label
 
 REPLICAS_TAG = "replicas"  # the group size a run was trained in; 1: alone, by bench.train.run
+# One id shared by the runs of a group: a re-run must train a replica with the same others
+# (its dropout masks depend on them), and a start time cannot tell two groups apart.
+GROUP_TAG = "replica_group"
 
 
 def _derived(values: dict[str, float], info: DatasetInfo) -> dict[str, float]:
@@ -591,11 +595,12 @@ def run_seeds(cfg, seeds: list[int], *, tags: dict[str, str] | None = None,
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
     out: list[RunResult] = []
     resolved: dict[int, dict] = {}
+    group = uuid.uuid4().hex if len(seeds) > 1 else None
     for seed in seeds:
         run_tags = {**tracking.standard_tags(cfg, arch), tracking.TAGS["seed"]: seed,
                     tracking.TAGS["hardware"]: tracking.hardware(),
                     tracking.TAGS["command"]: tracking.command_line(),
-                    **(tags or {}), REPLICAS_TAG: len(seeds)}
+                    **(tags or {}), REPLICAS_TAG: len(seeds), GROUP_TAG: group}
         name = cfg.get("run_name") or f"{cfg.dataset.name}-{arch}-seed{seed}"
         run_id = tracking.start_run(client, exp_id, name, run_tags, parent_run_id)
         out.append(RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id,

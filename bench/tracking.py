@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import subprocess
+import time
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -132,11 +133,22 @@ def client_for(store: StoreAddress) -> MlflowClient:
             except Exception as e:
                 if out_of_space_cause(e) is not None or not _unfinished_sqlite(store.sqlite_file):
                     raise
+                # A process outside this lock (a plain MlflowClient, `mlflow ui`) may be making
+                # the schema right now: a store it finishes meanwhile is kept.
+                time.sleep(UNFINISHED_GRACE_S)
+                try:
+                    return MlflowClient(tracking_uri=store.connect())
+                except Exception:
+                    if not _unfinished_sqlite(store.sqlite_file):
+                        raise
                 # made again under the same lock: no other process sees the file in between
                 _remove_unfinished(cast(Path, store.sqlite_file), store.connect(), e)
                 return MlflowClient(tracking_uri=store.connect())
     except Exception as e:
         raise storage_error(store, e) from e
+
+
+UNFINISHED_GRACE_S = 3.0
 
 
 def _unfinished_sqlite(path: Path | None) -> bool:

@@ -141,7 +141,7 @@ class BestWeights(Checkpoint):
                 "pytorch-lightning_version": pl.__version__, "state_dict": self.state}
 
 
-METRIC_FLUSH_S = 15.0
+METRIC_FLUSH_S = 15.0  # tracking.flush_s's default
 
 
 class RunMetrics(Logger):
@@ -151,8 +151,8 @@ class RunMetrics(Logger):
     Lightning's ``MLFlowLogger`` sends one request (an SQLite commit, or an HTTP round trip
     to a server) per logging call, two or three per epoch; on a short run these cost more
     than its training. Here each value keeps the time and step it was logged with, and the
-    values go out together: at an epoch's end once the last write is
-    :data:`METRIC_FLUSH_S` old (so a long run's curves still grow in the UI epoch by epoch),
+    values go out together: at an epoch's end once the last write is ``tracking.flush_s``
+    (:data:`METRIC_FLUSH_S`) old (so a long run's curves still grow in the UI epoch by epoch),
     and when the run ends, in every outcome (:func:`_run`, :func:`_close`).
     """
 
@@ -372,7 +372,7 @@ def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id,
         built.store, cfg.tracking.experiment, cfg.tracking.artifact_root)
     built.client = client
     run_id = built.run_id = _start_run(cfg, client, exp_id, tags, parent_run_id)
-    metrics = built.metrics = RunMetrics(client, run_id)
+    metrics = built.metrics = RunMetrics(client, run_id, cfg.tracking.get("flush_s"))
     metric, direction = cfg.dataset.metric, cfg.dataset.direction
     result = RunResult(run_id, "RUNNING", math.nan, direction, experiment_id=exp_id,
                        store=built.store)

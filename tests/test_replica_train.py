@@ -244,9 +244,11 @@ def test_run_seeds_records_what_train_run_records(make_cfg, mlflow_uri, override
         ours, theirs = client.get_run(res.run_id), client.get_run(alone.run_id)
         assert ours.info.status == theirs.info.status == res.status == "FINISHED"
         assert set(ours.data.params) == set(theirs.data.params)
-        assert set(ours.data.tags) == set(theirs.data.tags) | {"replicas"}
+        assert set(ours.data.tags) == set(theirs.data.tags) | {"replicas", "replica_group"}
         assert set(ours.data.metrics) == set(theirs.data.metrics)
         assert ours.data.tags["replicas"] == "2" and ours.data.tags["seed"] == str(seed)
+        assert ours.data.tags["replica_group"] == client.get_run(
+            results[0].run_id).data.tags["replica_group"]
         for key in ("seed", "n_params", "layer_sizes", "optim.lr"):
             assert ours.data.params[key] == theirs.data.params[key]
         for key, value in theirs.data.tags.items():

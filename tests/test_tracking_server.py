@@ -47,7 +47,10 @@ def test_a_dead_server_fails_fast_in_one_message(kind, tmp_path):
         f"error: MLflow tracking server {uri} is unreachable (connection refused); start it "
         "or set tracking.uri",
         f"(add {errors.VERBOSE_FLAG} or set {errors.FULL_ERROR_ENV}=1 to see the traceback)"]
-    assert seconds < 30  # mostly the interpreter's start; MLflow's defaults took minutes
+    # MLflow's own retries would wait minutes (over two with its defaults); what is left is the
+    # interpreter's start, seconds on an idle machine, kept well apart from those even on a
+    # loaded one (the check comes before torch and Lightning load)
+    assert seconds < 90
     assert not (tmp_path / "optuna.db").exists()  # the sweep stopped before its study
 
 

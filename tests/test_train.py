@@ -277,16 +277,13 @@ def test_a_failed_run_keeps_the_metrics_of_its_epochs(make_cfg, mlflow_uri):
 
 @pytest.mark.parametrize("flush_every_s", [0.0, None])
 def test_metrics_are_written_during_a_run_once_the_last_write_is_old_enough(
-        make_cfg, mlflow_uri, monkeypatch, flush_every_s):
-    """With writes due at once (a long run's epochs), the curves grow in the store epoch by
-    epoch; a short run's metrics wait for its end."""
-    from bench import train
-
-    if flush_every_s is not None:
-        monkeypatch.setattr(train, "METRIC_FLUSH_S", flush_every_s)
+        make_cfg, mlflow_uri, flush_every_s):
+    """With writes due at once (``tracking.flush_s=0``, or a long run's epochs), the curves
+    grow in the store epoch by epoch; a short run's metrics wait for its end."""
     watch = FailsAtEpoch(99, mlflow_uri)
+    flush = [] if flush_every_s is None else [f"tracking.flush_s={flush_every_s}"]
     result = run(make_cfg("dataset=synthetic", "trainer.max_epochs=3",
-                          "trainer.early_stopping_patience=null"), callbacks=[watch])
+                          "trainer.early_stopping_patience=null", *flush), callbacks=[watch])
     # the watch reads the store at each epoch's end, after that epoch's validation values
     # were logged
     assert watch.seen == ([1, 2, 3] if flush_every_s == 0.0 else [0, 0, 0])

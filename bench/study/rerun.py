@@ -60,22 +60,53 @@ def sample(rec: pd.DataFrame, per_commit: int, seed: int = 0,
 def with_groups(rec: pd.DataFrame, picked: pd.DataFrame) -> pd.DataFrame:
     """The sampled runs and, for one that trained as one of K replicas, the other K - 1 of its
     group: a replica's dropout masks are not those its seed draws alone, so it is re-run as it
-    ran. A group is the cell's runs at one commit with the same ``replicas`` tag whose starts
-    follow each other within a minute (they are created together before training)."""
+    ran. See :func:`units` for how a group is found."""
+    unit = units(rec)
+    groups = unit.loc[picked["run_id"]].unique() if len(picked) else []
+    members = rec[rec["run_id"].map(unit).isin(groups)]
+    return pd.concat([picked, members]).drop_duplicates("run_id")
+
+
+def units(rec: pd.DataFrame) -> pd.Series:
+    """Which runs trained together: a group label per run id (a run alone is its own group).
+
+    Runs that carry the ``replica_group`` tag share its value. Older runs, recorded before
+    that tag, are grouped as the cell's runs at one commit with the same ``replicas`` tag
+    whose starts follow each other within a minute (they are created together before
+    training)."""
+    from bench.replica_train import GROUP_TAG
+
+    label = rec["run_id"].astype(str)
     if "tag:replicas" not in rec.columns:
-        return picked
-    keys = ["kind", "dataset", "arch", "tuning_seed", "git_sha"]
+        return pd.Series(label.to_numpy(), index=rec["run_id"])
     size = pd.to_numeric(rec["tag:replicas"], errors="coerce")
-    out = [picked]
-    for _, row in picked.iterrows():
-        k = pd.to_numeric(row.get("tag:replicas"), errors="coerce")
-        if not k > 1:
-            continue
-        same = rec[(rec[keys].astype(str) == row[keys].astype(str)).all(axis=1) & (size == k)]
+    tagged = rec.get(f"tag:{GROUP_TAG}", pd.Series("", index=rec.index)).fillna("").astype(str)
+    label = label.where(~((size > 1) & (tagged != "")), "group:" + tagged)
+    keys = ["kind", "dataset", "arch", "tuning_seed", "git_sha"]
+    old = rec[(size > 1) & (tagged == "")]
+    for key, same in old.groupby([*[_text(old[k]) for k in keys], size[old.index]],
+                                 sort=False):
         same = same.sort_values("start_ms")
         chunk = (same["start_ms"].astype(float).diff().fillna(0.0) > 60_000).cumsum()
-        out.append(same[chunk == chunk[same["run_id"] == row["run_id"]].iloc[0]])
-    return pd.concat(out).drop_duplicates("run_id")
+        label[same.index] = [f"near:{'/'.join(map(str, key))}:{c}" for c in chunk]
+    return pd.Series(label.to_numpy(), index=rec["run_id"])
+
+
+def _text(col: pd.Series) -> pd.Series:
+    """A column as text with missing values as "" (pandas' str dtype keeps NaN missing, and
+    grouping would drop those rows)."""
+    return col.astype(str).fillna("")
+
+
+def rounds(rec: pd.DataFrame, picked: pd.DataFrame) -> list[pd.DataFrame]:
+    """The picked runs in sittings that each re-train at most one group per cell: the runner
+    trains a cell's missing seeds together, so two runs that trained apart (a seed re-run
+    alone at a later sitting, or two groups) must be re-run in different sittings."""
+    unit = units(rec).loc[picked["run_id"]].to_numpy()
+    cell = picked[["kind", "dataset", "arch", "tuning_seed"]].apply(_text).agg("/".join, axis=1)
+    order = pd.Series(unit, index=picked.index).groupby(cell.to_numpy()).transform(
+        lambda u: pd.factorize(u)[0])
+    return [picked[order == r] for r in sorted(order.unique())]
 
 
 def _blocked(study, committed, rows: pd.DataFrame) -> dict[str, str]:
@@ -132,9 +163,11 @@ def rerun(record_path: Path, *, per_commit: int = 1, seed: int = 0,
         if picked.empty:
             raise StudyError("no sampled run can be re-run alone: " + "; ".join(
                 f"{k}: {v}" for k, v in sorted(blocked.items())))
-        order = list(dict.fromkeys(picked["dataset"]))
-        Runner(replace(study, only=tuple(order)), echo=echo, committed=committed).run(
-            "python -m bench.study.rerun")
+        for batch in rounds(rec, picked):
+            order = list(dict.fromkeys(batch["dataset"]))
+            Runner(replace(study, only=tuple(order)), echo=echo,
+                   committed=Committed(record_path, rec).without(set(batch["run_id"]))).run(
+                "python -m bench.study.rerun")
         fresh = reader.from_store(StoreAddress.tracking(uri), study.name)
     return compare(picked, fresh)
 

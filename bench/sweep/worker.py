@@ -42,17 +42,16 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import optuna
-from lightning.pytorch import LightningModule, Trainer
 from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
-from optuna_integration import PyTorchLightningPruningCallback
 
-from bench import errors, fold_train, interrupt, tracking
+from bench import errors, interrupt, tracking
 from bench.stores import StoreAddress, mask
 from bench.sweep import devices, parent, recovery
 from bench.sweep import space as space_mod
@@ -92,21 +91,34 @@ class WorkerReport:
         return STOPPED_ON_FAILURES if self.stopped_on_failures else 0
 
 
-class PruningCallback(PyTorchLightningPruningCallback):
-    """optuna-integration's callback, plus the link from the trial to its MLflow run.
+@cache
+def _pruning_callback_class() -> type:
+    # Made on first use, with Lightning: a sweep's parent process imports this module for its
+    # payload and recovery code and never trains, and importing Lightning costs seconds.
+    from optuna_integration import PyTorchLightningPruningCallback
 
-    Reports ``val/<metric>`` after every validation epoch (also with pruner "none": the
-    dashboard's curves come from these reports) and raises ``optuna.TrialPruned`` when the
-    pruner says so. The MLflow run id is stored on the trial as soon as training starts, so
-    the study (and the report built from it) can point at every trial's curves, including
-    pruned ones.
-    """
+    class PruningCallback(PyTorchLightningPruningCallback):
+        """optuna-integration's callback, plus the link from the trial to its MLflow run.
 
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().on_fit_start(trainer, pl_module)
-        run_id = getattr(trainer.logger, "run_id", None)
-        if run_id:
-            self._trial.set_user_attr(tracking.RUN_ID_ATTR, run_id)
+        Reports ``val/<metric>`` after every validation epoch (also with pruner "none": the
+        dashboard's curves come from these reports) and raises ``optuna.TrialPruned`` when the
+        pruner says so. The MLflow run id is stored on the trial as soon as training starts,
+        so the study (and the report built from it) can point at every trial's curves,
+        including pruned ones.
+        """
+
+        def on_fit_start(self, trainer, pl_module) -> None:
+            super().on_fit_start(trainer, pl_module)
+            run_id = getattr(trainer.logger, "run_id", None)
+            if run_id:
+                self._trial.set_user_attr(tracking.RUN_ID_ATTR, run_id)
+
+    return PruningCallback
+
+
+def pruning_callback(trial: optuna.Trial, monitor: str):
+    """The Lightning callback that reports a trial's epochs to Optuna and prunes it."""
+    return _pruning_callback_class()(trial, monitor=monitor)
 
 
 def close_lost_runs(settings: SweepSettings, numbers: list[int], why: str) -> None:
@@ -335,6 +347,7 @@ def trial_tags(settings: SweepSettings, trial: optuna.Trial, storage: RDBStorage
 
 def _train_and_tell(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial,
                     base: DictConfig, settings: SweepSettings, space: space_mod.Space) -> str:
+    from bench import fold_train
     from bench.train import run
 
     try:
@@ -343,7 +356,7 @@ def _train_and_tell(study: optuna.Study, storage: RDBStorage, trial: optuna.Tria
         values = space.suggest(trial, base)
         cfg = trial_config(base, settings, trial, values)
         log.info("trial %d: %s", trial.number, values)
-        callbacks = [PruningCallback(trial, monitor=f"val/{cfg.dataset.metric}"),
+        callbacks = [pruning_callback(trial, f"val/{cfg.dataset.metric}"),
                      interrupt.SafePointInterrupt()]
         tags = trial_tags(settings, trial, storage)
         if fold_train.requested(cfg):  # small training sets: the mean over folds
@@ -393,7 +406,7 @@ def _train_and_tell(study: optuna.Study, storage: RDBStorage, trial: optuna.Tria
 
 def _fold_reporter(trial: optuna.Trial):
     """The pruner's view of a fold trial: the mean over folds after every epoch, reported and
-    judged as ``PruningCallback`` does a single run's validation metric."""
+    judged as :func:`pruning_callback` does a single run's validation metric."""
     def report(epoch: int, value: float) -> None:
         if math.isfinite(value):
             trial.report(value, step=epoch)
@@ -407,6 +420,8 @@ def _tell_result(study: optuna.Study, trial: optuna.Trial, result, metric: str) 
 
     A trial scored on folds also keeps the per-fold scores behind its mean and the epochs
     its final models train for."""
+    from bench import fold_train
+
     metrics = {k: v for k, v in {**result.val_metrics, **result.test_metrics}.items()
                if isinstance(v, float) and math.isfinite(v)}
     folds = {}

@@ -144,7 +144,7 @@ def test_fresh_clone_resumes_from_the_committed_record(tmp_path, monkeypatch):
     from bench.study.rerun import rerun, write
 
     build("smoke", StoreAddress.tracking(uri_b), out)   # with the fourth sitting's run
-    table = rerun(out / "record", per_commit=2, echo=lambda *_: None)
+    table = rerun(out / "record", per_commit=50, echo=lambda *_: None)   # all of them
     assert len(table) >= 2 and set(table["agrees"]) == {"same"}, table.to_string()
     md, _ = write(table, tmp_path / "reruns", "python -m bench.study.rerun --study smoke")
     assert f"**{len(table)} give the same score**, 0 a different one." in md.read_text()
@@ -175,3 +175,36 @@ def test_a_sampled_replica_is_rerun_with_its_whole_group():
     group = with_groups(rec, one)
     assert len(group) == 5 and set(group["arch"]) == set(one["arch"])
     assert sorted(group["seed"].astype(int)) == [0, 1, 2, 3, 4]
+
+
+def test_runs_that_trained_apart_are_rerun_in_separate_sittings():
+    """A cell whose seed 1 was re-trained alone at a later sitting, beside seed 0 that trained
+    in a group of two: the two are re-run apart, each as it trained; a tagged group stays one
+    unit however far apart its runs started; untagged groups fall back to start times."""
+    from bench.study.rerun import rounds, units, with_groups
+
+    def row(run_id, seed, replicas, group="", start=0, arch="gru-single"):
+        return {"run_id": run_id, "kind": "final", "dataset": "d", "arch": arch,
+                "tuning_seed": "0", "git_sha": "abc", "seed": seed, "start_ms": start,
+                "tag:replicas": str(replicas), "tag:replica_group": group}
+
+    rec = pd.DataFrame([
+        row("a0", 0, 2, "g1", 0), row("a1", 1, 2, "g1", 0),       # trained together...
+        row("b1", 1, 1, "", 5_000),                               # ...seed 1 again, alone
+        row("c0", 0, 2, "g2", 0, "lstm-single"), row("c1", 1, 2, "g2", 3_600_000, "lstm-single"),
+        row("o0", 0, 2, "", 0, "mlp"), row("o1", 1, 2, "", 1_000, "mlp"),
+        row("o2", 2, 2, "", 200_000, "mlp"), row("o3", 3, 2, "", 201_000, "mlp"),
+        row("n0", 0, 1, arch="naive") | {"kind": "baseline", "tuning_seed": float("nan")},
+    ])
+    u = units(rec)
+    assert u["a0"] == u["a1"] != u["b1"] and u["c0"] == u["c1"]
+    assert u["o0"] == u["o1"] != u["o2"] == u["o3"]
+    # the live record holds seed 0 of group g1 and seed 1's later run alone
+    live = rec[rec["run_id"] != "a1"]
+    picked = with_groups(live, live[live["run_id"].isin(["a0", "b1", "c1", "o2", "n0"])])
+    assert sorted(picked["run_id"]) == ["a0", "b1", "c0", "c1", "n0", "o2", "o3"]
+    batches = [sorted(b["run_id"]) for b in rounds(live, picked)]
+    assert len(batches) == 2 and sorted(sum(batches, [])) == sorted(picked["run_id"])
+    assert not any({"a0", "b1"} <= set(b) for b in batches)
+    assert any({"c0", "c1"} <= set(b) for b in batches) and any({"o2", "o3"} <= set(b)
+                                                                   for b in batches)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from bench import tracking
 from bench.stores import StoreAddress
 from bench.sweep import recovery
 from bench.sweep.settings import SweepSettings
@@ -41,7 +41,9 @@ EXPECTED = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
 
 def _all_runs(uri: str) -> list:
-    client = MlflowClient(uri)
+    # through bench's opener, which makes a new store's schema under the lock the run's
+    # process takes too (a bare MlflowClient racing it would leave the schema half made)
+    client = tracking.client_for(StoreAddress.tracking(uri))
     exps = [e.experiment_id for e in client.search_experiments()]
     return client.search_runs(exps, max_results=1000) if exps else []
 
@@ -66,10 +68,10 @@ def _gone(pid: int) -> bool:
     return status.exists() and "zombie" in status.read_text()
 
 
-# A run that outlasts the first metric write (train.METRIC_FLUSH_S, 15 s, after which its
-# first epochs show in MLflow) on a fast machine as on a slow one, so the signal always finds
-# it mid-training; it never runs to the end.
-LONG_RUN = [*SLOW_TRIAL, "trainer.max_epochs=300"]
+# A run that writes its metrics after every epoch (tracking.flush_s=0), so its first epoch in
+# MLflow says it is mid-training, and that lasts long enough on a fast machine as on a slow
+# one for the signal to find it there; it never runs to the end.
+LONG_RUN = [*SLOW_TRIAL, "trainer.max_epochs=300", "tracking.flush_s=0"]
 
 
 def _stopped_mid_run(args: list[str], cwd: Path, uri: str, sig: int):
