@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from bench.errors import ConfigError
 from bench.vocab import (
     CELLS,
+    FIGURES,
     NORMALIZE,
     OPTIMIZERS,
     RECURRENT_CELLS,
@@ -237,5 +238,6 @@ def validate(cfg: DictConfig) -> None:
     validate_folds(cfg.get("folds"))
     validate_trainer_clip(t)
     _non_negative("tracking.flush_s", cfg.tracking.get("flush_s", 15.0))
+    _choice("tracking.figures", cfg.tracking.get("figures", "runs"), FIGURES)
     if not isinstance(cfg.seed, int):
         raise ConfigError(f"seed: {cfg.seed!r} is not allowed; expected an integer")

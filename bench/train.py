@@ -292,6 +292,15 @@ def _scalar_metrics(metrics, prefix: str) -> dict[str, float]:
     }
 
 
+def draws_figures(cfg: DictConfig, test: bool) -> bool:
+    """Whether a run draws its PNGs (``tracking.figures``): ``runs``, the default, draws them
+    for runs that are tested (a single run, a study's final run) and not for tuning trials,
+    whose curves MLflow charts from the logged metrics: a trial on small data spends a seventh
+    of its time drawing them (``reports/perf.md`` (e)). ``all`` draws them for trials too."""
+    how = cfg.tracking.get("figures", "runs")
+    return how == "all" or (how == "runs" and test)
+
+
 def _log_figures(client, run_id, task: BenchTask, info, history, metric):
     import matplotlib.pyplot as plt
 
@@ -323,6 +332,7 @@ class _Built:
     out_dir: Path | None = None
     metrics: RunMetrics | None = None  # what is logged and not yet written
     closed: bool = False  # the run's final MLflow status was written
+    figures: bool = True  # draw the run's PNGs (tracking.figures)
 
 
 def run(
@@ -360,6 +370,7 @@ def run(
 def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id,
          test: bool = True) -> RunResult:
     validate(cfg)
+    built.figures = draws_figures(cfg, test)
     # the data before the record: a missing or malformed file (or an archive name that does
     # not exist) is refused before an experiment or a FAILED run is created for it
     dm = BenchDataModule(
@@ -384,7 +395,8 @@ def _run(cfg: DictConfig, built: _Built, callbacks, tags, parent_run_id,
         trainer = _fit_and_test(cfg, run_id, dm, built, task, history, callbacks, result,
                                 client, test)
         chance = chance_loss(info, cfg.dataset.loss, split_targets(dm.prepare().train))
-        _record(client, run_id, trainer, task, metrics, history, result, metric, chance)
+        _record(client, run_id, trainer, task, metrics, history, result, metric, chance,
+                built.figures)
         metrics.flush()
         result.status = "FINISHED"
         return result
@@ -574,7 +586,8 @@ def _save_best(best: BestWeights, out_dir: Path, run_id: str) -> Path:
 
 
 def _record(client, run_id: str, trainer: pl.Trainer, task: BenchTask, metrics: RunMetrics,
-            history: EpochHistory, result: RunResult, metric: str, chance: float) -> None:
+            history: EpochHistory, result: RunResult, metric: str, chance: float,
+            figures: bool = True) -> None:
     """Final metrics (best validation value, test metrics, epochs, timing, the fit check) and
     figures."""
     result.epochs_trained = history.epochs_trained
@@ -588,7 +601,8 @@ def _record(client, run_id: str, trainer: pl.Trainer, task: BenchTask, metrics: 
         final.update(fit)
         tracking.log_tags(client, run_id, {tracking.TAGS["fit"]: fit_label(fit["fit/loss_ratio"])})
     metrics.add({**final, **result.test_metrics})
-    _log_figures(client, run_id, task, task.info, history, metric)
+    if figures:
+        _log_figures(client, run_id, task, task.info, history, metric)
 
 
 def _record_failure(client, run_id: str, exc: BaseException, status: str) -> None:
@@ -604,7 +618,7 @@ def _close(client, run_id: str, built: _Built, history: EpochHistory, result: Ru
            metric: str) -> None:
     """The figures of an unfinished run, its wall time and its final MLflow status."""
     try:
-        if built.task is not None and result.status != "FINISHED":
+        if built.task is not None and result.status != "FINISHED" and built.figures:
             _log_figures(client, run_id, built.task, built.task.info, history, metric)
     except Exception:  # a figure must never hide the original error
         pass

@@ -23,6 +23,7 @@ LOSSES = ("cross_entropy", "mae", "mse")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("none", "cosine", "plateau")  # learning-rate schedules (bench.task.make_schedule)
 SUMMARIES = ("last", "mean", "max")  # what a recurrent head reads of the sequence
+FIGURES = ("runs", "all", "none")  # which runs draw their PNGs (bench.train.draws_figures)
 NORMALIZE = ("dimension", "series", "none")  # archive datasets' normalisation (bench.data.ucr)
 
 # An Optuna trial counts towards a sweep's ``n_trials`` once it ended on its own terms: a pruned

@@ -12,6 +12,7 @@ def test_runs_benchmark_section(tmp_path, monkeypatch):
     r = bench_runs("synthetic", runs=1, epochs=1, hidden=4)
     assert r["harness_s"] > 0 and r["bare_s"] > 0 and r["train"] > 0
     assert 0 < r["harness_util"] <= 2.5 and r["ratio"] == r["harness_s"] / r["bare_s"]
+    assert r["trial_s"] > 0 and r["trial_ratio"] == r["trial_s"] / r["bare_s"]
     # the timed run went through every step of a run outside a Hydra job
     profile = r["profile"]
     for label, sec in profile.items():
@@ -22,6 +23,7 @@ def test_runs_benchmark_section(tmp_path, monkeypatch):
     again = merge_section(text, section, RUNS_BEGIN, RUNS_END)
     assert text == again and "kept" in text and "runs per hour" in text
     assert "| MLflow metric writes |" in text and "| whole run |" in text
+    assert "| harness as a tuning trial (no test split, no figures) |" in text
 
 
 def test_replicas_benchmark_section(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
 from bench.data.base import DatasetInfo
+from bench.errors import ConfigError
 from bench.task import chance_loss
 from bench.train import NonFiniteLoss, run
 from bench.vocab import RECURRENT_CELLS, TOPOLOGIES, fit_label
@@ -57,6 +58,26 @@ def test_classification_run_is_recorded(make_cfg, mlflow_uri):
     assert plots == {"plots/learning_curves.png", "plots/confusion_matrix.png"}
     config_text = client.download_artifacts(result.run_id, "config.yaml")
     assert "hidden_size: 8" in Path(config_text).read_text()
+
+
+@pytest.mark.parametrize("figures", ["runs", "all", "none"])
+def test_a_tuning_trial_draws_its_figures_only_when_asked(make_cfg, mlflow_uri, figures):
+    """A trial (``test=False``) leaves its curves to MLflow's charts unless
+    ``tracking.figures=all``; a tested run draws them unless ``none``."""
+    client = MlflowClient(mlflow_uri)
+    trial = run(make_cfg("dataset=synthetic", f"tracking.figures={figures}"), test=False)
+    tested = run(make_cfg("dataset=synthetic", f"tracking.figures={figures}"))
+    drawn = {r.run_id: {a.path for a in client.list_artifacts(r.run_id, "plots")}
+             for r in (trial, tested)}
+    assert drawn[trial.run_id] == ({"plots/learning_curves.png"} if figures == "all" else set())
+    assert bool(drawn[tested.run_id]) == (figures != "none")
+    # the metrics behind MLflow's own charts are there either way
+    assert len(client.get_metric_history(trial.run_id, "train/loss")) == 2
+
+
+def test_figures_setting_is_checked(make_cfg):
+    with pytest.raises(ConfigError, match=r"tracking.figures: 'some' is not allowed"):
+        run(make_cfg("dataset=synthetic", "tracking.figures=some"))
 
 
 def test_regression_run_reports_units_and_predictions(make_cfg, mlflow_uri):
