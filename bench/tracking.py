@@ -77,6 +77,7 @@ TAGS = MappingProxyType({
     "hardware": "hardware", "command": "command", "units": "units", "task": "task",
     "checkpoint": "checkpoint", "error": "error", "pruned": "pruned",
     "fit": "fit",                        # fitted | did not fit (bench.vocab.FIT_RATIO)
+    "threads": "torch_threads",          # torch's intra-op threads when the run trained
     # studies (bench.study) and the report
     "study": "study",                    # the study's name (bench.train sets it from cfg.study)
     "phase": "phase",                    # session | tune | final | baseline
@@ -271,7 +272,21 @@ def standard_tags(cfg: Any, arch: str) -> dict[str, Any]:
         TAGS["metric"]: cfg.dataset.metric,
         TAGS["direction"]: cfg.dataset.direction,
         TAGS["git_sha"]: git_sha(),
+        TAGS["threads"]: torch_threads(),
     }
+
+
+def torch_threads() -> int | None:
+    """torch's intra-op thread count, when torch is loaded (a sweep's parent never loads it).
+
+    Recorded with every run because on a CPU the thread count changes the order of float
+    reductions, and a long recurrent training can carry that rounding into a different
+    result: the same GunPoint BiLSTM final run, same commit and config, tests at 60.7% on one
+    thread and 68.0% on two. A re-run (``bench.study.rerun``) uses the recorded count."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
 
 
 def storage_error(store: StoreAddress, exc: BaseException) -> StorageError:

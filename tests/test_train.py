@@ -52,6 +52,7 @@ def test_classification_run_is_recorded(make_cfg, mlflow_uri):
     assert m["fit/chance_loss"] == pytest.approx(math.log(2))
     assert m["fit/loss_ratio"] == pytest.approx(m["fit/train_loss"] / math.log(2))
     assert tags["fit"] == ("fitted" if m["fit/loss_ratio"] < 0.9 else "did not fit")
+    assert tags["torch_threads"] == str(torch.get_num_threads())
     paths = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"config.yaml", "model_summary.txt", "plots"} <= paths
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}

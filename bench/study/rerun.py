@@ -18,6 +18,7 @@ would run them too), as is a cell whose tuning the record does not hold in full.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import shlex
@@ -163,13 +164,43 @@ def rerun(record_path: Path, *, per_commit: int = 1, seed: int = 0,
         if picked.empty:
             raise StudyError("no sampled run can be re-run alone: " + "; ".join(
                 f"{k}: {v}" for k, v in sorted(blocked.items())))
-        for batch in rounds(rec, picked):
+        for threads, batch in by_threads(rounds(rec, picked)):
             order = list(dict.fromkeys(batch["dataset"]))
-            Runner(replace(study, only=tuple(order)), echo=echo,
-                   committed=Committed(record_path, rec).without(set(batch["run_id"]))).run(
-                "python -m bench.study.rerun")
+            with torch_threads(threads):
+                Runner(replace(study, only=tuple(order)), echo=echo,
+                       committed=Committed(record_path, rec).without(
+                           set(batch["run_id"]))).run("python -m bench.study.rerun")
         fresh = reader.from_store(StoreAddress.tracking(uri), study.name)
     return compare(picked, fresh)
+
+
+def by_threads(batches: list[pd.DataFrame]) -> list[tuple[int | None, pd.DataFrame]]:
+    """Each sitting split by the torch thread count its runs trained with (``torch_threads``
+    tag; None where not recorded): on a CPU the count changes float reductions, and a long
+    recurrent training can turn that rounding into a different score."""
+    out: list[tuple[int | None, pd.DataFrame]] = []
+    for batch in batches:
+        col = batch.get("tag:torch_threads", pd.Series(index=batch.index, dtype=object))
+        n = pd.to_numeric(col, errors="coerce")
+        for value in sorted(n.dropna().unique()):
+            out.append((int(value), batch[n == value]))
+        if n.isna().any():
+            out.append((None, batch[n.isna()]))
+    return out
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch's intra-op thread count set to ``n`` for the duration (None: left as it is)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def compare(picked: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:

@@ -208,3 +208,22 @@ def test_runs_that_trained_apart_are_rerun_in_separate_sittings():
     assert not any({"a0", "b1"} <= set(b) for b in batches)
     assert any({"c0", "c1"} <= set(b) for b in batches) and any({"o2", "o3"} <= set(b)
                                                                    for b in batches)
+
+
+def test_a_rerun_uses_the_thread_count_each_run_trained_with():
+    """Runs recorded with different torch thread counts are re-run in separate sittings, each
+    under its own count; runs recorded without one keep whatever the process has."""
+    import torch
+
+    from bench.study.rerun import by_threads, torch_threads
+
+    batch = pd.DataFrame({"run_id": ["a", "b", "c", "d"],
+                          "tag:torch_threads": ["2", "1", float("nan"), "2"]})
+    split = [(n, sorted(b["run_id"])) for n, b in by_threads([batch])]
+    assert split == [(1, ["b"]), (2, ["a", "d"]), (None, ["c"])]
+    before = torch.get_num_threads()
+    with torch_threads(3):
+        assert torch.get_num_threads() == 3
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+    assert torch.get_num_threads() == before
